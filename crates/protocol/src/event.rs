@@ -1,0 +1,76 @@
+//! Entries of the event log: every change to a task is recorded in its project's room with an
+//! offset, and the real-time hub delivers from this log.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What happened. The wire names are dotted (`task.created`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum EventKind {
+    /// A task was created; data is the task.
+    #[serde(rename = "task.created")]
+    TaskCreated,
+    /// A task changed other than in priority; data is the task after the change.
+    #[serde(rename = "task.updated")]
+    TaskUpdated,
+    /// A task's priority changed, so its place in the queue moved; data is the task after.
+    #[serde(rename = "task.moved")]
+    TaskMoved,
+    /// A task was deleted; data is the task as it was.
+    #[serde(rename = "task.deleted")]
+    TaskDeleted,
+    /// A dependency edge was added; data is `{task, dependency_id}`.
+    #[serde(rename = "dependency.added")]
+    DependencyAdded,
+    /// A dependency edge was removed; data is `{task, dependency_id}`.
+    #[serde(rename = "dependency.removed")]
+    DependencyRemoved,
+}
+
+impl EventKind {
+    /// The wire name, also stored in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::TaskCreated => "task.created",
+            EventKind::TaskUpdated => "task.updated",
+            EventKind::TaskMoved => "task.moved",
+            EventKind::TaskDeleted => "task.deleted",
+            EventKind::DependencyAdded => "dependency.added",
+            EventKind::DependencyRemoved => "dependency.removed",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            EventKind::TaskCreated,
+            EventKind::TaskUpdated,
+            EventKind::TaskMoved,
+            EventKind::TaskDeleted,
+            EventKind::DependencyAdded,
+            EventKind::DependencyRemoved,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == s)
+    }
+}
+
+/// A room name as it appears on the wire, e.g. `project:p1`.
+pub type Room = String;
+
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoggedEvent {
+    /// The room the event belongs to (`project:<id>`).
+    pub room: Room,
+    /// Position in the room: 1 for the first event, then exactly +1 each, with no holes.
+    pub offset: i64,
+    /// What happened.
+    pub event: EventKind,
+    /// The payload (for task events, the task).
+    pub data: serde_json::Value,
+    /// When the change was committed.
+    pub at: DateTime<Utc>,
+}

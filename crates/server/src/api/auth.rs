@@ -1,0 +1,50 @@
+//! `/auth/tokens`: the admin mints user tokens.
+
+use crate::auth::{Caller, MintedToken, Role};
+use crate::domain::UserId;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use taskflow_protocol::ErrorBody;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(mint_token))
+}
+
+/// Body of `POST /auth/tokens`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenRequest {
+    /// The user the token speaks for.
+    user: String,
+    /// `member` (default) or `admin`.
+    role: Option<Role>,
+    /// Lifetime in seconds; the server's default (`token_ttl_secs`) if absent.
+    ttl_secs: Option<u64>,
+}
+
+/// Mint a user token (admin only).
+#[utoipa::path(post, path = "/auth/tokens", tag = "auth", request_body = TokenRequest, security(("bearer" = [])),
+    responses((status = 201, body = MintedToken), (status = 403, body = ErrorBody)))]
+async fn mint_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<TokenRequest>,
+) -> Result<(StatusCode, Json<MintedToken>), ApiError> {
+    caller.require_admin()?;
+    let user = UserId::parse(&body.user, "user")?;
+    if body.ttl_secs == Some(0) || body.ttl_secs.is_some_and(|t| t > 366 * 24 * 3600) {
+        return Err(crate::domain::Invalid::new("ttl_secs", "must be from 1 s to 366 days").into());
+    }
+    let minted = state
+        .keys()
+        .mint(&user, body.role.unwrap_or(Role::Member), body.ttl_secs);
+    Ok((StatusCode::CREATED, Json(minted)))
+}

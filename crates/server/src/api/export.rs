@@ -1,0 +1,155 @@
+//! `GET /tasks/export`: every visible task, streamed from the store as NDJSON or CSV, so memory
+//! stays constant however many tasks there are.
+
+use crate::auth::Caller;
+use crate::domain::{Invalid, ProjectId};
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
+use crate::state::AppState;
+use crate::store::TaskFilter;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use taskflow_protocol::{ErrorBody, Task};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(export_tasks))
+}
+
+/// The two formats import and export share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Format {
+    /// One JSON task per line.
+    Ndjson,
+    /// A header line, then one task per line.
+    Csv,
+}
+
+/// CSV columns, in order. `dependencies` holds task ids separated by spaces.
+pub(crate) const CSV_COLUMNS: [&str; 12] = [
+    "id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "project_id",
+    "assignee",
+    "dependencies",
+    "blocked",
+    "created_at",
+    "updated_at",
+    "version",
+];
+
+/// Query of `GET /tasks/export`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportQuery {
+    /// `ndjson` (default) or `csv`.
+    format: Option<Format>,
+    /// Only this project.
+    project: Option<String>,
+}
+
+/// Stream every task the caller may see, oldest first.
+#[utoipa::path(get, path = "/tasks/export", tag = "io", params(ExportQuery), security(("bearer" = [])),
+    responses((status = 200, description = "NDJSON or CSV stream", content_type = "application/x-ndjson"),
+              (status = 403, body = ErrorBody)))]
+async fn export_tasks(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let project = query
+        .project
+        .as_deref()
+        .map(|p| ProjectId::parse(p).map_err(|e| Invalid::new("project", e.message)))
+        .transpose()?;
+    if let Some(project) = &project {
+        caller.require_member(&state, project).await?;
+    }
+    let filter = TaskFilter {
+        project,
+        visible_to: caller.visibility(),
+        ..TaskFilter::default()
+    };
+    let format = query.format.unwrap_or(Format::Ndjson);
+    let tasks = state.store().export_tasks(filter);
+    let lines = tasks.map(move |task| {
+        task.map(|task| encode(format, &task)).map_err(|err| {
+            // Headers are gone by now: the only way to signal failure is to cut the stream, so
+            // the client sees a truncated body rather than a silently short export.
+            tracing::error!(error = %err, "export failed mid-stream");
+            std::io::Error::other("export failed")
+        })
+    });
+    let (content_type, extension) = match format {
+        Format::Ndjson => ("application/x-ndjson", "ndjson"),
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+    };
+    let body = match format {
+        Format::Csv => {
+            let header = futures::stream::once(async { Ok(Bytes::from(csv_line(&CSV_COLUMNS))) });
+            Body::from_stream(header.chain(lines))
+        }
+        Format::Ndjson => Body::from_stream(lines),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"tasks.{extension}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn encode(format: Format, task: &Task) -> Bytes {
+    match format {
+        Format::Ndjson => {
+            let mut line = serde_json::to_vec(task).expect("tasks serialize");
+            line.push(b'\n');
+            Bytes::from(line)
+        }
+        Format::Csv => {
+            let deps: Vec<String> = task.dependencies.iter().map(ToString::to_string).collect();
+            Bytes::from(csv_line(&[
+                &task.id.to_string(),
+                &task.title,
+                task.description.as_deref().unwrap_or(""),
+                task.status.as_str(),
+                &task.priority.to_string(),
+                &task.project_id,
+                task.assignee.as_deref().unwrap_or(""),
+                &deps.join(" "),
+                if task.blocked { "true" } else { "false" },
+                &task
+                    .created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                &task
+                    .updated_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                &task.version.to_string(),
+            ]))
+        }
+    }
+}
+
+/// One CSV record with its line ending, quoted where needed by the csv crate.
+fn csv_line(fields: &[&str]) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer
+        .write_record(fields)
+        .expect("writing to memory cannot fail");
+    writer.into_inner().expect("writing to memory cannot fail")
+}

@@ -1,0 +1,261 @@
+//! Parsing import bodies line by line on a blocking thread.
+
+use crate::api::tasks::{parse_id, CreateTask};
+use crate::domain::Invalid;
+use crate::store::ImportSpec;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use std::io::{BufRead, BufReader, Read};
+use taskflow_protocol::TaskStatus;
+use tokio::sync::mpsc::Sender;
+
+/// The longest NDJSON line accepted: bounds the memory one line can take.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// Import body formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// One JSON object per line.
+    Ndjson,
+    /// CSV with a header.
+    Csv,
+}
+
+/// What the parser hands to the importing task.
+pub(crate) enum Parsed {
+    /// One line (1-based, as an editor counts), valid or with the reason it is not.
+    Line {
+        line: u64,
+        spec: Result<ImportSpec, String>,
+    },
+    /// The body could not be read (cut, too large); parsing stopped.
+    Unreadable(std::io::Error),
+}
+
+/// One import line: the fields of `POST /tasks` plus `id` and `dependencies`; the read-only
+/// fields an export writes are accepted and ignored, so an export imports back as is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportLine {
+    id: Option<String>,
+    title: Option<String>,
+    description: Option<String>,
+    status: Option<TaskStatus>,
+    priority: Option<i64>,
+    project_id: Option<String>,
+    assignee: Option<String>,
+    #[serde(default)]
+    dependencies: Vec<String>,
+    #[serde(default, rename = "blocked")]
+    _blocked: Option<IgnoredAny>,
+    #[serde(default, rename = "created_at")]
+    _created_at: Option<IgnoredAny>,
+    #[serde(default, rename = "updated_at")]
+    _updated_at: Option<IgnoredAny>,
+    #[serde(default, rename = "version")]
+    _version: Option<IgnoredAny>,
+}
+
+impl ImportLine {
+    fn into_spec(self) -> Result<ImportSpec, Invalid> {
+        let id = self
+            .id
+            .as_deref()
+            .map(|id| parse_id(id, "id"))
+            .transpose()?;
+        let dependencies = self
+            .dependencies
+            .iter()
+            .map(|d| parse_id(d, "dependencies"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let task = CreateTask::new(
+            self.title,
+            self.description,
+            self.status,
+            self.priority,
+            self.project_id,
+            self.assignee,
+        )
+        .validate()?;
+        Ok(ImportSpec {
+            id,
+            task,
+            dependencies,
+        })
+    }
+}
+
+/// Parses the whole body, sending each line to `out`. Returns early if the receiver is gone.
+pub(crate) fn parse_body(format: Format, reader: impl Read, out: &Sender<Parsed>) {
+    let result = match format {
+        Format::Ndjson => parse_ndjson(BufReader::new(reader), out),
+        Format::Csv => parse_csv(reader, out),
+    };
+    if let Err(err) = result {
+        let _ = out.blocking_send(Parsed::Unreadable(err));
+    }
+}
+
+fn send(out: &Sender<Parsed>, line: u64, spec: Result<ImportSpec, String>) -> bool {
+    out.blocking_send(Parsed::Line { line, spec }).is_ok()
+}
+
+fn parse_ndjson(mut reader: impl BufRead, out: &Sender<Parsed>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    loop {
+        buf.clear();
+        let n = reader
+            .by_ref()
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        line += 1;
+        if buf.len() > MAX_LINE {
+            send(
+                out,
+                line,
+                Err(format!(
+                    "line is longer than {MAX_LINE} bytes; parsing stopped here"
+                )),
+            );
+            return Ok(());
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let de = &mut serde_json::Deserializer::from_slice(&buf);
+        let spec = match serde_path_to_error::deserialize::<_, ImportLine>(de) {
+            Ok(parsed) => parsed.into_spec().map_err(|e| e.to_string()),
+            Err(err) if err.path().to_string() == "." => Err(err.into_inner().to_string()),
+            Err(err) => Err(format!("{}: {}", err.path(), err.inner())),
+        };
+        if !send(out, line, spec) {
+            return Ok(());
+        }
+    }
+}
+
+fn parse_csv(reader: impl Read, out: &Sender<Parsed>) -> std::io::Result<()> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(reader);
+    let headers = match csv.headers() {
+        Ok(h) => h.clone(),
+        Err(err) => return csv_failure(err, 1, out),
+    };
+    for name in headers.iter() {
+        if !crate::api::export::CSV_COLUMNS.contains(&name) {
+            send(
+                out,
+                1,
+                Err(format!("unknown column {name:?}; parsing stopped here")),
+            );
+            return Ok(());
+        }
+    }
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let columns = Columns {
+        id: column("id"),
+        title: column("title"),
+        description: column("description"),
+        status: column("status"),
+        priority: column("priority"),
+        project_id: column("project_id"),
+        assignee: column("assignee"),
+        dependencies: column("dependencies"),
+    };
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = csv.position().line() + 1;
+        match csv.read_record(&mut record) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {
+                let line = record.position().map_or(line, |p| p.line());
+                let spec = columns
+                    .line(&record)
+                    .and_then(ImportLine::into_spec)
+                    .map_err(|e| e.to_string());
+                if !send(out, line, spec) {
+                    return Ok(());
+                }
+            }
+            Err(err) => {
+                if matches!(err.kind(), csv::ErrorKind::Io(_)) {
+                    return csv_failure(err, line, out);
+                }
+                // A malformed record (wrong number of fields, bad UTF-8): report, go on.
+                if !send(out, line, Err(err.to_string())) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn csv_failure(err: csv::Error, line: u64, out: &Sender<Parsed>) -> std::io::Result<()> {
+    match err.into_kind() {
+        csv::ErrorKind::Io(io) => Err(io),
+        other => {
+            send(out, line, Err(format!("{other:?}")));
+            Ok(())
+        }
+    }
+}
+
+/// Where each known column sits in the CSV header.
+struct Columns {
+    id: Option<usize>,
+    title: Option<usize>,
+    description: Option<usize>,
+    status: Option<usize>,
+    priority: Option<usize>,
+    project_id: Option<usize>,
+    assignee: Option<usize>,
+    dependencies: Option<usize>,
+}
+
+impl Columns {
+    fn line(&self, record: &csv::StringRecord) -> Result<ImportLine, Invalid> {
+        // An empty cell means "not given".
+        let get = |i: Option<usize>| {
+            i.and_then(|i| record.get(i))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let status = get(self.status)
+            .map(|s| {
+                TaskStatus::parse(&s)
+                    .ok_or_else(|| Invalid::new("status", "must be todo, in_progress or done"))
+            })
+            .transpose()?;
+        let priority = get(self.priority)
+            .map(|p| {
+                p.trim()
+                    .parse::<i64>()
+                    .map_err(|_| Invalid::new("priority", "must be an integer from 0 to 100"))
+            })
+            .transpose()?;
+        Ok(ImportLine {
+            id: get(self.id),
+            title: get(self.title),
+            description: get(self.description),
+            status,
+            priority,
+            project_id: get(self.project_id),
+            assignee: get(self.assignee),
+            dependencies: get(self.dependencies)
+                .map(|d| {
+                    d.split([' ', ';', ','])
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ..ImportLine::default()
+        })
+    }
+}

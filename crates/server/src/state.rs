@@ -1,0 +1,77 @@
+//! The state every handler shares: a cheap `Clone` handle over one `Arc`.
+
+use crate::auth::Keys;
+use crate::config::Config;
+use crate::domain::UserId;
+use crate::error::ApiError;
+use crate::store::Store;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+/// Shared server state.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Tasks, projects and the event log.
+    store: Store,
+    /// Verifies and mints tokens.
+    keys: Keys,
+    /// The configuration the server started with.
+    config: Config,
+    /// Per-caller request budget. governor's keyed limiter is a sharded concurrent map, so
+    /// checking it takes no global lock; stale keys are pruned periodically (see `crate::run`).
+    limiter: DefaultKeyedRateLimiter<UserId>,
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(store: Store, keys: Keys, config: Config) -> Self {
+        let per_sec = NonZeroU32::new(config.rate_limit_per_sec.max(1)).expect("at least 1");
+        let burst = NonZeroU32::new(config.rate_limit_burst.max(1)).expect("at least 1");
+        let limiter = RateLimiter::keyed(Quota::per_second(per_sec).allow_burst(burst));
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                keys,
+                config,
+                limiter,
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The token keys.
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Spends one request of `user`'s budget, or answers 429 with when to retry.
+    pub fn check_rate(&self, user: &UserId) -> Result<(), ApiError> {
+        self.inner.limiter.check_key(user).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            }
+        })
+    }
+
+    /// Forgets callers that have not been seen for a while, keeping the limiter's memory bounded.
+    pub fn prune_rate_limits(&self) {
+        self.inner.limiter.retain_recent();
+        self.inner.limiter.shrink_to_fit();
+    }
+}

@@ -1,0 +1,99 @@
+//! The event log: appends inside a write transaction, and reads by room and offset.
+
+use super::rows::from_ms;
+use super::{Result, Store, StoreError};
+use serde::Serialize;
+use sqlx::AnyConnection;
+use taskflow_protocol::{EventKind, LoggedEvent};
+
+/// Takes the room's row lock for the rest of the transaction; every write transaction starts
+/// here. Fails with `ProjectNotFound` when the room does not exist, which doubles as the
+/// project-existence check.
+pub(crate) async fn lock_room(conn: &mut AnyConnection, room: &str) -> Result<()> {
+    let done = sqlx::query("UPDATE rooms SET last_offset = last_offset WHERE room = $1")
+        .bind(room.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        let project = room.strip_prefix("project:").unwrap_or(room).to_owned();
+        return Err(StoreError::ProjectNotFound(project));
+    }
+    Ok(())
+}
+
+/// Appends an event to `room` with the next offset. The caller holds the room lock
+/// ([`lock_room`]) and commits the event with the change it describes.
+pub(crate) async fn append(
+    conn: &mut AnyConnection,
+    room: &str,
+    kind: EventKind,
+    data: &impl Serialize,
+    at_ms: i64,
+) -> Result<LoggedEvent> {
+    let offset: i64 = sqlx::query_scalar(
+        "UPDATE rooms SET last_offset = last_offset + 1 WHERE room = $1 RETURNING last_offset",
+    )
+    .bind(room.to_owned())
+    .fetch_one(&mut *conn)
+    .await?;
+    let data = serde_json::to_value(data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO events (room, seq, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(room.to_owned())
+    .bind(offset)
+    .bind(kind.as_str())
+    .bind(data.to_string())
+    .bind(at_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(LoggedEvent {
+        room: room.to_owned(),
+        offset,
+        event: kind,
+        data,
+        at: from_ms(at_ms),
+    })
+}
+
+impl Store {
+    /// Up to `limit` events of `room` with an offset greater than `after`, in offset order.
+    pub async fn events_after(
+        &self,
+        room: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<LoggedEvent>> {
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT seq, kind, payload, created_at FROM events WHERE room = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(room.to_owned())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(offset, kind, payload, at)| {
+                Ok(LoggedEvent {
+                    room: room.to_owned(),
+                    offset,
+                    event: EventKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind:?}")))?,
+                    data: serde_json::from_str(&payload)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    at: from_ms(at),
+                })
+            })
+            .collect()
+    }
+
+    /// The last offset handed out in `room` (0 before its first event).
+    pub async fn last_offset(&self, room: &str) -> Result<i64> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT last_offset FROM rooms WHERE room = $1")
+            .bind(room.to_owned())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(last.unwrap_or(0))
+    }
+}

@@ -1,0 +1,164 @@
+//! The store: tasks, projects, members and the event log, on SQLite (the embedded default) or
+//! PostgreSQL, chosen by the URL scheme.
+//!
+//! One implementation serves both backends through sqlx's `Any` driver: the schema and every
+//! query are written in the SQL the two share (`$n` placeholders, `RETURNING`, `ON CONFLICT`), so
+//! there is one code path to test and no drift between two copies. What differs (connection
+//! setup, the single SQLite writer) is confined to [`Backend`].
+//!
+//! Every write runs in one transaction that also appends its events to the log. Its first
+//! statement locks the room's row in `rooms`, so writers of one project are serialized: offsets
+//! have no holes or repeats, and rules that read before they write (cycle detection, claiming the
+//! next task) cannot race.
+
+mod error;
+mod import;
+mod log;
+mod meta;
+mod projects;
+mod rows;
+mod tasks;
+
+pub use error::{DependencyError, StoreError};
+pub use import::{ImportSpec, Importer};
+pub use tasks::{TaskCursor, TaskFilter};
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyConnection;
+use sqlx::{AnyPool, Executor};
+use std::time::Duration;
+
+/// Result of a store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file: WAL mode, one writer connection.
+    Sqlite,
+    /// A PostgreSQL server: a pool of connections, row locks serialize writers per room.
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from the URL scheme.
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+}
+
+/// A handle to the store; cheap to clone (the pools are reference-counted).
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// Connections for reads. For SQLite these run beside the writer thanks to WAL.
+    read: AnyPool,
+    /// Connections for write transactions. SQLite allows one writer at a time, so its pool has
+    /// exactly one connection: writers queue in the pool instead of failing with SQLITE_BUSY.
+    write: AnyPool,
+    /// Identifies this database's history; it changes only when the database is new.
+    epoch: String,
+    /// Which database this is.
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, creating an SQLite file if missing, and runs the embedded migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let (read, write) = match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url(url);
+                let write = sqlite_pool(&url, 1).await?;
+                // Migrations create the file and switch it to WAL before readers open it.
+                MIGRATOR.run(&write).await?;
+                let read = sqlite_pool(&url, 8).await?;
+                (read, write)
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(20)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await?;
+                MIGRATOR.run(&pool).await?;
+                (pool.clone(), pool)
+            }
+        };
+        let epoch = meta::ensure_epoch(&write).await?;
+        Ok(Self {
+            read,
+            write,
+            epoch,
+            backend,
+        })
+    }
+
+    /// The epoch of this database's event log: stable across restarts, new with a new database.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Answers whether the database is reachable, for `/readyz`.
+    pub async fn ping(&self) -> Result<()> {
+        self.read.execute("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Closes every connection; used on shutdown so SQLite checkpoints its WAL.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// sqlx creates a missing SQLite file only in `rwc` mode; a bare `sqlite://taskflow.db` should
+/// just work on a first run.
+fn sqlite_url(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+async fn sqlite_pool(url: &str, size: u32) -> Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(size)
+        .min_connections(1)
+        // A large import holds the writer; other writes wait for it rather than fail fast.
+        .acquire_timeout(Duration::from_secs(120))
+        .after_connect(|conn: &mut AnyConnection, _meta| {
+            Box::pin(async move {
+                // WAL lets readers run beside the writer; NORMAL sync in WAL mode is durable
+                // against a process crash (SIGKILL), which is what the crash test checks.
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?)
+}
+
+/// Milliseconds since the Unix epoch: how the store keeps time.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

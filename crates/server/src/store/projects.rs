@@ -1,0 +1,144 @@
+//! Projects and their members.
+
+use super::rows::from_ms;
+use super::{now_ms, Result, Store, StoreError};
+use crate::domain::{ProjectId, UserId};
+use std::collections::BTreeMap;
+use taskflow_protocol::Project;
+
+impl Store {
+    /// Creates a project (and its event-log room) with its first members.
+    pub async fn create_project(
+        &self,
+        id: &ProjectId,
+        name: &str,
+        members: &[UserId],
+    ) -> Result<Project> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+            .bind(id.as_str().to_owned())
+            .bind(name.to_owned())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::ProjectExists(id.to_string()));
+        }
+        sqlx::query(
+            "INSERT INTO rooms (room, last_offset) VALUES ($1, 0) ON CONFLICT (room) DO NOTHING",
+        )
+        .bind(id.room())
+        .execute(&mut *tx)
+        .await?;
+        for member in members {
+            sqlx::query("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(id.as_str().to_owned())
+                .bind(member.as_str().to_owned())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.get_project(id).await
+    }
+
+    /// One project with its members.
+    pub async fn get_project(&self, id: &ProjectId) -> Result<Project> {
+        let row: Option<(String, String, i64)> =
+            sqlx::query_as("SELECT id, name, created_at FROM projects WHERE id = $1")
+                .bind(id.as_str().to_owned())
+                .fetch_optional(&self.read)
+                .await?;
+        let (id, name, created_at) =
+            row.ok_or_else(|| StoreError::ProjectNotFound(id.to_string()))?;
+        let members: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM project_members WHERE project_id = $1 ORDER BY user_id",
+        )
+        .bind(id.clone())
+        .fetch_all(&self.read)
+        .await?;
+        Ok(Project {
+            id,
+            name,
+            members,
+            created_at: from_ms(created_at),
+        })
+    }
+
+    /// Every project `user` is a member of, or every project when `user` is `None` (the admin).
+    pub async fn list_projects(&self, user: Option<&UserId>) -> Result<Vec<Project>> {
+        let (projects, members): (Vec<(String, String, i64)>, Vec<(String, String)>) = match user {
+            None => (
+                sqlx::query_as("SELECT id, name, created_at FROM projects ORDER BY id")
+                    .fetch_all(&self.read)
+                    .await?,
+                sqlx::query_as("SELECT project_id, user_id FROM project_members ORDER BY project_id, user_id")
+                    .fetch_all(&self.read)
+                    .await?,
+            ),
+            Some(user) => (
+                sqlx::query_as(
+                    "SELECT p.id, p.name, p.created_at FROM projects p JOIN project_members m \
+                     ON m.project_id = p.id WHERE m.user_id = $1 ORDER BY p.id",
+                )
+                .bind(user.as_str().to_owned())
+                .fetch_all(&self.read)
+                .await?,
+                sqlx::query_as(
+                    "SELECT m.project_id, m.user_id FROM project_members m WHERE m.project_id IN \
+                     (SELECT project_id FROM project_members WHERE user_id = $1) ORDER BY m.project_id, m.user_id",
+                )
+                .bind(user.as_str().to_owned())
+                .fetch_all(&self.read)
+                .await?,
+            ),
+        };
+        let mut by_project: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (project, user) in members {
+            by_project.entry(project).or_default().push(user);
+        }
+        Ok(projects
+            .into_iter()
+            .map(|(id, name, created_at)| Project {
+                members: by_project.remove(&id).unwrap_or_default(),
+                id,
+                name,
+                created_at: from_ms(created_at),
+            })
+            .collect())
+    }
+
+    /// Adds a member; adding one twice is harmless.
+    pub async fn add_member(&self, project: &ProjectId, user: &UserId) -> Result<Project> {
+        self.get_project(project).await?;
+        sqlx::query("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(project.as_str().to_owned())
+            .bind(user.as_str().to_owned())
+            .execute(&self.write)
+            .await?;
+        self.get_project(project).await
+    }
+
+    /// Removes a member; removing a non-member is harmless.
+    pub async fn remove_member(&self, project: &ProjectId, user: &UserId) -> Result<Project> {
+        self.get_project(project).await?;
+        sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2")
+            .bind(project.as_str().to_owned())
+            .bind(user.as_str().to_owned())
+            .execute(&self.write)
+            .await?;
+        self.get_project(project).await
+    }
+
+    /// Whether `user` may see and change the project's tasks.
+    pub async fn is_member(&self, project: &ProjectId, user: &UserId) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM project_members WHERE project_id = $1 AND user_id = $2",
+        )
+        .bind(project.as_str().to_owned())
+        .bind(user.as_str().to_owned())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(found.is_some())
+    }
+}

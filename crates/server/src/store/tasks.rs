@@ -1,0 +1,528 @@
+//! Task reads and writes: CRUD, listing, the priority queue, dependencies and the plan.
+
+use super::log::{append, lock_room};
+use super::rows::{fetch_row, fetch_task, hydrate, parse_uuid, Binds, TaskRow, TASK_COLUMNS};
+use super::{now_ms, DependencyError, Result, Store, StoreError};
+use crate::domain::{find_path, plan_order, NewTask, PlanItem, ProjectId, TaskChange, UserId};
+use base64::Engine;
+use futures::Stream;
+use serde::Serialize;
+use sqlx::AnyConnection;
+use taskflow_protocol::{EventKind, Task, TaskStatus};
+use uuid::Uuid;
+
+/// Which tasks a listing or export covers.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this project.
+    pub project: Option<ProjectId>,
+    /// Only this status.
+    pub status: Option<TaskStatus>,
+    /// Only tasks assigned to this user.
+    pub assignee: Option<UserId>,
+    /// Only projects this user is a member of; `None` for the admin, who sees everything.
+    pub visible_to: Option<UserId>,
+}
+
+impl TaskFilter {
+    /// Appends the filter's conditions (each starting with ` AND`) to a query on `tasks t`.
+    fn push_conditions(&self, sql: &mut String, binds: &mut Binds) {
+        if let Some(project) = &self.project {
+            sql.push_str(&format!(
+                " AND t.project_id = {}",
+                binds.push(project.as_str().to_owned())
+            ));
+        }
+        if let Some(status) = self.status {
+            sql.push_str(&format!(" AND t.status = {}", binds.push(status.as_str())));
+        }
+        if let Some(assignee) = &self.assignee {
+            sql.push_str(&format!(
+                " AND t.assignee = {}",
+                binds.push(assignee.as_str().to_owned())
+            ));
+        }
+        if let Some(user) = &self.visible_to {
+            sql.push_str(&format!(
+                " AND t.project_id IN (SELECT project_id FROM project_members WHERE user_id = {})",
+                binds.push(user.as_str().to_owned())
+            ));
+        }
+    }
+}
+
+/// Where a listing page starts: after the task with this priority and id. Opaque to clients
+/// (base64 of `priority:id`) so its format can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskCursor {
+    priority: u8,
+    id: Uuid,
+}
+
+impl TaskCursor {
+    /// Decodes a cursor a client passed back; `None` if it was not one of ours.
+    pub fn decode(raw: &str) -> Option<Self> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (priority, id) = text.split_once(':')?;
+        Some(Self {
+            priority: priority.parse().ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+
+    /// Encodes for the client.
+    pub fn encode(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}:{}", self.priority, self.id))
+    }
+}
+
+/// Payload of `dependency.added` / `dependency.removed`: the dependent task after the change and
+/// the other end of the edge.
+#[derive(Serialize)]
+struct DependencyChange<'a> {
+    task: &'a Task,
+    dependency_id: Uuid,
+}
+
+/// SQL condition: task `t` is `todo` and has no dependency that is not done.
+const READY: &str = "t.status = 'todo' AND NOT EXISTS (SELECT 1 FROM task_dependencies d \
+     JOIN tasks dt ON dt.id = d.depends_on WHERE d.task_id = t.id AND dt.status <> 'done')";
+
+impl Store {
+    /// Creates a task and logs `task.created`.
+    pub async fn create_task(&self, new: NewTask) -> Result<Task> {
+        let mut tx = self.write.begin().await?;
+        lock_room(&mut tx, &new.project_id.room()).await?;
+        let task = insert_task(&mut tx, Uuid::now_v7(), &new, &[]).await?;
+        tx.commit().await?;
+        Ok(task)
+    }
+
+    /// One task.
+    pub async fn get_task(&self, id: Uuid) -> Result<Task> {
+        let mut conn = self.read.acquire().await?;
+        fetch_task(&mut conn, id).await
+    }
+
+    /// The project a task belongs to; the first step of every task write (to lock its room) and
+    /// of every access check.
+    pub async fn task_project(&self, id: Uuid) -> Result<ProjectId> {
+        let project: Option<String> =
+            sqlx::query_scalar("SELECT project_id FROM tasks WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        let project = project.ok_or(StoreError::TaskNotFound(id))?;
+        ProjectId::parse(&project).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// One page of tasks ordered by priority (highest first) then creation, and the cursor of the
+    /// next page if there is one.
+    pub async fn list_tasks(
+        &self,
+        filter: &TaskFilter,
+        after: Option<TaskCursor>,
+        limit: u32,
+    ) -> Result<(Vec<Task>, Option<TaskCursor>)> {
+        let mut binds = Binds::default();
+        let mut sql = format!("SELECT {} FROM tasks t WHERE 1 = 1", prefixed(TASK_COLUMNS));
+        filter.push_conditions(&mut sql, &mut binds);
+        if let Some(cursor) = after {
+            let p = binds.push(i64::from(cursor.priority));
+            let id = binds.push(cursor.id.to_string());
+            sql.push_str(&format!(
+                " AND (t.priority < {p} OR (t.priority = {p} AND t.id > {id}))"
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY t.priority DESC, t.id LIMIT {}",
+            binds.push(i64::from(limit) + 1)
+        ));
+        let mut conn = self.read.acquire().await?;
+        let mut rows: Vec<TaskRow> = sqlx::query_as_with(&sql, binds.into_args())
+            .fetch_all(&mut *conn)
+            .await?;
+        let next = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            let last = rows.last().expect("limit is at least 1");
+            Some(TaskCursor {
+                priority: u8::try_from(last.priority).unwrap_or(0),
+                id: last.uuid()?,
+            })
+        } else {
+            None
+        };
+        Ok((hydrate(&mut conn, rows).await?, next))
+    }
+
+    /// Every task the filter covers, in id (creation) order, read in chunks by keyset so memory
+    /// stays constant however many tasks there are.
+    pub fn export_tasks(
+        &self,
+        filter: TaskFilter,
+    ) -> impl Stream<Item = Result<Task>> + Send + 'static {
+        const CHUNK: i64 = 500;
+        let pool = self.read.clone();
+        async_stream::try_stream! {
+            let mut after = String::new();
+            loop {
+                let mut binds = Binds::default();
+                let mut sql = format!("SELECT {} FROM tasks t WHERE t.id > {}", prefixed(TASK_COLUMNS), binds.push(after.clone()));
+                filter.push_conditions(&mut sql, &mut binds);
+                sql.push_str(&format!(" ORDER BY t.id LIMIT {}", binds.push(CHUNK)));
+                let mut conn = pool.acquire().await?;
+                let rows: Vec<TaskRow> = sqlx::query_as_with(&sql, binds.into_args()).fetch_all(&mut *conn).await?;
+                let Some(last) = rows.last() else { break };
+                after = last.id.clone();
+                let full = rows.len() as i64 == CHUNK;
+                let tasks = hydrate(&mut conn, rows).await?;
+                drop(conn);
+                for task in tasks {
+                    yield task;
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Applies a partial update and logs `task.moved` if the priority changed, `task.updated`
+    /// otherwise. With `if_match`, refuses unless the task is still at that version.
+    pub async fn update_task(
+        &self,
+        id: Uuid,
+        change: TaskChange,
+        if_match: Option<i64>,
+    ) -> Result<Task> {
+        let project = self.task_project(id).await?;
+        let mut tx = self.write.begin().await?;
+        lock_room(&mut tx, &project.room()).await?;
+        let row = fetch_row(&mut tx, id)
+            .await?
+            .ok_or(StoreError::TaskNotFound(id))?;
+        if let Some(expected) = if_match {
+            if expected != row.version {
+                return Err(StoreError::StaleVersion {
+                    expected,
+                    current: row.version,
+                });
+            }
+        }
+        let moved = change
+            .priority
+            .is_some_and(|p| i64::from(p.get()) != row.priority);
+        let description = match change.description {
+            Some(d) => d.map(|d| d.as_str().to_owned()),
+            None => row.description,
+        };
+        let assignee = match change.assignee {
+            Some(a) => a.map(|a| a.as_str().to_owned()),
+            None => row.assignee,
+        };
+        sqlx::query(
+            "UPDATE tasks SET title = $1, description = $2, status = $3, priority = $4, assignee = $5, \
+             updated_at = $6, version = version + 1 WHERE id = $7",
+        )
+        .bind(change.title.map_or(row.title, |t| t.as_str().to_owned()))
+        .bind(description)
+        .bind(change.status.map_or(row.status, |s| s.as_str().to_owned()))
+        .bind(change.priority.map_or(row.priority, |p| i64::from(p.get())))
+        .bind(assignee)
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let task = fetch_task(&mut tx, id).await?;
+        let kind = if moved {
+            EventKind::TaskMoved
+        } else {
+            EventKind::TaskUpdated
+        };
+        append(&mut tx, &project.room(), kind, &task, now_ms()).await?;
+        tx.commit().await?;
+        Ok(task)
+    }
+
+    /// Deletes a task and logs `task.deleted`. Tasks that depend on it make this a conflict,
+    /// unless `cascade` removes those edges first (each logged as `dependency.removed`).
+    pub async fn delete_task(&self, id: Uuid, cascade: bool) -> Result<Task> {
+        let project = self.task_project(id).await?;
+        let room = project.room();
+        let mut tx = self.write.begin().await?;
+        lock_room(&mut tx, &room).await?;
+        let task = fetch_task(&mut tx, id).await?;
+        let dependents: Vec<String> = sqlx::query_scalar(
+            "SELECT task_id FROM task_dependencies WHERE depends_on = $1 ORDER BY task_id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        if !dependents.is_empty() && !cascade {
+            let ids = dependents
+                .iter()
+                .map(|d| parse_uuid(d))
+                .collect::<Result<_>>()?;
+            return Err(StoreError::HasDependents(ids));
+        }
+        for dependent in dependents {
+            let dependent = parse_uuid(&dependent)?;
+            remove_edge(&mut tx, &room, dependent, id).await?;
+        }
+        sqlx::query("DELETE FROM tasks WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        append(&mut tx, &room, EventKind::TaskDeleted, &task, now_ms()).await?;
+        tx.commit().await?;
+        Ok(task)
+    }
+
+    /// The highest-priority ready task of a project (`todo`, no unfinished dependency), oldest
+    /// first among equals.
+    pub async fn next_task(&self, project: &ProjectId) -> Result<Option<Task>> {
+        let mut conn = self.read.acquire().await?;
+        match next_ready_id(&mut conn, project).await? {
+            Some(id) => Ok(Some(fetch_task(&mut conn, id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Takes the next ready task for `user`: sets it `in_progress`, assigns it, logs
+    /// `task.updated`. The room lock makes concurrent claims take turns, so no two get one task.
+    pub async fn claim_next(&self, project: &ProjectId, user: &UserId) -> Result<Option<Task>> {
+        let room = project.room();
+        let mut tx = self.write.begin().await?;
+        lock_room(&mut tx, &room).await?;
+        let Some(id) = next_ready_id(&mut tx, project).await? else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE tasks SET status = 'in_progress', assignee = $1, updated_at = $2, version = version + 1 \
+             WHERE id = $3",
+        )
+        .bind(user.as_str().to_owned())
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let task = fetch_task(&mut tx, id).await?;
+        append(&mut tx, &room, EventKind::TaskUpdated, &task, now_ms()).await?;
+        tx.commit().await?;
+        Ok(Some(task))
+    }
+
+    /// Makes `task` depend on `dependency` and logs `dependency.added`. Idempotent: an existing
+    /// edge changes nothing. Refuses self-dependencies, other projects and cycles.
+    pub async fn add_dependency(&self, task: Uuid, dependency: Uuid) -> Result<Task> {
+        if task == dependency {
+            return Err(DependencyError::OnItself.into());
+        }
+        let project = self.task_project(task).await?;
+        let room = project.room();
+        let mut tx = self.write.begin().await?;
+        lock_room(&mut tx, &room).await?;
+        let row = fetch_row(&mut tx, task)
+            .await?
+            .ok_or(StoreError::TaskNotFound(task))?;
+        let dep = fetch_row(&mut tx, dependency)
+            .await?
+            .ok_or(DependencyError::Missing(dependency))?;
+        if dep.project_id != row.project_id {
+            return Err(DependencyError::OtherProject {
+                dependency,
+                task_project: row.project_id,
+                dependency_project: dep.project_id,
+            }
+            .into());
+        }
+        let edges = project_edges(&mut tx, &project).await?;
+        if edges.contains(&(task, dependency)) {
+            let current = fetch_task(&mut tx, task).await?;
+            return Ok(current);
+        }
+        if let Some(path) = find_path(&edges, dependency, task) {
+            let mut cycle = Vec::with_capacity(path.len() + 1);
+            cycle.push(task);
+            cycle.extend(path);
+            return Err(DependencyError::Cycle(cycle).into());
+        }
+        sqlx::query("INSERT INTO task_dependencies (task_id, depends_on) VALUES ($1, $2)")
+            .bind(task.to_string())
+            .bind(dependency.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let updated = touch(&mut tx, task).await?;
+        let change = DependencyChange {
+            task: &updated,
+            dependency_id: dependency,
+        };
+        append(
+            &mut tx,
+            &room,
+            EventKind::DependencyAdded,
+            &change,
+            now_ms(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Removes the edge `task → dependency` and logs `dependency.removed`.
+    pub async fn remove_dependency(&self, task: Uuid, dependency: Uuid) -> Result<Task> {
+        let project = self.task_project(task).await?;
+        let room = project.room();
+        let mut tx = self.write.begin().await?;
+        lock_room(&mut tx, &room).await?;
+        let updated = remove_edge(&mut tx, &room, task, dependency).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Every task of a project in an order that respects dependencies, ties broken by priority
+    /// then age.
+    pub async fn plan(&self, project: &ProjectId) -> Result<Vec<Task>> {
+        let mut conn = self.read.acquire().await?;
+        let sql = format!(
+            "SELECT {} FROM tasks t WHERE t.project_id = $1",
+            prefixed(TASK_COLUMNS)
+        );
+        let rows: Vec<TaskRow> = sqlx::query_as(&sql)
+            .bind(project.as_str().to_owned())
+            .fetch_all(&mut *conn)
+            .await?;
+        let edges = project_edges(&mut conn, project).await?;
+        let mut tasks = hydrate(&mut conn, rows).await?;
+        let items: Vec<PlanItem<Uuid>> = tasks
+            .iter()
+            .map(|t| PlanItem {
+                id: t.id,
+                priority: t.priority,
+            })
+            .collect();
+        let order = plan_order(&items, &edges);
+        let position: std::collections::HashMap<Uuid, usize> = order
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| (id, i))
+            .collect();
+        tasks.sort_by_key(|t| position[&t.id]);
+        Ok(tasks)
+    }
+}
+
+/// Inserts a new task with its dependency edges and logs `task.created`; shared by create and
+/// import. The caller holds the room lock.
+pub(crate) async fn insert_task(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    new: &NewTask,
+    dependencies: &[Uuid],
+) -> Result<Task> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO tasks (id, project_id, title, description, status, priority, assignee, created_at, updated_at, version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1)",
+    )
+    .bind(id.to_string())
+    .bind(new.project_id.as_str().to_owned())
+    .bind(new.title.as_str().to_owned())
+    .bind(new.description.as_ref().map(|d| d.as_str().to_owned()))
+    .bind(new.status.as_str())
+    .bind(i64::from(new.priority.get()))
+    .bind(new.assignee.as_ref().map(|a| a.as_str().to_owned()))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    for dep in dependencies {
+        sqlx::query("INSERT INTO task_dependencies (task_id, depends_on) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(id.to_string())
+            .bind(dep.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    let task = fetch_task(conn, id).await?;
+    append(
+        conn,
+        &new.project_id.room(),
+        EventKind::TaskCreated,
+        &task,
+        now,
+    )
+    .await?;
+    Ok(task)
+}
+
+/// Deletes one edge, bumps the dependent's version and logs `dependency.removed`.
+async fn remove_edge(
+    conn: &mut AnyConnection,
+    room: &str,
+    task: Uuid,
+    dependency: Uuid,
+) -> Result<Task> {
+    let done = sqlx::query("DELETE FROM task_dependencies WHERE task_id = $1 AND depends_on = $2")
+        .bind(task.to_string())
+        .bind(dependency.to_string())
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        fetch_row(conn, task)
+            .await?
+            .ok_or(StoreError::TaskNotFound(task))?;
+        return Err(DependencyError::NoSuchEdge(dependency).into());
+    }
+    let updated = touch(conn, task).await?;
+    let change = DependencyChange {
+        task: &updated,
+        dependency_id: dependency,
+    };
+    append(conn, room, EventKind::DependencyRemoved, &change, now_ms()).await?;
+    Ok(updated)
+}
+
+/// Records that a task changed (version + 1, new `updated_at`) and returns it.
+async fn touch(conn: &mut AnyConnection, id: Uuid) -> Result<Task> {
+    sqlx::query("UPDATE tasks SET updated_at = $1, version = version + 1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    fetch_task(conn, id).await
+}
+
+async fn next_ready_id(conn: &mut AnyConnection, project: &ProjectId) -> Result<Option<Uuid>> {
+    let sql = format!("SELECT t.id FROM tasks t WHERE t.project_id = $1 AND {READY} ORDER BY t.priority DESC, t.id LIMIT 1");
+    let id: Option<String> = sqlx::query_scalar(&sql)
+        .bind(project.as_str().to_owned())
+        .fetch_optional(&mut *conn)
+        .await?;
+    id.as_deref().map(parse_uuid).transpose()
+}
+
+/// Every dependency edge `(task, depends_on)` within a project.
+async fn project_edges(conn: &mut AnyConnection, project: &ProjectId) -> Result<Vec<(Uuid, Uuid)>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT d.task_id, d.depends_on FROM task_dependencies d JOIN tasks t ON t.id = d.task_id \
+         WHERE t.project_id = $1",
+    )
+    .bind(project.as_str().to_owned())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|(a, b)| Ok((parse_uuid(a)?, parse_uuid(b)?)))
+        .collect()
+}
+
+/// `id, title` → `t.id, t.title`.
+fn prefixed(columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("t.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,155 @@
+//! `taskflow`: the server (`serve`, the default) and its command-line tools.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use taskflow_server::auth::{Keys, Role};
+use taskflow_server::config::{Config, LogFormat, Overrides};
+use taskflow_server::domain::UserId;
+use taskflow_server::store::Store;
+use taskflow_server::{telemetry, Server};
+
+#[derive(Parser)]
+#[command(
+    name = "taskflow",
+    version,
+    about = "Task management with a real-time hub"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Options of `serve`, also accepted without the subcommand.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Mint a user token (JWT) signed with this database's key.
+    Token(TokenArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// A TOML configuration file.
+    #[arg(long, short = 'c', env = "TASKFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:3000].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// sqlite://PATH or postgres://... [default: sqlite://taskflow.db].
+    #[arg(long)]
+    database: Option<String>,
+    /// Log format: pretty or json.
+    #[arg(long, value_parser = ["pretty", "json"])]
+    log_format: Option<String>,
+}
+
+impl ServeArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let overrides = Overrides {
+            listen: self.listen,
+            database: self.database.clone(),
+            log_format: self.log_format.as_deref().map(|f| {
+                if f == "json" {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Pretty
+                }
+            }),
+        };
+        Config::load(self.config.as_deref(), &overrides).context("invalid configuration")
+    }
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// The user the token speaks for.
+    #[arg(long)]
+    user: String,
+    /// member or admin.
+    #[arg(long, default_value = "member", value_parser = ["member", "admin"])]
+    role: String,
+    /// Lifetime in seconds [default: the server's token_ttl_secs].
+    #[arg(long)]
+    ttl_secs: Option<u64>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Token(args)) => token(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    telemetry::init_logging(config.log_format, &config.log_level);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let database = config.database.clone();
+    let server = Server::open(config).await?;
+    // Printed to the terminal, not logged: tokens never go to the logs.
+    println!("Taskflow listening on http://{address} (store: {database})");
+    match server.generated_admin_token() {
+        Some(token) => {
+            println!("Admin token (generated now, shown only this once; only its hash is stored):");
+            println!("  export TASKFLOW_ADMIN_TOKEN={}", token.expose());
+        }
+        None => {
+            println!("Admin token: TASKFLOW_ADMIN_TOKEN, or the one printed on the first start.")
+        }
+    }
+    println!("User tokens: taskflow token --user alice   (or POST /auth/tokens as admin)");
+    server.serve(listener, shutdown_signal()).await
+}
+
+async fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let config = args.serve.load()?;
+    let user = UserId::parse(&args.user, "user").map_err(|e| anyhow::anyhow!("--user {e}"))?;
+    let store = Store::connect(&config.database).await?;
+    let secrets = Keys::load(&config, &store).await?;
+    if let Some(admin) = secrets.generated_admin_token {
+        eprintln!("This database was new; its admin token: {}", admin.expose());
+    }
+    let role = if args.role == "admin" {
+        Role::Admin
+    } else {
+        Role::Member
+    };
+    let minted = secrets.keys.mint(&user, role, args.ttl_secs);
+    store.close().await;
+    println!("{}", minted.token);
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
