@@ -94,6 +94,35 @@ pub fn plan_order<T: Copy + Ord + Hash>(items: &[PlanItem<T>], edges: &[(T, T)])
     order
 }
 
+/// The tasks that lie on a cycle, or wait on one: what Kahn's algorithm cannot place. Empty for
+/// a DAG. Used to check a whole import at once, where per-edge path searches would be quadratic.
+pub fn tasks_on_cycles<T: Copy + Eq + Hash>(edges: &[(T, T)]) -> Vec<T> {
+    let mut waiting_on: HashMap<T, usize> = HashMap::new();
+    let mut dependents: HashMap<T, Vec<T>> = HashMap::new();
+    for &(task, dep) in edges {
+        *waiting_on.entry(task).or_default() += 1;
+        waiting_on.entry(dep).or_default();
+        dependents.entry(dep).or_default().push(task);
+    }
+    let mut ready: Vec<T> = waiting_on
+        .iter()
+        .filter(|(_, &n)| n == 0)
+        .map(|(&t, _)| t)
+        .collect();
+    while let Some(id) = ready.pop() {
+        waiting_on.remove(&id);
+        for &next in dependents.get(&id).map(Vec::as_slice).unwrap_or_default() {
+            if let Some(n) = waiting_on.get_mut(&next) {
+                *n -= 1;
+                if *n == 0 {
+                    ready.push(next);
+                }
+            }
+        }
+    }
+    waiting_on.into_keys().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +160,14 @@ mod tests {
             "the end of the chain has no dependency"
         );
         assert_eq!(order.last(), Some(&0));
+    }
+
+    #[test]
+    fn tasks_on_cycles_finds_only_cycles_and_what_waits_on_them() {
+        assert!(tasks_on_cycles(&[(1, 2), (2, 3), (1, 3)]).is_empty());
+        let mut stuck = tasks_on_cycles(&[(1, 2), (2, 1), (3, 1), (4, 5)]);
+        stuck.sort();
+        assert_eq!(stuck, vec![1, 2, 3]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod graph;
 mod ids;
 mod task;
 
-pub use graph::{find_path, plan_order, PlanItem};
+pub use graph::{find_path, plan_order, tasks_on_cycles, PlanItem};
 pub use ids::{ProjectId, UserId};
 pub use task::{Description, NewTask, Priority, TaskChange, TaskTitle};
 

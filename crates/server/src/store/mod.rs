@@ -20,7 +20,7 @@ mod rows;
 mod tasks;
 
 pub use error::{DependencyError, StoreError};
-pub use import::{ImportSpec, Importer};
+pub use import::{ImportSpec, Importer, LineError};
 pub use tasks::{TaskCursor, TaskFilter};
 
 use sqlx::any::AnyPoolOptions;

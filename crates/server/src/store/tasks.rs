@@ -97,7 +97,7 @@ impl Store {
     pub async fn create_task(&self, new: NewTask) -> Result<Task> {
         let mut tx = self.write.begin().await?;
         lock_room(&mut tx, &new.project_id.room()).await?;
-        let task = insert_task(&mut tx, Uuid::now_v7(), &new, &[]).await?;
+        let task = insert_task(&mut tx, Uuid::now_v7(), &new).await?;
         tx.commit().await?;
         Ok(task)
     }
@@ -416,14 +416,15 @@ impl Store {
     }
 }
 
-/// Inserts a new task with its dependency edges and logs `task.created`; shared by create and
-/// import. The caller holds the room lock.
-pub(crate) async fn insert_task(
-    conn: &mut AnyConnection,
-    id: Uuid,
-    new: &NewTask,
-    dependencies: &[Uuid],
-) -> Result<Task> {
+/// Inserts a new task (created by the caller's validation) and logs `task.created`. The caller
+/// holds the room lock.
+pub(crate) async fn insert_task(conn: &mut AnyConnection, id: Uuid, new: &NewTask) -> Result<Task> {
+    insert_row(conn, id, new).await?;
+    log_created(conn, id, &new.project_id).await
+}
+
+/// Inserts the row of a new task, without its event (imports log events once edges are in).
+pub(crate) async fn insert_row(conn: &mut AnyConnection, id: Uuid, new: &NewTask) -> Result<()> {
     let now = now_ms();
     sqlx::query(
         "INSERT INTO tasks (id, project_id, title, description, status, priority, assignee, created_at, updated_at, version) \
@@ -439,20 +440,22 @@ pub(crate) async fn insert_task(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    for dep in dependencies {
-        sqlx::query("INSERT INTO task_dependencies (task_id, depends_on) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(id.to_string())
-            .bind(dep.to_string())
-            .execute(&mut *conn)
-            .await?;
-    }
+    Ok(())
+}
+
+/// Logs `task.created` for a task as it now stands.
+pub(crate) async fn log_created(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    project: &ProjectId,
+) -> Result<Task> {
     let task = fetch_task(conn, id).await?;
     append(
         conn,
-        &new.project_id.room(),
+        &project.room(),
         EventKind::TaskCreated,
         &task,
-        now,
+        now_ms(),
     )
     .await?;
     Ok(task)
@@ -505,7 +508,10 @@ async fn next_ready_id(conn: &mut AnyConnection, project: &ProjectId) -> Result<
 }
 
 /// Every dependency edge `(task, depends_on)` within a project.
-async fn project_edges(conn: &mut AnyConnection, project: &ProjectId) -> Result<Vec<(Uuid, Uuid)>> {
+pub(crate) async fn project_edges(
+    conn: &mut AnyConnection,
+    project: &ProjectId,
+) -> Result<Vec<(Uuid, Uuid)>> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT d.task_id, d.depends_on FROM task_dependencies d JOIN tasks t ON t.id = d.task_id \
          WHERE t.project_id = $1",

@@ -123,7 +123,9 @@ async fn import_tasks(
             // After the first bad line the transaction will be rolled back anyway: keep
             // validating the rest, but stop writing.
             Ok(_) if total_bad > 0 => None,
-            Ok(spec) => store_line(&state, &caller, &mut allowed, &mut importer, &spec).await?,
+            Ok(spec) => {
+                store_line(&state, &caller, &mut allowed, &mut importer, line, &spec).await?
+            }
         };
         if let Some(reason) = reason {
             total_bad += 1;
@@ -148,8 +150,17 @@ async fn import_tasks(
             total: total_bad,
         });
     }
-    let imported = importer.commit().await?;
-    Ok((StatusCode::CREATED, Json(Imported { imported })))
+    match importer.commit().await? {
+        Ok(imported) => Ok((StatusCode::CREATED, Json(Imported { imported }))),
+        Err(lines) => Err(ApiError::ImportRejected {
+            total: lines.len() as u64,
+            lines: lines
+                .into_iter()
+                .take(MAX_REPORTED)
+                .map(|e| json!({ "line": e.line, "reason": e.reason }))
+                .collect(),
+        }),
+    }
 }
 
 /// Checks access and writes one line; `Some(reason)` if the line is refused.
@@ -158,6 +169,7 @@ async fn store_line(
     caller: &Caller,
     allowed: &mut HashMap<ProjectId, bool>,
     importer: &mut crate::store::Importer,
+    line: u64,
     spec: &ImportSpec,
 ) -> Result<Option<String>, ApiError> {
     let project = &spec.task.project_id;
@@ -174,7 +186,7 @@ async fn store_line(
             "project_id: you are not a member of project {project}"
         )));
     }
-    match importer.add(spec).await {
+    match importer.add(line, spec).await {
         Ok(()) => Ok(None),
         Err(err @ (StoreError::Dependency(_) | StoreError::TaskExists(_))) => {
             Ok(Some(err.to_string()))

@@ -1,0 +1,106 @@
+use crate::common::{Backend, TestApp};
+use reqwest::Method;
+use serde_json::Value;
+
+crate::on_both_backends!(request_ids_metrics_and_openapi);
+
+async fn request_ids_metrics_and_openapi(app: TestApp) {
+    let res = app
+        .admin(Method::GET, "/tasks")
+        .header("X-Request-Id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "abc-123");
+    let res = app.client.get(app.url("/tasks")).send().await.unwrap();
+    let header = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["error"]["request_id"],
+        header.as_str(),
+        "the error names its request"
+    );
+
+    let task = app.create_task(serde_json::json!({ "title": "m" })).await;
+    app.admin(
+        Method::GET,
+        &format!("/tasks/{}", task["id"].as_str().unwrap()),
+    )
+    .send()
+    .await
+    .unwrap();
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"http_requests_total{method="GET",route="/tasks/{id}",status="200"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("http_request_duration_seconds_bucket"));
+    assert!(metrics.contains("process_resident_memory_bytes"));
+
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/tasks",
+        "/tasks/{id}",
+        "/tasks/next",
+        "/tasks/next/claim",
+        "/tasks/{id}/dependencies/{dep_id}",
+        "/tasks/export",
+        "/tasks/import",
+        "/projects",
+        "/projects/{id}/plan",
+        "/projects/{id}/members/{user_id}",
+        "/auth/tokens",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is documented");
+    }
+    assert!(doc["components"]["schemas"]["Task"].is_object());
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.cors_origins = vec!["http://board.example".into()]
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(Method::OPTIONS, app.url("/tasks"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .send()
+    };
+    let ok = preflight("http://board.example").await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "http://board.example"
+    );
+    let other = preflight("http://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn shutdown_finishes_and_stops_listening() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let addr = app.addr;
+    app.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
