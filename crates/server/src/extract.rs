@@ -3,11 +3,13 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use bytes::BytesMut;
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 /// A JSON body, like `axum::Json`, with errors that name the field (`priority: invalid type`).
@@ -17,22 +19,50 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.config().max_body_bytes;
+        if declared_length(req.headers()).is_some_and(|len| len > limit + DRAIN_CAP) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
         if !has_content_type(req.headers(), &["application/json"]) {
             return Err(ApiError::UnsupportedMediaType(
                 "expected Content-Type: application/json".into(),
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge {
-                    limit: state.config().max_body_bytes,
-                }
-            } else {
-                ApiError::MalformedJson(rejection.body_text())
-            }
-        })?;
+        let bytes = read_limited(req.into_body(), limit).await?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// How much of an oversized body the server still reads (and discards) before answering 413.
+/// Closing the connection with unread data makes the kernel reset it, and a client still writing
+/// then never sees the answer; reading on a little lets it. Bodies declared larger than this are
+/// refused at once.
+pub(crate) const DRAIN_CAP: usize = 16 * 1024 * 1024;
+
+/// Reads a whole body of at most `limit` bytes; a larger one is drained (up to [`DRAIN_CAP`])
+/// and refused with 413.
+pub(crate) async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::MalformedJson(format!("could not read the request body: {e}"))
+        })?;
+        seen += chunk.len();
+        if seen > limit {
+            buf = BytesMut::new();
+            if seen > limit + DRAIN_CAP {
+                break;
+            }
+        } else {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    Ok(buf.freeze())
 }
 
 /// Parses JSON, telling a syntax error (`malformed_json`) from a wrong field
@@ -64,6 +94,11 @@ pub(crate) fn has_content_type(headers: &HeaderMap, accepted: &[&str]) -> bool {
     };
     let essence = value.split(';').next().unwrap_or_default().trim();
     accepted.iter().any(|a| essence.eq_ignore_ascii_case(a))
+}
+
+/// The `Content-Length` the client declared, if any.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Query parameters, like `axum::extract::Query`, rejected as `invalid_field`.

@@ -11,7 +11,6 @@ mod tasks;
 use crate::error::{panic_response, render_errors};
 use crate::state::AppState;
 use crate::telemetry::track_http;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::Router;
 use std::time::Duration;
@@ -66,7 +65,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(tasks::router())
         .merge(projects::router())
         .merge(auth::router())
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

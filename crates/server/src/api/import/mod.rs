@@ -10,12 +10,12 @@ mod parse;
 use crate::auth::Caller;
 use crate::domain::ProjectId;
 use crate::error::ApiError;
-use crate::extract::has_content_type;
+use crate::extract::{declared_length, has_content_type, DRAIN_CAP};
 use crate::state::AppState;
 use crate::store::{ImportSpec, StoreError};
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use futures::TryStreamExt;
 use parse::{parse_body, Format, Parsed};
@@ -35,9 +35,7 @@ const MAX_REPORTED: usize = 100;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     // The import enforces its own (larger) limit while streaming.
-    OpenApiRouter::new()
-        .routes(routes!(import_tasks))
-        .layer(DefaultBodyLimit::disable())
+    OpenApiRouter::new().routes(routes!(import_tasks))
 }
 
 /// Answer of a successful import.
@@ -76,15 +74,12 @@ async fn import_tasks(
         ));
     };
     let limit = state.config().max_import_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
+    if declared_length(&headers).is_some_and(|len| len > limit + DRAIN_CAP) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
 
-    // Count bytes as they stream in; cut the stream once past the limit.
+    // Count bytes as they stream in. Past the limit the parser sees no more data, but the rest is
+    // still read (up to DRAIN_CAP) so the client gets to read the 413.
     let too_large = Arc::new(AtomicBool::new(false));
     let seen = AtomicUsize::new(0);
     let flag = too_large.clone();

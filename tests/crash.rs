@@ -1,0 +1,154 @@
+//! Crash safety: the real `taskflow` binary is killed with SIGKILL in the middle of a write load
+//! and started again on the same database. Every task whose creation was answered 201 must still
+//! be there, each with its `task.created` event, and the room's offsets must have no hole.
+
+#[path = "../crates/server/tests/common/mod.rs"]
+mod common;
+
+use common::{Backend, TestDb};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use taskflow_server::store::Store;
+
+const TOKEN: &str = "crash-test-admin";
+
+/// Starts the binary on an ephemeral port and returns it with its address, read from the line it
+/// prints once it listens.
+fn start(database: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taskflow"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+        .env("TASKFLOW_ADMIN_TOKEN", TOKEN)
+        .env("TASKFLOW_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the taskflow binary starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server prints its address")
+            .expect("stdout is readable");
+        if let Some(rest) = line.strip_prefix("Taskflow listening on http://") {
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("an address")
+                .to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+async fn crash_mid_write_keeps_every_acknowledged_task(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (mut child, addr) = start(&db.url);
+    let client = reqwest::Client::new();
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (count_tx, mut count_rx) = tokio::sync::watch::channel(0usize);
+    let count_tx = Arc::new(count_tx);
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (client, addr, acknowledged) = (client.clone(), addr.clone(), acknowledged.clone());
+            let count_tx = count_tx.clone();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let res = client
+                        .post(format!("http://{addr}/tasks"))
+                        .bearer_auth(TOKEN)
+                        .json(&serde_json::json!({ "title": format!("w{w} #{i}") }))
+                        .send()
+                        .await;
+                    let Ok(res) = res else { break };
+                    if res.status() != 201 {
+                        break;
+                    }
+                    let Ok(body) = res.json::<serde_json::Value>().await else {
+                        break;
+                    };
+                    let n = {
+                        let mut acknowledged = acknowledged.lock().unwrap();
+                        acknowledged.push(body["id"].as_str().unwrap().to_owned());
+                        acknowledged.len()
+                    };
+                    count_tx.send_replace(n);
+                }
+            })
+        })
+        .collect();
+    // Kill once a good number of writes were acknowledged, while the writers keep going.
+    count_rx
+        .wait_for(|&n| n >= 300)
+        .await
+        .expect("writers are running");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acknowledged: Vec<String> = acknowledged.lock().unwrap().clone();
+
+    let (mut child, addr) = start(&db.url);
+    for id in &acknowledged {
+        let res = client
+            .get(format!("http://{addr}/tasks/{id}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            200,
+            "acknowledged task {id} survived the crash"
+        );
+    }
+    let store = Store::connect(&db.url).await.unwrap();
+    let events = store
+        .events_after("project:default", 0, 1_000_000)
+        .await
+        .unwrap();
+    let offsets: Vec<i64> = events.iter().map(|e| e.offset).collect();
+    assert_eq!(
+        offsets,
+        (1..=events.len() as i64).collect::<Vec<_>>(),
+        "no hole in the log"
+    );
+    let logged: HashSet<&str> = events
+        .iter()
+        .map(|e| e.data["id"].as_str().unwrap())
+        .collect();
+    for id in &acknowledged {
+        assert!(logged.contains(id.as_str()), "task {id} has its event");
+    }
+    let export = client
+        .get(format!("http://{addr}/tasks/export"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        export.lines().count(),
+        events.len(),
+        "every stored task has exactly one event"
+    );
+    store.close().await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_crash_mid_write_keeps_every_acknowledged_task() {
+    crash_mid_write_keeps_every_acknowledged_task(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_mid_write_keeps_every_acknowledged_task() {
+    crash_mid_write_keeps_every_acknowledged_task(Backend::Postgres).await;
+}
