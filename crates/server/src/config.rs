@@ -118,7 +118,7 @@ pub struct Overrides {
 
 impl Config {
     /// Loads defaults, then `file` if given, then the environment, then `overrides`.
-    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, figment::Error> {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
@@ -127,6 +127,7 @@ impl Config {
             .merge(Env::prefixed("TASKFLOW_").ignore(&["test_database", "test_postgres_url"]))
             .merge(Serialized::defaults(overrides))
             .extract()
+            .map_err(Box::new)
     }
 }
 
@@ -150,6 +151,7 @@ fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature is not ours
 mod tests {
     use super::*;
 

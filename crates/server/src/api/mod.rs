@@ -19,7 +19,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -76,27 +77,41 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(health::router())
         .split_for_parts();
     let openapi_json = openapi.to_json().expect("the OpenAPI document serializes");
-    routes
+    let routes = routes
         .route(
             "/openapi.json",
-            axum::routing::get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json) }),
+            axum::routing::get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi_json,
+                )
+            }),
         )
-        .route("/metrics", axum::routing::get(health::metrics))
-        .layer(axum::middleware::from_fn(track_http))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                    // The path only: query strings may carry tokens and must not reach the logs.
-                    let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
-                }))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(axum::middleware::from_fn(render_errors))
-                .layer(cors(&config.cors_origins))
-                .layer(CatchPanicLayer::custom(panic_response)),
-        )
-        .with_state(state)
+        .route("/metrics", axum::routing::get(health::metrics));
+    with_layers(routes, &state).with_state(state)
+}
+
+/// The layers every request passes, outermost first: request id, tracing span, error rendering,
+/// CORS, panic catching, and (innermost, per route) metrics.
+fn with_layers(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    routes.layer(axum::middleware::from_fn(track_http)).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request<_>| {
+                        // The path only: query strings may carry tokens and must not be logged.
+                        let request_id =
+                            req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+                    })
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            )
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(axum::middleware::from_fn(render_errors))
+            .layer(cors(&state.config().cors_origins))
+            .layer(CatchPanicLayer::custom(panic_response)),
+    )
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -122,4 +137,53 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
         .expose_headers([axum::http::header::ETAG, REQUEST_ID])
         .max_age(Duration::from_secs(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Keys;
+    use crate::config::Config;
+    use crate::store::Store;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_json_and_the_server_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            database: format!("sqlite://{}", dir.path().join("t.db").display()),
+            ..Config::default()
+        };
+        let store = Store::connect(&config.database).await.unwrap();
+        let keys = Keys::load(&config, &store).await.unwrap().keys;
+        let state = AppState::new(store, keys, config);
+        let routes = Router::new()
+            .route("/boom", get(|| async { panic!("boom") as &str }))
+            .route("/ok", get(|| async { "ok" }));
+        let app = with_layers(routes, &state).with_state(state);
+
+        let res = app
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let body = axum::body::to_bytes(res.into_body(), 10_000).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+        assert_eq!(
+            body["error"]["message"], "internal server error",
+            "opaque: no panic text"
+        );
+        assert_eq!(body["error"]["request_id"], request_id.as_str());
+
+        let res = app
+            .oneshot(Request::get("/ok").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
 }

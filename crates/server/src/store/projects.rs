@@ -6,6 +6,9 @@ use crate::domain::{ProjectId, UserId};
 use std::collections::BTreeMap;
 use taskflow_protocol::Project;
 
+/// `id, name, created_at` of a project.
+type ProjectRow = (String, String, i64);
+
 impl Store {
     /// Creates a project (and its event-log room) with its first members.
     pub async fn create_project(
@@ -67,7 +70,7 @@ impl Store {
 
     /// Every project `user` is a member of, or every project when `user` is `None` (the admin).
     pub async fn list_projects(&self, user: Option<&UserId>) -> Result<Vec<Project>> {
-        let (projects, members): (Vec<(String, String, i64)>, Vec<(String, String)>) = match user {
+        let (projects, members): (Vec<ProjectRow>, Vec<(String, String)>) = match user {
             None => (
                 sqlx::query_as("SELECT id, name, created_at FROM projects ORDER BY id")
                     .fetch_all(&self.read)

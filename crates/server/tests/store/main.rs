@@ -1,0 +1,152 @@
+//! The store's contract, run against SQLite and PostgreSQL alike: the same stories, the same
+//! assertions, straight on the `Store` API.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::{Backend, TestDb};
+use taskflow_protocol::TaskStatus;
+use taskflow_server::domain::{NewTask, Priority, ProjectId, TaskChange, TaskTitle};
+use taskflow_server::store::{DependencyError, Store, StoreError};
+
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::TestDb::new(crate::Backend::Sqlite).await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::TestDb::new(crate::Backend::Postgres).await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    the_epoch_is_stable_across_reconnects_and_unique_per_database,
+    events_page_in_offset_order,
+    of_two_writes_on_one_version_exactly_one_wins,
+    concurrent_opposite_edges_cannot_form_a_cycle,
+    a_failed_write_consumes_no_offset,
+);
+
+fn new_task(title: &str) -> NewTask {
+    NewTask {
+        title: TaskTitle::parse(title).unwrap(),
+        description: None,
+        status: TaskStatus::Todo,
+        priority: Priority::default(),
+        project_id: ProjectId::default_project(),
+        assignee: None,
+    }
+}
+
+async fn the_epoch_is_stable_across_reconnects_and_unique_per_database(db: &TestDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let epoch = store.epoch().to_owned();
+    store.close().await;
+    let again = Store::connect(&db.url).await.unwrap();
+    assert_eq!(again.epoch(), epoch);
+    let other_db = TestDb::new(Backend::Sqlite).await;
+    let other = Store::connect(&other_db.url).await.unwrap();
+    assert_ne!(other.epoch(), epoch);
+}
+
+async fn events_page_in_offset_order(db: &TestDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    for i in 0..25 {
+        store.create_task(new_task(&format!("t{i}"))).await.unwrap();
+    }
+    let first = store.events_after("project:default", 0, 10).await.unwrap();
+    let rest = store
+        .events_after("project:default", 10, 100)
+        .await
+        .unwrap();
+    let offsets: Vec<i64> = first.iter().chain(&rest).map(|e| e.offset).collect();
+    assert_eq!(offsets, (1..=25).collect::<Vec<_>>());
+    assert_eq!(store.last_offset("project:default").await.unwrap(), 25);
+    assert_eq!(first[0].data["title"], "t0");
+}
+
+async fn of_two_writes_on_one_version_exactly_one_wins(db: &TestDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let task = store.create_task(new_task("contended")).await.unwrap();
+    let writes = (0..10).map(|i| {
+        let store = store.clone();
+        async move {
+            let change = TaskChange {
+                title: Some(TaskTitle::parse(&format!("by {i}")).unwrap()),
+                ..TaskChange::default()
+            };
+            store.update_task(task.id, change, Some(1)).await
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    let stale = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::StaleVersion { current: 2, .. })))
+        .count();
+    assert_eq!((wins, stale), (1, 9));
+    assert_eq!(store.get_task(task.id).await.unwrap().version, 2);
+}
+
+async fn concurrent_opposite_edges_cannot_form_a_cycle(db: &TestDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    for _ in 0..10 {
+        let a = store.create_task(new_task("a")).await.unwrap();
+        let b = store.create_task(new_task("b")).await.unwrap();
+        let (ab, ba) = tokio::join!(
+            store.add_dependency(a.id, b.id),
+            store.add_dependency(b.id, a.id)
+        );
+        let cycles = [&ab, &ba]
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::Dependency(DependencyError::Cycle(_)))))
+            .count();
+        assert_eq!(
+            (ab.is_ok() as usize + ba.is_ok() as usize, cycles),
+            (1, 1),
+            "{ab:?} {ba:?}"
+        );
+    }
+}
+
+async fn a_failed_write_consumes_no_offset(db: &TestDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let a = store.create_task(new_task("a")).await.unwrap();
+    let b = store.create_task(new_task("b")).await.unwrap();
+    store.add_dependency(b.id, a.id).await.unwrap();
+    assert!(matches!(
+        store.add_dependency(a.id, b.id).await,
+        Err(StoreError::Dependency(DependencyError::Cycle(_)))
+    ));
+    assert!(matches!(
+        store.delete_task(a.id, false).await,
+        Err(StoreError::HasDependents(_))
+    ));
+    let stale = TaskChange {
+        priority: Some(Priority::parse(9).unwrap()),
+        ..TaskChange::default()
+    };
+    assert!(store.update_task(a.id, stale, Some(99)).await.is_err());
+    assert_eq!(
+        store.last_offset("project:default").await.unwrap(),
+        3,
+        "refused writes leave no hole"
+    );
+    let c = store.create_task(new_task("c")).await.unwrap();
+    let events = store.events_after("project:default", 0, 10).await.unwrap();
+    assert_eq!(events.last().unwrap().offset, 4);
+    assert_eq!(events.last().unwrap().data["id"], c.id.to_string());
+}
