@@ -26,9 +26,35 @@ pub enum EventKind {
     /// A dependency edge was removed; data is `{task, dependency_id}`.
     #[serde(rename = "dependency.removed")]
     DependencyRemoved,
+    /// Logged in `user:<assignee>` when a task is assigned to that user; data is the task.
+    #[serde(rename = "task.assigned")]
+    TaskAssigned,
+    /// A chat message; data is `{user, text}`.
+    #[serde(rename = "message.created")]
+    MessageCreated,
+    /// A user became a member of the project; data is `{project_id, user}`.
+    #[serde(rename = "member.added")]
+    MemberAdded,
+    /// A user stopped being a member of the project; data is `{project_id, user}`.
+    #[serde(rename = "member.removed")]
+    MemberRemoved,
 }
 
 impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 10] = [
+        EventKind::TaskCreated,
+        EventKind::TaskUpdated,
+        EventKind::TaskMoved,
+        EventKind::TaskDeleted,
+        EventKind::DependencyAdded,
+        EventKind::DependencyRemoved,
+        EventKind::TaskAssigned,
+        EventKind::MessageCreated,
+        EventKind::MemberAdded,
+        EventKind::MemberRemoved,
+    ];
+
     /// The wire name, also stored in the log.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,21 +64,27 @@ impl EventKind {
             EventKind::TaskDeleted => "task.deleted",
             EventKind::DependencyAdded => "dependency.added",
             EventKind::DependencyRemoved => "dependency.removed",
+            EventKind::TaskAssigned => "task.assigned",
+            EventKind::MessageCreated => "message.created",
+            EventKind::MemberAdded => "member.added",
+            EventKind::MemberRemoved => "member.removed",
         }
     }
 
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            EventKind::TaskCreated,
-            EventKind::TaskUpdated,
-            EventKind::TaskMoved,
-            EventKind::TaskDeleted,
-            EventKind::DependencyAdded,
-            EventKind::DependencyRemoved,
-        ]
-        .into_iter()
-        .find(|kind| kind.as_str() == s)
+        Self::ALL.into_iter().find(|kind| kind.as_str() == s)
+    }
+
+    /// Whether this is a change to a task (what the `tasks` room carries).
+    pub fn is_task_event(self) -> bool {
+        !matches!(
+            self,
+            EventKind::MessageCreated
+                | EventKind::MemberAdded
+                | EventKind::MemberRemoved
+                | EventKind::TaskAssigned
+        )
     }
 }
 

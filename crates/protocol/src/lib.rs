@@ -7,11 +7,16 @@
 //! - [`task`]: the task and project read models returned by the REST API and carried by events.
 //! - [`event`]: entries of the event log (room, offset, kind, payload).
 //! - [`error`]: the one JSON error body every failing request answers with.
+//! - [`frames`]: the WebSocket protocol: client commands, server frames, close codes.
 
 pub mod error;
 pub mod event;
+pub mod frames;
 pub mod task;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use event::{EventKind, LoggedEvent, Room};
+pub use frames::{
+    close, Command, EventFrame, Hello, Position, PresenceChange, Present, ServerFrame,
+};
 pub use task::{Project, Task, TaskPage, TaskStatus};

@@ -212,6 +212,14 @@ impl From<StoreError> for ApiError {
             },
             StoreError::Dependency(dep) => dep.into(),
             StoreError::Database(sqlx::Error::PoolTimedOut) => ApiError::Unavailable("the database is busy; retry"),
+            StoreError::Database(sqlx::Error::Database(db)) if is_transient(db.code().as_deref()) => {
+                ApiError::Unavailable("the database is busy; retry")
+            }
+            StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => ApiError::Conflict {
+                code: "conflict",
+                message: "a concurrent request created the same thing; retry".into(),
+                details: None,
+            },
             other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }
@@ -244,6 +252,11 @@ impl From<DependencyError> for ApiError {
             },
         }
     }
+}
+
+/// PostgreSQL deadlock and serialization failures, SQLite's busy and locked: a retry may succeed.
+fn is_transient(code: Option<&str>) -> bool {
+    matches!(code, Some("40P01" | "40001" | "5" | "6" | "517"))
 }
 
 fn join(ids: &[uuid::Uuid]) -> String {

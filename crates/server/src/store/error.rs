@@ -52,15 +52,15 @@ pub enum DependencyError {
     /// A task cannot depend on itself.
     #[error("a task cannot depend on itself")]
     OnItself,
-    /// The dependency is in another project.
-    #[error("task {dependency} is in project {dependency_project}, not {task_project}")]
+    /// The dependency is in another project (which is not named: the caller may not see it).
+    #[error(
+        "task {dependency} is not in project {task_project}; dependencies stay within a project"
+    )]
     OtherProject {
         /// The dependency that was named.
         dependency: Uuid,
         /// The dependent task's project.
         task_project: String,
-        /// The dependency's project.
-        dependency_project: String,
     },
     /// The dependency does not exist.
     #[error("dependency {0} not found")]

@@ -1,19 +1,21 @@
 //! Atomic imports: every line of an import goes into one transaction, committed only if every
 //! line was valid.
 //!
-//! Lines are inserted as they stream in. Dependencies may point at any task of the import,
-//! earlier or later (an export lists tasks oldest first, and a task may depend on a newer one),
-//! so edges are checked and inserted at the end, followed by the `task.created` events, which
-//! then carry each task's dependencies. Until then the importer keeps, per line, the task id and
-//! its dependency ids: bounded by the body limit, and far smaller than the tasks themselves.
+//! The caller validates the whole body first, without any transaction open (see
+//! `api::import`), and only then starts an [`Importer`], naming every room the import will write
+//! to: they are locked up front in one sorted order, which cannot deadlock with other writers
+//! (each of which locks one project room, then at most one user room, in that same order).
+//! Dependencies may point at any task of the import, earlier or later (an export lists tasks
+//! oldest first, and a task may depend on a newer one), so edges are checked and inserted at the
+//! end, followed by the `task.created` events, which then carry each task's dependencies.
 
 use super::log::lock_room;
 use super::rows::fetch_row;
 use super::tasks::{insert_row, log_created, project_edges};
+use super::tx::WriteTx;
 use super::{DependencyError, Result, Store, StoreError};
 use crate::domain::{tasks_on_cycles, NewTask, ProjectId};
-use sqlx::{Any, Transaction};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
 /// One validated line of an import.
@@ -40,22 +42,35 @@ pub struct LineError {
 /// rolls everything back.
 pub struct Importer {
     /// The transaction every line goes into.
-    tx: Transaction<'static, Any>,
-    /// Rooms already locked by this transaction, so each is locked once.
-    locked: HashSet<String>,
-    /// Every imported task in line order, with its project and line: events are logged in this
-    /// order at commit.
-    imported: Vec<(Uuid, ProjectId, u64)>,
+    tx: WriteTx,
+    /// The projects the import writes to, in lock order; lines refer to them by index.
+    projects: Vec<ProjectId>,
+    /// Every imported task in line order: id, index into `projects`, line. Events are logged in
+    /// this order at commit.
+    imported: Vec<(Uuid, u32, u64)>,
     /// Edges `(task, dependency, line)` to check and insert at commit.
     edges: Vec<(Uuid, Uuid, u64)>,
 }
 
 impl Store {
-    /// Starts an import. For SQLite this holds the single writer until it ends.
-    pub async fn begin_import(&self) -> Result<Importer> {
+    /// Starts an import that will write to `projects` and log assignments to `assignees`' user
+    /// rooms; locks all those rooms now, in sorted order. For SQLite this holds the single writer
+    /// until the import ends, which is why the body is validated before.
+    pub async fn begin_import(
+        &self,
+        projects: BTreeSet<ProjectId>,
+        assignees: BTreeSet<String>,
+    ) -> Result<Importer> {
+        let mut tx = self.begin_write().await?;
+        for project in &projects {
+            lock_room(&mut tx, &project.room()).await?;
+        }
+        for user in &assignees {
+            lock_room(&mut tx, &format!("user:{user}")).await?;
+        }
         Ok(Importer {
-            tx: self.write.begin().await?,
-            locked: HashSet::new(),
+            tx,
+            projects: projects.into_iter().collect(),
             imported: Vec::new(),
             edges: Vec::new(),
         })
@@ -65,12 +80,15 @@ impl Store {
 impl Importer {
     /// Inserts one line's task; its dependencies and event follow at [`Importer::commit`].
     pub async fn add(&mut self, line: u64, spec: &ImportSpec) -> Result<()> {
-        let project = &spec.task.project_id;
-        let room = project.room();
-        if !self.locked.contains(&room) {
-            lock_room(&mut self.tx, &room).await?;
-            self.locked.insert(room);
-        }
+        let project = self
+            .projects
+            .binary_search(&spec.task.project_id)
+            .map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "project {} was not announced",
+                    spec.task.project_id
+                ))
+            })?;
         let id = match spec.id {
             Some(id) if fetch_row(&mut self.tx, id).await?.is_some() => {
                 return Err(StoreError::TaskExists(id))
@@ -79,7 +97,7 @@ impl Importer {
             None => Uuid::now_v7(),
         };
         insert_row(&mut self.tx, id, &spec.task).await?;
-        self.imported.push((id, project.clone(), line));
+        self.imported.push((id, project as u32, line));
         self.edges
             .extend(spec.dependencies.iter().map(|&dep| (id, dep, line)));
         Ok(())
@@ -89,23 +107,21 @@ impl Importer {
     /// (missing task, other project, cycle) reject the whole import with their lines.
     pub async fn commit(mut self) -> Result<Result<u64, Vec<LineError>>> {
         let mut bad = Vec::new();
-        let projects: HashMap<Uuid, &ProjectId> =
-            self.imported.iter().map(|(id, p, _)| (*id, p)).collect();
+        let of: HashMap<Uuid, u32> = self.imported.iter().map(|&(id, p, _)| (id, p)).collect();
         for &(task, dep, line) in &self.edges {
-            let dep_project = match projects.get(&dep) {
-                Some(p) => Some(p.as_str().to_owned()),
+            let task_project = &self.projects[of[&task] as usize];
+            let dep_project = match of.get(&dep) {
+                Some(&p) => Some(self.projects[p as usize].as_str().to_owned()),
                 None => fetch_row(&mut self.tx, dep)
                     .await?
                     .map(|row| row.project_id),
             };
-            let task_project = projects[&task];
             let problem = match dep_project {
                 _ if dep == task => Some(DependencyError::OnItself),
                 None => Some(DependencyError::Missing(dep)),
                 Some(p) if p != task_project.as_str() => Some(DependencyError::OtherProject {
                     dependency: dep,
                     task_project: task_project.to_string(),
-                    dependency_project: p,
                 }),
                 Some(_) => None,
             };
@@ -127,10 +143,9 @@ impl Importer {
             let lines: HashMap<Uuid, u64> = self
                 .imported
                 .iter()
-                .map(|(id, _, line)| (*id, *line))
+                .map(|&(id, _, line)| (id, line))
                 .collect();
-            let touched: HashSet<&ProjectId> = self.imported.iter().map(|(_, p, _)| p).collect();
-            for project in touched {
+            for project in &self.projects {
                 let edges = project_edges(&mut self.tx, project).await?;
                 for task in tasks_on_cycles(&edges) {
                     if let Some(&line) = lines.get(&task) {
@@ -146,10 +161,11 @@ impl Importer {
             bad.sort_by_key(|e| e.line);
             return Ok(Err(bad));
         }
-        for (id, project, _) in &self.imported {
-            log_created(&mut self.tx, *id, project).await?;
+        for &(id, project, _) in &self.imported {
+            log_created(&mut self.tx, id, &self.projects[project as usize]).await?;
         }
+        let count = self.imported.len() as u64;
         self.tx.commit().await?;
-        Ok(Ok(self.imported.len() as u64))
+        Ok(Ok(count))
     }
 }

@@ -10,6 +10,15 @@ use taskflow_protocol::{EventKind, LoggedEvent};
 /// here. Fails with `ProjectNotFound` when the room does not exist, which doubles as the
 /// project-existence check.
 pub(crate) async fn lock_room(conn: &mut AnyConnection, room: &str) -> Result<()> {
+    if room.starts_with("user:") {
+        // User rooms come into being with their first event.
+        sqlx::query(
+            "INSERT INTO rooms (room, last_offset) VALUES ($1, 0) ON CONFLICT (room) DO NOTHING",
+        )
+        .bind(room.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    }
     let done = sqlx::query("UPDATE rooms SET last_offset = last_offset WHERE room = $1")
         .bind(room.to_owned())
         .execute(&mut *conn)
@@ -21,9 +30,10 @@ pub(crate) async fn lock_room(conn: &mut AnyConnection, room: &str) -> Result<()
     Ok(())
 }
 
-/// Appends an event to `room` with the next offset. The caller holds the room lock
-/// ([`lock_room`]) and commits the event with the change it describes.
-pub(crate) async fn append(
+/// Inserts an event into `room` with the next offset. The caller holds the room lock
+/// ([`lock_room`]) and commits the event with the change it describes; see
+/// [`super::tx::WriteTx::append`].
+pub(crate) async fn insert_event(
     conn: &mut AnyConnection,
     room: &str,
     kind: EventKind,

@@ -18,10 +18,12 @@ mod meta;
 mod projects;
 mod rows;
 mod tasks;
+mod tx;
 
 pub use error::{DependencyError, StoreError};
 pub use import::{ImportSpec, Importer, LineError};
 pub use tasks::{TaskCursor, TaskFilter};
+pub use tx::EventSink;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyConnection;
@@ -56,7 +58,7 @@ impl Backend {
 }
 
 /// A handle to the store; cheap to clone (the pools are reference-counted).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     /// Connections for reads. For SQLite these run beside the writer thanks to WAL.
     read: AnyPool,
@@ -67,6 +69,17 @@ pub struct Store {
     epoch: String,
     /// Which database this is.
     backend: Backend,
+    /// Receives the events of every committed write.
+    sink: tx::SinkSlot,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("epoch", &self.epoch)
+            .finish()
+    }
 }
 
 impl Store {
@@ -75,6 +88,9 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let (read, write) = match backend {
+            // Readers and the writer are separate pools: an in-memory database would be a
+            // different, empty database for each of them.
+            Backend::Sqlite if url.contains(":memory:") => return Err(StoreError::UnsupportedUrl),
             Backend::Sqlite => {
                 let url = sqlite_url(url);
                 let write = sqlite_pool(&url, 1).await?;
@@ -99,6 +115,7 @@ impl Store {
             write,
             epoch,
             backend,
+            sink: tx::SinkSlot::default(),
         })
     }
 
@@ -110,6 +127,20 @@ impl Store {
     /// Which database this store runs on.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Sets where committed events go. Only the first call has an effect: one store feeds one
+    /// hub.
+    pub fn set_event_sink(&self, sink: std::sync::Arc<dyn EventSink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    /// Starts a write transaction whose events reach the sink after it commits.
+    pub(crate) async fn begin_write(&self) -> Result<tx::WriteTx> {
+        Ok(tx::WriteTx::new(
+            self.write.begin().await?,
+            self.sink.clone(),
+        ))
     }
 
     /// Answers whether the database is reachable, for `/readyz`.
@@ -128,7 +159,7 @@ impl Store {
 /// sqlx creates a missing SQLite file only in `rwc` mode; a bare `sqlite://taskflow.db` should
 /// just work on a first run.
 fn sqlite_url(url: &str) -> String {
-    if url.contains("mode=") || url.contains(":memory:") {
+    if url.contains("mode=") {
         url.to_owned()
     } else if url.contains('?') {
         format!("{url}&mode=rwc")

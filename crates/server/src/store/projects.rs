@@ -1,10 +1,26 @@
 //! Projects and their members.
 
+use super::log::lock_room;
 use super::rows::from_ms;
 use super::{now_ms, Result, Store, StoreError};
 use crate::domain::{ProjectId, UserId};
+use serde::Serialize;
 use std::collections::BTreeMap;
-use taskflow_protocol::Project;
+use taskflow_protocol::{EventKind, LoggedEvent, Project};
+
+/// Payload of `member.added` / `member.removed`.
+#[derive(Serialize)]
+struct MemberChange<'a> {
+    project_id: &'a str,
+    user: &'a str,
+}
+
+/// Payload of `message.created`.
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    user: &'a str,
+    text: &'a str,
+}
 
 /// `id, name, created_at` of a project.
 type ProjectRow = (String, String, i64);
@@ -18,7 +34,7 @@ impl Store {
         members: &[UserId],
     ) -> Result<Project> {
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
             .bind(id.as_str().to_owned())
             .bind(name.to_owned())
@@ -111,26 +127,86 @@ impl Store {
             .collect())
     }
 
-    /// Adds a member; adding one twice is harmless.
+    /// Adds a member and logs `member.added` in the project's room; adding one twice is
+    /// harmless and logs nothing.
     pub async fn add_member(&self, project: &ProjectId, user: &UserId) -> Result<Project> {
-        self.get_project(project).await?;
-        sqlx::query("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        let mut tx = self.begin_write().await?;
+        lock_room(&mut tx, &project.room()).await?;
+        let done = sqlx::query("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(project.as_str().to_owned())
             .bind(user.as_str().to_owned())
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        if done.rows_affected() == 1 {
+            let change = MemberChange {
+                project_id: project.as_str(),
+                user: user.as_str(),
+            };
+            tx.append(&project.room(), EventKind::MemberAdded, &change, now_ms())
+                .await?;
+        }
+        tx.commit().await?;
         self.get_project(project).await
     }
 
-    /// Removes a member; removing a non-member is harmless.
+    /// Removes a member and logs `member.removed`; removing a non-member is harmless.
     pub async fn remove_member(&self, project: &ProjectId, user: &UserId) -> Result<Project> {
-        self.get_project(project).await?;
-        sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2")
-            .bind(project.as_str().to_owned())
-            .bind(user.as_str().to_owned())
-            .execute(&self.write)
-            .await?;
+        let mut tx = self.begin_write().await?;
+        lock_room(&mut tx, &project.room()).await?;
+        let done =
+            sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2")
+                .bind(project.as_str().to_owned())
+                .bind(user.as_str().to_owned())
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 1 {
+            let change = MemberChange {
+                project_id: project.as_str(),
+                user: user.as_str(),
+            };
+            tx.append(&project.room(), EventKind::MemberRemoved, &change, now_ms())
+                .await?;
+        }
+        tx.commit().await?;
         self.get_project(project).await
+    }
+
+    /// Posts a chat message in a project room: logged as `message.created`, durable before this
+    /// returns. The sender's access is the caller's to check.
+    pub async fn post_message(
+        &self,
+        project: &ProjectId,
+        user: &UserId,
+        text: &str,
+    ) -> Result<LoggedEvent> {
+        let mut tx = self.begin_write().await?;
+        lock_room(&mut tx, &project.room()).await?;
+        let message = ChatMessage {
+            user: user.as_str(),
+            text,
+        };
+        tx.append(
+            &project.room(),
+            EventKind::MessageCreated,
+            &message,
+            now_ms(),
+        )
+        .await?;
+        let event = tx.last_event().expect("just appended");
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    /// The projects `user` is a member of.
+    pub async fn memberships(&self, user: &UserId) -> Result<Vec<ProjectId>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT project_id FROM project_members WHERE user_id = $1")
+                .bind(user.as_str().to_owned())
+                .fetch_all(&self.read)
+                .await?;
+        ids.iter()
+            .map(|id| ProjectId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
     }
 
     /// Whether `user` may see and change the project's tasks.

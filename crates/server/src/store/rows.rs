@@ -95,26 +95,27 @@ impl Binds {
 /// Loads full tasks for `rows`, keeping their order: one extra query fetches every dependency of
 /// the batch with its status.
 pub(crate) async fn hydrate(conn: &mut AnyConnection, rows: Vec<TaskRow>) -> Result<Vec<Task>> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut binds = Binds::default();
-    let placeholders: Vec<String> = rows.iter().map(|r| binds.push(r.id.clone())).collect();
-    let sql = format!(
-        "SELECT d.task_id, d.depends_on, t.status FROM task_dependencies d \
-         JOIN tasks t ON t.id = d.depends_on WHERE d.task_id IN ({}) ORDER BY d.task_id, d.depends_on",
-        placeholders.join(", ")
-    );
-    let edges: Vec<(String, String, String)> = sqlx::query_as_with(&sql, binds.into_args())
-        .fetch_all(&mut *conn)
-        .await?;
+    // Bounded batches keep each query under the databases' limits on bound parameters.
+    const BATCH: usize = 500;
     let mut deps: HashMap<String, Vec<(Uuid, TaskStatus)>> = HashMap::new();
-    for (task, dep, status) in edges {
-        let status = TaskStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("task {dep}: status {status:?}")))?;
-        deps.entry(task)
-            .or_default()
-            .push((parse_uuid(&dep)?, status));
+    for batch in rows.chunks(BATCH) {
+        let mut binds = Binds::default();
+        let placeholders: Vec<String> = batch.iter().map(|r| binds.push(r.id.clone())).collect();
+        let sql = format!(
+            "SELECT d.task_id, d.depends_on, t.status FROM task_dependencies d \
+             JOIN tasks t ON t.id = d.depends_on WHERE d.task_id IN ({}) ORDER BY d.task_id, d.depends_on",
+            placeholders.join(", ")
+        );
+        let edges: Vec<(String, String, String)> = sqlx::query_as_with(&sql, binds.into_args())
+            .fetch_all(&mut *conn)
+            .await?;
+        for (task, dep, status) in edges {
+            let status = TaskStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("task {dep}: status {status:?}")))?;
+            deps.entry(task)
+                .or_default()
+                .push((parse_uuid(&dep)?, status));
+        }
     }
     rows.into_iter()
         .map(|row| {

@@ -1,7 +1,8 @@
 //! Task reads and writes: CRUD, listing, the priority queue, dependencies and the plan.
 
-use super::log::{append, lock_room};
+use super::log::lock_room;
 use super::rows::{fetch_row, fetch_task, hydrate, parse_uuid, Binds, TaskRow, TASK_COLUMNS};
+use super::tx::WriteTx;
 use super::{now_ms, DependencyError, Result, Store, StoreError};
 use crate::domain::{find_path, plan_order, NewTask, PlanItem, ProjectId, TaskChange, UserId};
 use base64::Engine;
@@ -95,7 +96,7 @@ const READY: &str = "t.status = 'todo' AND NOT EXISTS (SELECT 1 FROM task_depend
 impl Store {
     /// Creates a task and logs `task.created`.
     pub async fn create_task(&self, new: NewTask) -> Result<Task> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_room(&mut tx, &new.project_id.room()).await?;
         let task = insert_task(&mut tx, Uuid::now_v7(), &new).await?;
         tx.commit().await?;
@@ -200,7 +201,7 @@ impl Store {
         if_match: Option<i64>,
     ) -> Result<Task> {
         let project = self.task_project(id).await?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_room(&mut tx, &project.room()).await?;
         let row = fetch_row(&mut tx, id)
             .await?
@@ -220,6 +221,7 @@ impl Store {
             Some(d) => d.map(|d| d.as_str().to_owned()),
             None => row.description,
         };
+        let previous_assignee = row.assignee.clone();
         let assignee = match change.assignee {
             Some(a) => a.map(|a| a.as_str().to_owned()),
             None => row.assignee,
@@ -243,7 +245,8 @@ impl Store {
         } else {
             EventKind::TaskUpdated
         };
-        append(&mut tx, &project.room(), kind, &task, now_ms()).await?;
+        tx.append(&project.room(), kind, &task, now_ms()).await?;
+        log_assignment(&mut tx, &task, previous_assignee.as_deref()).await?;
         tx.commit().await?;
         Ok(task)
     }
@@ -253,7 +256,7 @@ impl Store {
     pub async fn delete_task(&self, id: Uuid, cascade: bool) -> Result<Task> {
         let project = self.task_project(id).await?;
         let room = project.room();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_room(&mut tx, &room).await?;
         let task = fetch_task(&mut tx, id).await?;
         let dependents: Vec<String> = sqlx::query_scalar(
@@ -277,7 +280,8 @@ impl Store {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-        append(&mut tx, &room, EventKind::TaskDeleted, &task, now_ms()).await?;
+        tx.append(&room, EventKind::TaskDeleted, &task, now_ms())
+            .await?;
         tx.commit().await?;
         Ok(task)
     }
@@ -296,11 +300,12 @@ impl Store {
     /// `task.updated`. The room lock makes concurrent claims take turns, so no two get one task.
     pub async fn claim_next(&self, project: &ProjectId, user: &UserId) -> Result<Option<Task>> {
         let room = project.room();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_room(&mut tx, &room).await?;
         let Some(id) = next_ready_id(&mut tx, project).await? else {
             return Ok(None);
         };
+        let previous = fetch_row(&mut tx, id).await?.and_then(|row| row.assignee);
         sqlx::query(
             "UPDATE tasks SET status = 'in_progress', assignee = $1, updated_at = $2, version = version + 1 \
              WHERE id = $3",
@@ -311,7 +316,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let task = fetch_task(&mut tx, id).await?;
-        append(&mut tx, &room, EventKind::TaskUpdated, &task, now_ms()).await?;
+        tx.append(&room, EventKind::TaskUpdated, &task, now_ms())
+            .await?;
+        log_assignment(&mut tx, &task, previous.as_deref()).await?;
         tx.commit().await?;
         Ok(Some(task))
     }
@@ -324,7 +331,7 @@ impl Store {
         }
         let project = self.task_project(task).await?;
         let room = project.room();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_room(&mut tx, &room).await?;
         let row = fetch_row(&mut tx, task)
             .await?
@@ -336,7 +343,6 @@ impl Store {
             return Err(DependencyError::OtherProject {
                 dependency,
                 task_project: row.project_id,
-                dependency_project: dep.project_id,
             }
             .into());
         }
@@ -361,14 +367,8 @@ impl Store {
             task: &updated,
             dependency_id: dependency,
         };
-        append(
-            &mut tx,
-            &room,
-            EventKind::DependencyAdded,
-            &change,
-            now_ms(),
-        )
-        .await?;
+        tx.append(&room, EventKind::DependencyAdded, &change, now_ms())
+            .await?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -377,7 +377,7 @@ impl Store {
     pub async fn remove_dependency(&self, task: Uuid, dependency: Uuid) -> Result<Task> {
         let project = self.task_project(task).await?;
         let room = project.room();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_room(&mut tx, &room).await?;
         let updated = remove_edge(&mut tx, &room, task, dependency).await?;
         tx.commit().await?;
@@ -418,7 +418,7 @@ impl Store {
 
 /// Inserts a new task (created by the caller's validation) and logs `task.created`. The caller
 /// holds the room lock.
-pub(crate) async fn insert_task(conn: &mut AnyConnection, id: Uuid, new: &NewTask) -> Result<Task> {
+pub(crate) async fn insert_task(conn: &mut WriteTx, id: Uuid, new: &NewTask) -> Result<Task> {
     insert_row(conn, id, new).await?;
     log_created(conn, id, &new.project_id).await
 }
@@ -444,34 +444,32 @@ pub(crate) async fn insert_row(conn: &mut AnyConnection, id: Uuid, new: &NewTask
 }
 
 /// Logs `task.created` for a task as it now stands.
-pub(crate) async fn log_created(
-    conn: &mut AnyConnection,
-    id: Uuid,
-    project: &ProjectId,
-) -> Result<Task> {
+pub(crate) async fn log_created(conn: &mut WriteTx, id: Uuid, project: &ProjectId) -> Result<Task> {
     let task = fetch_task(conn, id).await?;
-    append(
-        conn,
-        &project.room(),
-        EventKind::TaskCreated,
-        &task,
-        now_ms(),
-    )
-    .await?;
+    conn.append(&project.room(), EventKind::TaskCreated, &task, now_ms())
+        .await?;
+    log_assignment(conn, &task, None).await?;
     Ok(task)
 }
 
+/// Logs `task.assigned` in the assignee's user room when the task now has an assignee it did
+/// not have before, so every connection of that user hears of it.
+async fn log_assignment(tx: &mut WriteTx, task: &Task, previous: Option<&str>) -> Result<()> {
+    if let Some(assignee) = task.assignee.as_deref().filter(|a| Some(*a) != previous) {
+        let room = format!("user:{assignee}");
+        lock_room(tx, &room).await?;
+        tx.append(&room, EventKind::TaskAssigned, task, now_ms())
+            .await?;
+    }
+    Ok(())
+}
+
 /// Deletes one edge, bumps the dependent's version and logs `dependency.removed`.
-async fn remove_edge(
-    conn: &mut AnyConnection,
-    room: &str,
-    task: Uuid,
-    dependency: Uuid,
-) -> Result<Task> {
+async fn remove_edge(conn: &mut WriteTx, room: &str, task: Uuid, dependency: Uuid) -> Result<Task> {
     let done = sqlx::query("DELETE FROM task_dependencies WHERE task_id = $1 AND depends_on = $2")
         .bind(task.to_string())
         .bind(dependency.to_string())
-        .execute(&mut *conn)
+        .execute(&mut **conn)
         .await?;
     if done.rows_affected() == 0 {
         fetch_row(conn, task)
@@ -484,7 +482,8 @@ async fn remove_edge(
         task: &updated,
         dependency_id: dependency,
     };
-    append(conn, room, EventKind::DependencyRemoved, &change, now_ms()).await?;
+    conn.append(room, EventKind::DependencyRemoved, &change, now_ms())
+        .await?;
     Ok(updated)
 }
 

@@ -1,9 +1,10 @@
 //! `POST /tasks/import`: NDJSON or CSV, streamed and atomic.
 //!
 //! The body is parsed and validated on a blocking thread (so a large import does not stall the
-//! async executor) and handed line by line to one store transaction. Nothing is held in memory
-//! but the current line and the first 100 errors; if any line is bad the transaction is rolled
-//! back and the answer lists the bad lines.
+//! async executor) while it is spooled to a temporary file; nothing is locked meanwhile. Only a
+//! valid body is then replayed from the spool into one store transaction. Memory holds the
+//! current line, the first 100 errors, the set of projects and assignees named, and (until
+//! commit) the id and dependency ids of each imported line.
 
 mod parse;
 
@@ -12,7 +13,7 @@ use crate::domain::ProjectId;
 use crate::error::ApiError;
 use crate::extract::{declared_length, has_content_type, DRAIN_CAP};
 use crate::state::AppState;
-use crate::store::{ImportSpec, StoreError};
+use crate::store::StoreError;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -21,7 +22,8 @@ use futures::TryStreamExt;
 use parse::{parse_body, Format, Parsed};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use taskflow_protocol::ErrorBody;
@@ -88,49 +90,58 @@ async fn import_tasks(
         .map_err(std::io::Error::other)
         .and_then(move |chunk| {
             let total = seen.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
-            let result = if total > limit {
-                flag.store(true, Ordering::Relaxed);
-                Err(std::io::Error::other("import body too large"))
-            } else {
+            let result = if total <= limit {
                 Ok(chunk)
+            } else if total <= limit + DRAIN_CAP {
+                flag.store(true, Ordering::Relaxed);
+                Ok(axum::body::Bytes::new())
+            } else {
+                Err(std::io::Error::other("import body too large"))
             };
             futures::future::ready(result)
         });
     let reader = SyncIoBridge::new(StreamReader::new(stream));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Parsed>(256);
-    let parser = tokio::task::spawn_blocking(move || parse_body(format, reader, &tx));
 
-    let mut importer = state.store().begin_import().await?;
-    let mut allowed: HashMap<ProjectId, bool> = HashMap::new();
-    let mut bad: Vec<Value> = Vec::new();
-    let mut total_bad: u64 = 0;
+    // Pass 1, with no transaction open: spool the body to a temporary file while validating
+    // every line, and learn which projects and users it touches. A slow upload therefore holds
+    // no lock and no writer.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Parsed>(256);
+    let spooler = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let mut spool = tempfile::tempfile()?;
+        parse_body(
+            format,
+            Tee {
+                from: reader,
+                to: &mut spool,
+            },
+            &tx,
+        );
+        spool.flush()?;
+        Ok(spool)
+    });
+    let mut report = Report::default();
+    let mut projects: BTreeMap<ProjectId, u64> = BTreeMap::new();
+    let mut assignees: BTreeSet<String> = BTreeSet::new();
     let mut read_error = None;
     while let Some(parsed) = rx.recv().await {
-        let (line, outcome) = match parsed {
-            Parsed::Line { line, spec } => (line, spec),
-            Parsed::Unreadable(err) => {
-                read_error = Some(err);
-                break;
+        match parsed {
+            Parsed::Line {
+                spec: Ok(spec),
+                line,
+            } => {
+                projects.entry(spec.task.project_id.clone()).or_insert(line);
+                if let Some(assignee) = &spec.task.assignee {
+                    assignees.insert(assignee.to_string());
+                }
             }
-        };
-        let reason = match outcome {
-            Err(reason) => Some(reason),
-            // After the first bad line the transaction will be rolled back anyway: keep
-            // validating the rest, but stop writing.
-            Ok(_) if total_bad > 0 => None,
-            Ok(spec) => {
-                store_line(&state, &caller, &mut allowed, &mut importer, line, &spec).await?
-            }
-        };
-        if let Some(reason) = reason {
-            total_bad += 1;
-            if bad.len() < MAX_REPORTED {
-                bad.push(json!({ "line": line, "reason": reason }));
-            }
+            Parsed::Line {
+                spec: Err(reason),
+                line,
+            } => report.add(line, reason),
+            Parsed::Unreadable(err) => read_error = Some(err),
         }
     }
-    drop(rx);
-    parser.await.map_err(|e| ApiError::Internal(e.into()))?;
+    let spool = spooler.await.map_err(|e| ApiError::Internal(e.into()))?;
     if too_large.load(Ordering::Relaxed) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
@@ -139,56 +150,114 @@ async fn import_tasks(
             "could not read the import body: {err}"
         )));
     }
-    if total_bad > 0 {
-        return Err(ApiError::ImportRejected {
-            lines: bad,
-            total: total_bad,
-        });
+    let mut spool = spool.map_err(|e| ApiError::Internal(e.into()))?;
+    for (project, &line) in &projects {
+        if !caller.is_admin() && !state.store().is_member(project, caller.user()).await? {
+            report.add(
+                line,
+                format!("project_id: you are not a member of project {project}"),
+            );
+        }
     }
+    report.reject_if_any()?;
+
+    // Pass 2: one transaction, every room locked up front in sorted order; lines are parsed
+    // again from the spool.
+    let first_lines = projects.clone();
+    let mut importer = match state
+        .store()
+        .begin_import(projects.into_keys().collect(), assignees)
+        .await
+    {
+        Err(StoreError::ProjectNotFound(p)) => {
+            let line = ProjectId::parse(&p)
+                .ok()
+                .and_then(|id| first_lines.get(&id).copied())
+                .unwrap_or(0);
+            report.add(line, format!("project_id: project {p} does not exist"));
+            report.reject_if_any()?;
+            unreachable!("a report with a line rejects")
+        }
+        other => other?,
+    };
+    spool
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Parsed>(256);
+    let parser = tokio::task::spawn_blocking(move || {
+        parse_body(format, std::io::BufReader::new(spool), &tx)
+    });
+    while let Some(parsed) = rx.recv().await {
+        let Parsed::Line {
+            spec: Ok(spec),
+            line,
+        } = parsed
+        else {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "the import spool changed between passes"
+            )));
+        };
+        match importer.add(line, &spec).await {
+            Ok(()) => {}
+            Err(err @ StoreError::TaskExists(_)) => report.add(line, err.to_string()),
+            Err(other) => return Err(other.into()),
+        }
+        if report.total > 0 {
+            break;
+        }
+    }
+    drop(rx);
+    parser.await.map_err(|e| ApiError::Internal(e.into()))?;
+    report.reject_if_any()?;
     match importer.commit().await? {
         Ok(imported) => Ok((StatusCode::CREATED, Json(Imported { imported }))),
-        Err(lines) => Err(ApiError::ImportRejected {
-            total: lines.len() as u64,
-            lines: lines
-                .into_iter()
-                .take(MAX_REPORTED)
-                .map(|e| json!({ "line": e.line, "reason": e.reason }))
-                .collect(),
-        }),
+        Err(lines) => {
+            for line in lines {
+                report.add(line.line, line.reason);
+            }
+            report.reject_if_any()?;
+            unreachable!("a rejected commit names its lines")
+        }
     }
 }
 
-/// Checks access and writes one line; `Some(reason)` if the line is refused.
-async fn store_line(
-    state: &AppState,
-    caller: &Caller,
-    allowed: &mut HashMap<ProjectId, bool>,
-    importer: &mut crate::store::Importer,
-    line: u64,
-    spec: &ImportSpec,
-) -> Result<Option<String>, ApiError> {
-    let project = &spec.task.project_id;
-    let may = match allowed.get(project) {
-        Some(&may) => may,
-        None => {
-            let may = caller.is_admin() || state.store().is_member(project, caller.user()).await?;
-            allowed.insert(project.clone(), may);
-            may
+/// The bad lines of an import: the first [`MAX_REPORTED`] and how many in all.
+#[derive(Default)]
+struct Report {
+    lines: Vec<Value>,
+    total: u64,
+}
+
+impl Report {
+    fn add(&mut self, line: u64, reason: String) {
+        self.total += 1;
+        if self.lines.len() < MAX_REPORTED {
+            self.lines.push(json!({ "line": line, "reason": reason }));
         }
-    };
-    if !may {
-        return Ok(Some(format!(
-            "project_id: you are not a member of project {project}"
-        )));
     }
-    match importer.add(line, spec).await {
-        Ok(()) => Ok(None),
-        Err(err @ (StoreError::Dependency(_) | StoreError::TaskExists(_))) => {
-            Ok(Some(err.to_string()))
+
+    fn reject_if_any(&mut self) -> Result<(), ApiError> {
+        if self.total == 0 {
+            return Ok(());
         }
-        Err(StoreError::ProjectNotFound(p)) => {
-            Ok(Some(format!("project_id: project {p} does not exist")))
-        }
-        Err(other) => Err(other.into()),
+        self.lines.sort_by_key(|l| l["line"].as_u64());
+        Err(ApiError::ImportRejected {
+            lines: std::mem::take(&mut self.lines),
+            total: self.total,
+        })
+    }
+}
+
+/// A reader that copies what it reads into a writer (the spool).
+struct Tee<R, W> {
+    from: R,
+    to: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.from.read(buf)?;
+        self.to.write_all(&buf[..n])?;
+        Ok(n)
     }
 }

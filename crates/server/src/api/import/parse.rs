@@ -89,7 +89,13 @@ impl ImportLine {
 pub(crate) fn parse_body(format: Format, reader: impl Read, out: &Sender<Parsed>) {
     let result = match format {
         Format::Ndjson => parse_ndjson(BufReader::new(reader), out),
-        Format::Csv => parse_csv(reader, out),
+        Format::Csv => parse_csv(
+            LineCapped {
+                inner: reader,
+                run: 0,
+            },
+            out,
+        ),
     };
     if let Err(err) = result {
         let _ = out.blocking_send(Parsed::Unreadable(err));
@@ -257,5 +263,29 @@ impl Columns {
                 .unwrap_or_default(),
             ..ImportLine::default()
         })
+    }
+}
+
+/// Fails a read once a line runs past [`MAX_LINE`] bytes: the CSV reader buffers a whole record,
+/// so this bounds the memory one record can take (a record may span lines inside quotes; the
+/// body limit bounds those).
+struct LineCapped<R> {
+    inner: R,
+    /// Bytes since the last newline.
+    run: usize,
+}
+
+impl<R: Read> Read for LineCapped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            self.run = if b == b'\n' { 0 } else { self.run + 1 };
+            if self.run > MAX_LINE {
+                return Err(std::io::Error::other(format!(
+                    "a line is longer than {MAX_LINE} bytes"
+                )));
+            }
+        }
+        Ok(n)
     }
 }

@@ -1,0 +1,191 @@
+//! WebSocket frames: the commands a client sends and everything the server pushes. All frames
+//! are JSON text frames with a `type`. `docs/protocol.md` is the specification; these types are
+//! its executable form.
+
+use crate::error::ErrorDetail;
+use crate::event::EventKind;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What a client asks. Any command may carry an `id` (a string or a number); a command with an
+/// id gets exactly one reply carrying the same id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Receive the room's events from now on (or, with `since`, from that position).
+    Subscribe {
+        /// `tasks`, `project:<id>` or `user:<id>`.
+        room: String,
+        /// Resume from this position instead of now.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Position>,
+    },
+    /// Stop receiving the room's events.
+    Unsubscribe {
+        /// The room.
+        room: String,
+    },
+    /// Post a chat message to a project room; acknowledged once it is in the log.
+    Message {
+        /// `project:<id>`.
+        room: String,
+        /// 1 to 4,000 characters.
+        text: String,
+    },
+    /// Tell the room you are typing (ephemeral, at most once).
+    Typing {
+        /// `project:<id>`.
+        room: String,
+    },
+    /// Who is in the room, with their connection counts.
+    Presence {
+        /// The room.
+        room: String,
+    },
+    /// Application-level ping for clients that cannot send WebSocket pings; answered by `pong`.
+    Ping,
+}
+
+impl Command {
+    /// The wire name of the command.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Subscribe { .. } => "subscribe",
+            Command::Unsubscribe { .. } => "unsubscribe",
+            Command::Message { .. } => "message",
+            Command::Typing { .. } => "typing",
+            Command::Presence { .. } => "presence",
+            Command::Ping => "ping",
+        }
+    }
+}
+
+/// A position in a room's log: the epoch of its history and the last offset seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// The store's epoch.
+    pub epoch: String,
+    /// The last offset the client has.
+    pub offset: i64,
+}
+
+/// First frame of every connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// This connection's id, for logs and support.
+    pub connection_id: String,
+    /// The authenticated user.
+    pub user: String,
+    /// How often the server pings, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// The server's clock, to estimate skew.
+    pub server_time: DateTime<Utc>,
+    /// The epoch of the store's event log.
+    pub epoch: String,
+}
+
+/// A logged event as pushed to subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventFrame {
+    /// The room the event was logged in (`project:<id>`, `user:<id>`).
+    pub room: String,
+    /// Its offset in that room.
+    pub offset: i64,
+    /// What happened.
+    pub event: EventKind,
+    /// The payload.
+    pub data: Value,
+    /// When it was committed.
+    pub at: DateTime<Utc>,
+}
+
+/// A user entering or leaving a room, or typing in it (ephemeral: no offset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceChange {
+    /// The room.
+    pub room: String,
+    /// The user.
+    pub user: String,
+}
+
+/// One user in a room, for `presence` replies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Present {
+    /// The user.
+    pub user: String,
+    /// How many of the user's connections are in the room.
+    pub connections: u32,
+}
+
+/// Everything the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ServerFrame {
+    /// Sent once, first.
+    #[serde(rename = "hello")]
+    Hello(Hello),
+    /// The one answer to a command that carried an `id`.
+    #[serde(rename = "reply")]
+    Reply {
+        /// The command's id.
+        id: Value,
+        /// `true` with `result`, `false` with `error`.
+        ok: bool,
+        /// What the command produced.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<Value>,
+        /// Why it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<ErrorDetail>,
+    },
+    /// A command without an id failed, or a frame could not be read.
+    #[serde(rename = "error")]
+    Error {
+        /// What went wrong.
+        error: ErrorDetail,
+    },
+    /// A logged event.
+    #[serde(rename = "event")]
+    Event(EventFrame),
+    /// A user's first connection joined the room.
+    #[serde(rename = "presence.joined")]
+    PresenceJoined(PresenceChange),
+    /// A user's last connection left the room.
+    #[serde(rename = "presence.left")]
+    PresenceLeft(PresenceChange),
+    /// A user is typing in the room.
+    #[serde(rename = "typing")]
+    Typing(PresenceChange),
+    /// Answer to `ping` (carries the ping's id, if any).
+    #[serde(rename = "pong")]
+    Pong {
+        /// The ping's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+    },
+}
+
+/// WebSocket close codes the server uses, with what a client should do about each.
+pub mod close {
+    /// Normal closure (the client asked).
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down or draining: reconnect (to another node) and resume.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the WebSocket protocol.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame was not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// The client kept exceeding its command rate.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A message was larger than the limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The server failed.
+    pub const INTERNAL_ERROR: u16 = 1011;
+    /// The token expired while connected: get a new token, then reconnect.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The client did not read fast enough and its queue filled: reconnect and resume.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// The client stopped answering pings (sent for the record; the peer is usually gone).
+    pub const HEARTBEAT_TIMEOUT: u16 = 4009;
+}
