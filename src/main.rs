@@ -29,6 +29,24 @@ enum Command {
     Serve(ServeArgs),
     /// Mint a user token (JWT) signed with this database's key.
     Token(TokenArgs),
+    /// Print task events live from a server; reconnects by itself.
+    Client(ClientArgs),
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// The server's WebSocket endpoint.
+    #[arg(long, default_value = "ws://localhost:3000/ws/tasks")]
+    url: String,
+    /// A room to subscribe to (repeatable): project:<id>, user:<id>, tasks. Default: tasks.
+    #[arg(long = "room")]
+    rooms: Vec<String>,
+    /// Bearer token [default: $TASKFLOW_TOKEN, else $TASKFLOW_ADMIN_TOKEN].
+    #[arg(long)]
+    token: Option<String>,
+    /// Print every frame as one raw JSON line, for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone, Default)]
@@ -86,7 +104,29 @@ async fn main() -> anyhow::Result<()> {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Token(args)) => token(args).await,
+        Some(Command::Client(args)) => client(args).await,
     }
+}
+
+async fn client(args: ClientArgs) -> anyhow::Result<()> {
+    let token = args
+        .token
+        .or_else(|| std::env::var("TASKFLOW_TOKEN").ok())
+        .or_else(|| std::env::var("TASKFLOW_ADMIN_TOKEN").ok())
+        .context("no token: pass --token, or set TASKFLOW_TOKEN or TASKFLOW_ADMIN_TOKEN")?;
+    let options = taskflow_client::ClientOptions {
+        url: args.url,
+        token,
+        rooms: args.rooms,
+        json: args.json,
+        backoff_base: std::time::Duration::from_millis(500),
+        backoff_cap: std::time::Duration::from_secs(30),
+    };
+    taskflow_client::run(options, std::io::stdout(), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

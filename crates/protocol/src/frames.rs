@@ -13,13 +13,10 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
-    /// Receive the room's events from now on (or, with `since`, from that position).
+    /// Receive the room's events from now on.
     Subscribe {
         /// `tasks`, `project:<id>` or `user:<id>`.
         room: String,
-        /// Resume from this position instead of now.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        since: Option<Position>,
     },
     /// Stop receiving the room's events.
     Unsubscribe {

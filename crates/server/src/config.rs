@@ -77,8 +77,40 @@ pub struct Config {
     pub rate_limit_per_sec: u32,
     /// How many requests a caller may make in a burst above the average.
     pub rate_limit_burst: u32,
-    /// How long graceful shutdown waits for in-flight requests, in seconds.
+    /// How long graceful shutdown waits for in-flight requests and for WebSocket clients to
+    /// take their 1001 close, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// Origins allowed to open WebSocket connections (besides the server's own origin and
+    /// clients that send no `Origin`, i.e. non-browsers). Comma-separated in the environment.
+    #[serde(deserialize_with = "comma_list")]
+    pub ws_allowed_origins: Vec<String>,
+    /// How often the server pings each WebSocket client, in milliseconds.
+    pub ws_heartbeat_interval_ms: u64,
+    /// How long a pong may take before the ping counts as missed, in milliseconds.
+    pub ws_pong_timeout_ms: u64,
+    /// Consecutive missed pongs after which the peer is considered dead.
+    pub ws_max_missed_pongs: u32,
+    /// Largest incoming WebSocket message, in bytes (close 1009 beyond).
+    pub ws_max_message_bytes: usize,
+    /// Read buffer per connection, in bytes: small, because idle connections are the many.
+    pub ws_read_buffer_bytes: usize,
+    /// Frames that may wait in one connection's send queue before it is a slow consumer.
+    pub ws_queue_messages: usize,
+    /// Bytes that may wait in one connection's send queue before it is a slow consumer.
+    pub ws_queue_bytes: usize,
+    /// Subscriptions per connection.
+    pub ws_max_subscriptions: usize,
+    /// Commands per second per connection (error replies beyond, close 1008 if sustained).
+    pub ws_commands_per_sec: u32,
+    /// Burst of commands above that rate.
+    pub ws_commands_burst: u32,
+    /// WebSocket connections in all (503 at the handshake beyond).
+    pub ws_max_connections: usize,
+    /// WebSocket connections per user (503 at the handshake beyond).
+    pub ws_max_connections_per_user: usize,
+    /// How long an event that arrived ahead of a gap waits before the gap is read from the log,
+    /// in milliseconds.
+    pub gap_fill_hold_ms: u64,
 }
 
 impl Default for Config {
@@ -98,6 +130,20 @@ impl Default for Config {
             rate_limit_per_sec: 200,
             rate_limit_burst: 400,
             shutdown_timeout_secs: 10,
+            ws_allowed_origins: Vec::new(),
+            ws_heartbeat_interval_ms: 30_000,
+            ws_pong_timeout_ms: 5_000,
+            ws_max_missed_pongs: 3,
+            ws_max_message_bytes: 64 * 1024,
+            ws_read_buffer_bytes: 4 * 1024,
+            ws_queue_messages: 1024,
+            ws_queue_bytes: 4 * 1024 * 1024,
+            ws_max_subscriptions: 100,
+            ws_commands_per_sec: 20,
+            ws_commands_burst: 50,
+            ws_max_connections: 100_000,
+            ws_max_connections_per_user: 100,
+            gap_fill_hold_ms: 50,
         }
     }
 }

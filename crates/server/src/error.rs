@@ -85,6 +85,9 @@ pub enum ApiError {
         /// Seconds until a request would be allowed.
         retry_after_secs: u64,
     },
+    /// A plain request reached an endpoint that speaks only WebSocket.
+    #[error("{0}")]
+    UpgradeRequired(String),
     /// A dependency (the database) is not available.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -116,6 +119,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -147,6 +151,7 @@ impl ApiError {
                 Some(json!({ "retry_after_secs": retry_after_secs })),
             ),
             ApiError::Unavailable(_) => ("unavailable", None),
+            ApiError::UpgradeRequired(_) => ("upgrade_required", None),
             ApiError::Internal(_) => ("internal", None),
         };
         let message = match self {

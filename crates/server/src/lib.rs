@@ -7,6 +7,9 @@
 //! - [`auth`]: the admin token and user JWTs, and the [`auth::Caller`] handlers receive.
 //! - `api`: the REST handlers, one module per resource, and the router with its layers.
 //! - [`error`]: every failure, and the one place they become JSON error answers.
+//! - [`hub`]: sessions, rooms and ordered fan-out of committed events; knows no HTTP or SQL.
+//! - [`broker`]: carries committed events from the store to the hub (in-process for one node).
+//! - `transport`: the WebSocket endpoint, a thin adapter between sockets and hub sessions.
 //!
 //! [`Server::open`] connects the store and loads the keys; [`Server::serve`] answers requests on
 //! an already-bound listener until the shutdown future resolves. [`run`] does both, which is all
@@ -14,19 +17,27 @@
 
 mod api;
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod domain;
 pub mod error;
 mod extract;
+pub mod hub;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+mod transport;
 
 use crate::auth::{Keys, Secrets};
+use crate::broker::{LocalBroker, StoreSource};
 use crate::config::{Config, Secret};
+use crate::hub::dispatch::Dispatcher;
+use crate::hub::session::QueueLimits;
+use crate::hub::{Hub, HubLimits};
 use crate::state::AppState;
 use crate::store::Store;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -42,14 +53,31 @@ pub struct Server {
 impl Server {
     /// Connects the store (running migrations) and loads or generates the token keys.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
+        telemetry::prometheus();
         let store = Store::connect(&config.database).await?;
         let Secrets {
             keys,
             generated_admin_token,
         } = Keys::load(&config, &store).await?;
-        telemetry::prometheus();
+        let hub = Hub::new(HubLimits {
+            queue: QueueLimits {
+                messages: config.ws_queue_messages,
+                bytes: config.ws_queue_bytes,
+            },
+            max_connections: config.ws_max_connections,
+            max_connections_per_user: config.ws_max_connections_per_user,
+            max_subscriptions: config.ws_max_subscriptions,
+        });
+        // Streams start where the log stands now; the sink is set before any request is served.
+        let dispatcher = Dispatcher::new(
+            hub,
+            Arc::new(StoreSource(store.clone())),
+            Duration::from_millis(config.gap_fill_hold_ms),
+            store.room_offsets().await?,
+        );
+        store.set_event_sink(Arc::new(LocalBroker::new(dispatcher.clone())));
         Ok(Self {
-            state: AppState::new(store, keys, config),
+            state: AppState::new(store, keys, config, dispatcher),
             generated_admin_token,
         })
     }
@@ -86,10 +114,12 @@ impl Server {
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let deadline = Duration::from_secs(state.config().shutdown_timeout_secs);
+        let hub = state.hub().clone();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing requests in flight");
+            tracing::info!("shutting down: no new connections, closing WebSockets with 1001, finishing requests");
             let _ = stop_tx.send(true);
+            hub.begin_shutdown();
         });
         let mut stop_rx = stop_rx;
         let result = tokio::select! {
@@ -103,6 +133,7 @@ impl Server {
             }
         };
         pruner.abort();
+        state.hub().shutdown(deadline).await;
         state.store().close().await;
         result
     }

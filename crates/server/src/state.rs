@@ -4,6 +4,8 @@ use crate::auth::Keys;
 use crate::config::Config;
 use crate::domain::UserId;
 use crate::error::ApiError;
+use crate::hub::dispatch::Dispatcher;
+use crate::hub::Hub;
 use crate::store::Store;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -26,11 +28,13 @@ struct Inner {
     /// Per-caller request budget. governor's keyed limiter is a sharded concurrent map, so
     /// checking it takes no global lock; stale keys are pruned periodically (see `crate::run`).
     limiter: DefaultKeyedRateLimiter<UserId>,
+    /// Orders committed events and fans them out through the hub.
+    dispatcher: Dispatcher,
 }
 
 impl AppState {
     /// Builds the state.
-    pub fn new(store: Store, keys: Keys, config: Config) -> Self {
+    pub fn new(store: Store, keys: Keys, config: Config, dispatcher: Dispatcher) -> Self {
         let per_sec = NonZeroU32::new(config.rate_limit_per_sec.max(1)).expect("at least 1");
         let burst = NonZeroU32::new(config.rate_limit_burst.max(1)).expect("at least 1");
         let limiter = RateLimiter::keyed(Quota::per_second(per_sec).allow_burst(burst));
@@ -40,6 +44,7 @@ impl AppState {
                 keys,
                 config,
                 limiter,
+                dispatcher,
             }),
         }
     }
@@ -52,6 +57,16 @@ impl AppState {
     /// The token keys.
     pub fn keys(&self) -> &Keys {
         &self.inner.keys
+    }
+
+    /// The hub: local sessions and rooms.
+    pub fn hub(&self) -> &Hub {
+        self.inner.dispatcher.hub()
+    }
+
+    /// The dispatcher: ordered delivery of committed events.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.inner.dispatcher
     }
 
     /// The configuration.

@@ -87,7 +87,8 @@ pub(crate) fn router(state: AppState) -> Router {
                 )
             }),
         )
-        .route("/metrics", axum::routing::get(health::metrics));
+        .route("/metrics", axum::routing::get(health::metrics))
+        .merge(crate::transport::router());
     with_layers(routes, &state).with_state(state)
 }
 
@@ -147,6 +148,7 @@ mod tests {
     use crate::store::Store;
     use axum::body::Body;
     use axum::routing::get;
+    use std::sync::Arc;
     use tower::ServiceExt;
 
     #[tokio::test]
@@ -158,7 +160,23 @@ mod tests {
         };
         let store = Store::connect(&config.database).await.unwrap();
         let keys = Keys::load(&config, &store).await.unwrap().keys;
-        let state = AppState::new(store, keys, config);
+        let hub = crate::hub::Hub::new(crate::hub::HubLimits {
+            queue: crate::hub::session::QueueLimits {
+                messages: 8,
+                bytes: 1024,
+            },
+            max_connections: 1,
+            max_connections_per_user: 1,
+            max_subscriptions: 1,
+        });
+        let source = Arc::new(crate::broker::StoreSource(store.clone()));
+        let dispatcher = crate::hub::dispatch::Dispatcher::new(
+            hub,
+            source,
+            Duration::from_millis(10),
+            Vec::new(),
+        );
+        let state = AppState::new(store, keys, config, dispatcher);
         let routes = Router::new()
             .route("/boom", get(|| async { panic!("boom") as &str }))
             .route("/ok", get(|| async { "ok" }));

@@ -131,7 +131,7 @@ impl Keys {
 }
 
 /// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -4,4 +4,4 @@ mod caller;
 mod keys;
 
 pub use caller::{bearer_token, Caller, Role};
-pub use keys::{Claims, Keys, MintedToken, Secrets};
+pub use keys::{unix_now, Claims, Keys, MintedToken, Secrets};

@@ -3,10 +3,12 @@
 
 mod graph;
 mod ids;
+mod room;
 mod task;
 
 pub use graph::{find_path, plan_order, tasks_on_cycles, PlanItem};
 pub use ids::{ProjectId, UserId};
+pub use room::Room;
 pub use task::{Description, NewTask, Priority, TaskChange, TaskTitle};
 
 /// A value that failed validation, naming the field so the client knows what to fix.

@@ -98,6 +98,13 @@ impl Store {
             .collect()
     }
 
+    /// Every room and its last offset: where the hub's streams start when the server starts.
+    pub async fn room_offsets(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT room, last_offset FROM rooms")
+            .fetch_all(&self.read)
+            .await?)
+    }
+
     /// The last offset handed out in `room` (0 before its first event).
     pub async fn last_offset(&self, room: &str) -> Result<i64> {
         let last: Option<i64> = sqlx::query_scalar("SELECT last_offset FROM rooms WHERE room = $1")

@@ -1,0 +1,13 @@
+//! The terminal client behind `taskflow client`: connects to `/ws/tasks`, subscribes, prints
+//! every frame, and when the connection is lost reconnects with exponential backoff and full
+//! jitter, then subscribes again.
+//!
+//! - [`backoff`]: the retry schedule.
+//! - [`display`]: how frames are printed for people.
+//! - [`session`]: one connection, and the reconnecting loop around it.
+
+pub mod backoff;
+pub mod display;
+pub mod session;
+
+pub use session::{run, ClientOptions};

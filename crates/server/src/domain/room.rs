@@ -1,0 +1,70 @@
+//! Room names: where events are logged and what connections subscribe to.
+
+use super::{Invalid, ProjectId, UserId};
+use std::fmt;
+
+/// A room a connection can subscribe to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Room {
+    /// Every task event the connection's token may see, across its projects.
+    Tasks,
+    /// One project's events: tasks, chat, members. Members only.
+    Project(ProjectId),
+    /// One user's direct notifications (`task.assigned`). That user only.
+    User(UserId),
+}
+
+impl Room {
+    /// The name of the virtual all-tasks room.
+    pub const TASKS: &'static str = "tasks";
+
+    /// Parses `tasks`, `project:<id>` or `user:<id>`.
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        if raw == Self::TASKS {
+            return Ok(Room::Tasks);
+        }
+        match raw.split_once(':') {
+            Some(("project", id)) => ProjectId::parse(id)
+                .map(Room::Project)
+                .map_err(|e| Invalid::new("room", e.message)),
+            Some(("user", id)) => UserId::parse(id, "room").map(Room::User),
+            _ => Err(Invalid::new(
+                "room",
+                "must be tasks, project:<id> or user:<id>",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Room {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Room::Tasks => f.write_str(Self::TASKS),
+            Room::Project(id) => write!(f, "project:{id}"),
+            Room::User(id) => write!(f, "user:{id}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_round_trip() {
+        for raw in ["tasks", "project:p1", "user:alice@example.com"] {
+            assert_eq!(Room::parse(raw).unwrap().to_string(), raw);
+        }
+        for bad in [
+            "",
+            "task",
+            "project:",
+            "project:Bad",
+            "user:",
+            "team:x",
+            "project:a:b",
+        ] {
+            assert!(Room::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

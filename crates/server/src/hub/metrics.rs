@@ -1,0 +1,57 @@
+//! The hub's metrics. Handles are resolved once (the recorder's lookup hashes the name and
+//! labels), so the hot path only bumps an atomic.
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use std::sync::LazyLock;
+
+static CONNECTIONS: LazyLock<Gauge> = LazyLock::new(|| gauge!("ws_connections"));
+static SUBSCRIPTIONS: LazyLock<Gauge> = LazyLock::new(|| gauge!("ws_subscriptions"));
+static FRAMES_IN: LazyLock<Counter> = LazyLock::new(|| counter!("ws_frames_in_total"));
+static FRAMES_OUT: LazyLock<Counter> = LazyLock::new(|| counter!("ws_frames_out_total"));
+static BYTES_IN: LazyLock<Counter> = LazyLock::new(|| counter!("ws_bytes_in_total"));
+static BYTES_OUT: LazyLock<Counter> = LazyLock::new(|| counter!("ws_bytes_out_total"));
+static SLOW: LazyLock<Counter> = LazyLock::new(|| counter!("ws_slow_consumer_disconnects_total"));
+static HEARTBEAT: LazyLock<Counter> = LazyLock::new(|| counter!("ws_heartbeat_terminations_total"));
+static EVENTS: LazyLock<Counter> = LazyLock::new(|| counter!("hub_events_dispatched_total"));
+static DELIVERIES: LazyLock<Counter> = LazyLock::new(|| counter!("hub_deliveries_total"));
+static GAP_FILLS: LazyLock<Counter> = LazyLock::new(|| counter!("hub_gap_fills_total"));
+static COMMIT_TO_ENQUEUE: LazyLock<Histogram> =
+    LazyLock::new(|| histogram!("hub_commit_to_enqueue_seconds"));
+
+pub(crate) fn connection_opened() {
+    CONNECTIONS.increment(1.0);
+}
+pub(crate) fn connection_closed() {
+    CONNECTIONS.decrement(1.0);
+}
+pub(crate) fn subscribed() {
+    SUBSCRIPTIONS.increment(1.0);
+}
+pub(crate) fn unsubscribed(n: usize) {
+    SUBSCRIPTIONS.decrement(n as f64);
+}
+/// A frame read from a client.
+pub fn frame_in(bytes: usize) {
+    FRAMES_IN.increment(1);
+    BYTES_IN.increment(bytes as u64);
+}
+/// A batch of frames written to a client in one flush.
+pub fn frames_out(frames: usize, bytes: usize) {
+    FRAMES_OUT.increment(frames as u64);
+    BYTES_OUT.increment(bytes as u64);
+}
+pub(crate) fn slow_consumer() {
+    SLOW.increment(1);
+}
+/// A peer that stopped answering pings was terminated.
+pub fn heartbeat_termination() {
+    HEARTBEAT.increment(1);
+}
+pub(crate) fn dispatched(deliveries: usize, commit_to_enqueue_secs: f64) {
+    EVENTS.increment(1);
+    DELIVERIES.increment(deliveries as u64);
+    COMMIT_TO_ENQUEUE.record(commit_to_enqueue_secs);
+}
+pub(crate) fn gap_filled(events: usize) {
+    GAP_FILLS.increment(events as u64);
+}

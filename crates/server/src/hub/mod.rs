@@ -1,0 +1,405 @@
+//! The hub: local delivery of events to connected sessions.
+//!
+//! - [`session`]: one client, its bounded queue and what it may see.
+//! - [`dispatch`]: puts each room's events in offset order (filling gaps from the log) and fans
+//!   each one out: serialized once, the same bytes queued to every subscriber.
+//! - this module: the rooms index (room → sessions, session → rooms), presence and limits.
+//!
+//! The hub knows neither HTTP nor storage: transports hand it sessions, the store hands it
+//! committed events (through [`dispatch::Dispatcher`], an `EventSink`), and where it must read
+//! the log it goes through the [`EventSource`] trait.
+
+pub mod dispatch;
+pub mod metrics;
+pub mod session;
+
+use crate::domain::{ProjectId, UserId};
+use bytes::Bytes;
+use dashmap::DashMap;
+use futures::future::BoxFuture;
+use session::{ConnId, QueueLimits, Session};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use taskflow_protocol::{LoggedEvent, PresenceChange, Present, ServerFrame};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use session::{CloseReason, OfferError, Outbox};
+
+/// Reads the event log; implemented over the store, used to fill gaps.
+pub trait EventSource: Send + Sync + 'static {
+    /// Up to `limit` events of `room` after offset `after`, in order.
+    fn events_after<'a>(
+        &'a self,
+        room: &'a str,
+        after: i64,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<LoggedEvent>, String>>;
+}
+
+/// Limits the hub enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    /// Each session's queue.
+    pub queue: QueueLimits,
+    /// Connections in all.
+    pub max_connections: usize,
+    /// Connections per user.
+    pub max_connections_per_user: usize,
+    /// Subscriptions per connection.
+    pub max_subscriptions: usize,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// The server holds its maximum number of connections.
+    #[error("the server is at its connection limit")]
+    ServerFull,
+    /// The user holds their maximum number of connections.
+    #[error("too many connections for this user")]
+    UserFull,
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// The connection holds its maximum number of subscriptions.
+    #[error("too many subscriptions on this connection")]
+    TooMany,
+}
+
+/// Members of one room, and who they are (for presence).
+#[derive(Default)]
+struct RoomMembers {
+    /// Subscribed sessions.
+    sessions: HashMap<ConnId, Arc<Session>>,
+    /// Connections per user, for presence.
+    users: HashMap<UserId, u32>,
+}
+
+/// The hub; a cheap `Clone` handle.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Room name → members. A sharded concurrent map: deliveries to different rooms never
+    /// contend, and a delivery holds only its room's shard (read) while it queues.
+    rooms: DashMap<String, RoomMembers>,
+    /// Every live session, by id (for shutdown and membership changes).
+    sessions: DashMap<ConnId, Arc<Session>>,
+    /// Live connections per user, for the per-user limit.
+    per_user: DashMap<UserId, usize>,
+    /// Live connections in all.
+    total: AtomicUsize,
+    /// Source of connection ids.
+    next_id: AtomicU64,
+    /// The limits.
+    limits: HubLimits,
+    /// Cancelled when the server shuts down: every session closes with 1001.
+    shutdown: CancellationToken,
+    /// Transport tasks, so shutdown can wait for them to finish closing.
+    tasks: TaskTracker,
+}
+
+/// A connection admitted against the limits; dropping it gives the slot back (also when the
+/// upgrade never completes).
+pub struct Admission {
+    hub: Hub,
+    user: UserId,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.hub.inner.total.fetch_sub(1, Ordering::Relaxed);
+        if let Some(mut n) = self.hub.inner.per_user.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                drop(n);
+                self.hub
+                    .inner
+                    .per_user
+                    .remove_if(&self.user, |_, n| *n == 0);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// A hub with these limits.
+    pub fn new(limits: HubLimits) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                rooms: DashMap::new(),
+                sessions: DashMap::new(),
+                per_user: DashMap::new(),
+                total: AtomicUsize::new(0),
+                next_id: AtomicU64::new(1),
+                limits,
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Reserves a connection slot for `user`, or says why not (answered 503 at the handshake).
+    pub fn admit(&self, user: &UserId) -> Result<Admission, AdmitError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(AdmitError::ShuttingDown);
+        }
+        if self.inner.total.fetch_add(1, Ordering::Relaxed) >= self.inner.limits.max_connections {
+            self.inner.total.fetch_sub(1, Ordering::Relaxed);
+            return Err(AdmitError::ServerFull);
+        }
+        let mut n = self.inner.per_user.entry(user.clone()).or_insert(0);
+        if *n >= self.inner.limits.max_connections_per_user {
+            drop(n);
+            self.inner.total.fetch_sub(1, Ordering::Relaxed);
+            return Err(AdmitError::UserFull);
+        }
+        *n += 1;
+        Ok(Admission {
+            hub: self.clone(),
+            user: user.clone(),
+        })
+    }
+
+    /// Registers a session for an admitted connection.
+    pub fn connect(
+        &self,
+        user: UserId,
+        admin: bool,
+        projects: HashSet<ProjectId>,
+    ) -> (Arc<Session>, Outbox) {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (session, outbox) = Session::new(id, user, admin, projects, self.inner.limits.queue);
+        self.inner.sessions.insert(id, session.clone());
+        metrics::connection_opened();
+        (session, outbox)
+    }
+
+    /// Removes a session from every room (announcing `presence.left` where it was the user's
+    /// last connection) and from the hub.
+    pub fn disconnect(&self, session: &Arc<Session>) {
+        let rooms = session.rooms();
+        for room in &rooms {
+            self.leave(session, room);
+        }
+        self.inner.sessions.remove(&session.id());
+        metrics::connection_closed();
+    }
+
+    /// Adds the session to a room. Call through [`dispatch::Dispatcher::subscribe`], which holds
+    /// the room's order so no event slips between the reported position and the first delivery.
+    fn join(&self, session: &Arc<Session>, room: &str) -> Result<bool, SubscribeError> {
+        if session.room_count() >= self.inner.limits.max_subscriptions {
+            return Err(SubscribeError::TooMany);
+        }
+        if !session.add_room(room) {
+            return Ok(false);
+        }
+        let first_of_user = {
+            let mut members = self.inner.rooms.entry(room.to_owned()).or_default();
+            members.sessions.insert(session.id(), session.clone());
+            let count = members.users.entry(session.user().clone()).or_insert(0);
+            *count += 1;
+            *count == 1
+        };
+        metrics::subscribed();
+        if first_of_user && announces_presence(room) {
+            let change = PresenceChange {
+                room: room.to_owned(),
+                user: session.user().to_string(),
+            };
+            self.broadcast_except(
+                room,
+                session.id(),
+                &frame_bytes(&ServerFrame::PresenceJoined(change)),
+            );
+        }
+        Ok(true)
+    }
+
+    /// Removes the session from a room; false if it was not in it.
+    pub fn leave(&self, session: &Arc<Session>, room: &str) -> bool {
+        if !session.remove_room(room) {
+            return false;
+        }
+        let last_of_user = match self.inner.rooms.get_mut(room) {
+            Some(mut members) => {
+                members.sessions.remove(&session.id());
+                let last = match members.users.get_mut(session.user()) {
+                    Some(n) if *n > 1 => {
+                        *n -= 1;
+                        false
+                    }
+                    _ => {
+                        members.users.remove(session.user());
+                        true
+                    }
+                };
+                let empty = members.sessions.is_empty();
+                drop(members);
+                if empty {
+                    self.inner
+                        .rooms
+                        .remove_if(room, |_, m| m.sessions.is_empty());
+                }
+                last
+            }
+            None => false,
+        };
+        metrics::unsubscribed(1);
+        if last_of_user && announces_presence(room) {
+            let change = PresenceChange {
+                room: room.to_owned(),
+                user: session.user().to_string(),
+            };
+            self.broadcast_except(
+                room,
+                session.id(),
+                &frame_bytes(&ServerFrame::PresenceLeft(change)),
+            );
+        }
+        true
+    }
+
+    /// Who is in a room, with connection counts, sorted by user.
+    pub fn presence(&self, room: &str) -> Vec<Present> {
+        let mut present: Vec<Present> = self
+            .inner
+            .rooms
+            .get(room)
+            .map(|m| {
+                m.users
+                    .iter()
+                    .map(|(u, &n)| Present {
+                        user: u.to_string(),
+                        connections: n,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        present.sort_by(|a, b| a.user.cmp(&b.user));
+        present
+    }
+
+    /// Tells a room that `session`'s user is typing (not echoed to that connection).
+    pub fn typing(&self, session: &Session, room: &str) {
+        let change = PresenceChange {
+            room: room.to_owned(),
+            user: session.user().to_string(),
+        };
+        self.broadcast_except(
+            room,
+            session.id(),
+            &frame_bytes(&ServerFrame::Typing(change)),
+        );
+    }
+
+    /// Queues an ephemeral frame to every member of `room` but one.
+    fn broadcast_except(&self, room: &str, except: ConnId, frame: &Bytes) {
+        if let Some(members) = self.inner.rooms.get(room) {
+            for (id, session) in &members.sessions {
+                if *id != except {
+                    let _ = session.offer(frame);
+                }
+            }
+        }
+    }
+
+    /// Queues a logged event's bytes to the members of `room` and, for task events of a project,
+    /// to the `tasks` subscribers allowed to see that project. Returns the number of sessions
+    /// reached.
+    fn deliver(&self, room: &str, project: Option<&ProjectId>, frame: &Bytes) -> usize {
+        let mut reached = 0;
+        if let Some(members) = self.inner.rooms.get(room) {
+            for session in members.sessions.values() {
+                reached += usize::from(session.offer(frame).is_ok());
+            }
+        }
+        if let Some(project) = project {
+            if let Some(members) = self.inner.rooms.get(crate::domain::Room::TASKS) {
+                for session in members.sessions.values() {
+                    if session.sees(project) {
+                        reached += usize::from(session.offer(frame).is_ok());
+                    }
+                }
+            }
+        }
+        reached
+    }
+
+    /// Applies a membership change to the user's live sessions: what `tasks` shows them, and
+    /// (on removal) their subscription to the project's room.
+    fn membership_changed(&self, project: &ProjectId, user: &str, member: bool) {
+        let room = project.room();
+        let affected: Vec<Arc<Session>> = self
+            .inner
+            .sessions
+            .iter()
+            .filter(|s| s.user().as_str() == user && !s.is_admin())
+            .map(|s| s.value().clone())
+            .collect();
+        for session in affected {
+            session.set_member(project, member);
+            if !member {
+                self.leave(&session, &room);
+            }
+        }
+    }
+
+    /// The token cancelled at shutdown; transports close their sessions with 1001 on it.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Tracks a transport task so [`Hub::shutdown`] can wait for it.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tasks.spawn(task);
+    }
+
+    /// Tells every session to close with 1001 and refuses new ones; returns at once.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Closes every session with 1001 and waits (up to `deadline`) for the transports to finish.
+    pub async fn shutdown(&self, deadline: std::time::Duration) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(deadline, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = self.inner.tasks.len(),
+                "connections still open at the shutdown deadline"
+            );
+        }
+    }
+
+    /// Live connections.
+    pub fn connection_count(&self) -> usize {
+        self.inner.sessions.len()
+    }
+}
+
+/// Presence is announced in project rooms; `tasks` and `user:` rooms are private feeds.
+fn announces_presence(room: &str) -> bool {
+    room.starts_with("project:")
+}
+
+/// Serializes a frame once; the bytes are shared by every queue it goes to.
+pub fn frame_bytes(frame: &ServerFrame) -> Bytes {
+    Bytes::from(serde_json::to_vec(frame).expect("frames serialize"))
+}

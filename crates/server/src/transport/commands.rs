@@ -1,0 +1,221 @@
+//! What a WebSocket client can ask, and the one reply each command with an `id` gets.
+
+use crate::auth::Caller;
+use crate::domain::{ProjectId, Room};
+use crate::hub::session::Session;
+use crate::state::AppState;
+use crate::store::StoreError;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use taskflow_protocol::{Command, ErrorDetail, ServerFrame};
+
+/// Longest chat message, in characters.
+const MAX_MESSAGE_CHARS: usize = 4000;
+
+/// Per-connection state the commands change.
+pub(super) struct Connection {
+    /// The caller, as authenticated at the handshake.
+    pub(super) caller: Caller,
+    /// The hub's view of this connection.
+    pub(super) session: Arc<Session>,
+    /// True while the connection receives `tasks` only because it never subscribed to anything:
+    /// the first explicit subscription to another room ends it.
+    pub(super) implicit_tasks: bool,
+}
+
+/// A command that failed: a stable code and a message.
+struct Refusal {
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "command failed in the store");
+        Refusal::new("internal", "the command failed; retry")
+    }
+}
+
+fn detail(code: &str, message: String) -> ErrorDetail {
+    ErrorDetail {
+        code: code.to_owned(),
+        message,
+        request_id: None,
+        details: None,
+    }
+}
+
+/// Handles one text frame: parses it, runs it, and returns the frame to send back, if any.
+/// Never fails the connection: bad input gets an error frame.
+pub(super) async fn handle(
+    state: &AppState,
+    conn: &mut Connection,
+    text: &str,
+) -> Option<ServerFrame> {
+    let mut value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(err) => {
+            return Some(ServerFrame::Error {
+                error: detail("bad_json", format!("not JSON: {err}")),
+            })
+        }
+    };
+    let id = value.as_object_mut().and_then(|o| o.remove("id"));
+    if let Some(id) = &id {
+        if !(id.is_string() || id.is_number()) {
+            return Some(ServerFrame::Error {
+                error: detail("invalid_field", "id: must be a string or a number".into()),
+            });
+        }
+    }
+    let result = match serde_json::from_value::<Command>(value.clone()) {
+        Ok(Command::Ping) => return Some(ServerFrame::Pong { id }),
+        Ok(command) => run(state, conn, command).await,
+        Err(err) => Err(match value.get("type").and_then(Value::as_str) {
+            Some(t) if is_command(t) => Refusal::new("invalid_field", err.to_string()),
+            Some(t) => Refusal::new("unknown_type", format!("unknown command type {t:?}")),
+            None => Refusal::new("invalid_field", "type: a command needs a type".to_owned()),
+        }),
+    };
+    match (id, result) {
+        (Some(id), Ok(result)) => Some(ServerFrame::Reply {
+            id,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }),
+        (None, Ok(_)) => None,
+        (Some(id), Err(refusal)) => Some(ServerFrame::Reply {
+            id,
+            ok: false,
+            result: None,
+            error: Some(detail(refusal.code, refusal.message)),
+        }),
+        (None, Err(refusal)) => Some(ServerFrame::Error {
+            error: detail(refusal.code, refusal.message),
+        }),
+    }
+}
+
+fn is_command(t: &str) -> bool {
+    matches!(
+        t,
+        "subscribe" | "unsubscribe" | "message" | "typing" | "presence" | "ping"
+    )
+}
+
+async fn run(state: &AppState, conn: &mut Connection, command: Command) -> Result<Value, Refusal> {
+    match command {
+        Command::Subscribe { room, .. } => {
+            let parsed = parse_room(&room)?;
+            authorize(state, &conn.caller, &parsed).await?;
+            if conn.implicit_tasks && parsed != Room::Tasks {
+                state.hub().leave(&conn.session, Room::TASKS);
+            }
+            conn.implicit_tasks = false;
+            let (_, offset) = state
+                .dispatcher()
+                .subscribe(&conn.session, &room)
+                .map_err(|e| Refusal::new("too_many_subscriptions", e.to_string()))?;
+            Ok(json!({ "room": room, "epoch": state.store().epoch(), "offset": offset }))
+        }
+        Command::Unsubscribe { room } => {
+            if state.hub().leave(&conn.session, &room) {
+                Ok(json!({ "room": room }))
+            } else {
+                Err(Refusal::new(
+                    "not_subscribed",
+                    format!("not subscribed to {room}"),
+                ))
+            }
+        }
+        Command::Message { room, text } => {
+            let Room::Project(project) = parse_room(&room)? else {
+                return Err(Refusal::new(
+                    "invalid_field",
+                    "room: chat is in project rooms",
+                ));
+            };
+            let text = text.trim();
+            if text.is_empty() || text.chars().count() > MAX_MESSAGE_CHARS {
+                return Err(Refusal::new(
+                    "invalid_field",
+                    format!("text: 1 to {MAX_MESSAGE_CHARS} characters"),
+                ));
+            }
+            authorize(state, &conn.caller, &Room::Project(project.clone())).await?;
+            let event = state
+                .store()
+                .post_message(&project, conn.caller.user(), text)
+                .await?;
+            Ok(json!({ "room": room, "offset": event.offset }))
+        }
+        Command::Typing { room } => {
+            if !conn.session.rooms().contains(&room) || !room.starts_with("project:") {
+                return Err(Refusal::new(
+                    "not_subscribed",
+                    format!("subscribe to {room} before typing in it"),
+                ));
+            }
+            state.hub().typing(&conn.session, &room);
+            Ok(json!({}))
+        }
+        Command::Presence { room } => {
+            let parsed = parse_room(&room)?;
+            authorize(state, &conn.caller, &parsed).await?;
+            Ok(json!({ "room": room, "present": state.hub().presence(&room) }))
+        }
+        Command::Ping => Ok(json!({})),
+    }
+}
+
+fn parse_room(raw: &str) -> Result<Room, Refusal> {
+    Room::parse(raw).map_err(|e| Refusal::new("invalid_room", e.to_string()))
+}
+
+/// Whether the caller may subscribe to (or post in, or see presence of) a room.
+async fn authorize(state: &AppState, caller: &Caller, room: &Room) -> Result<(), Refusal> {
+    match room {
+        Room::Tasks => Ok(()),
+        Room::User(user) if user == caller.user() || caller.is_admin() => Ok(()),
+        Room::User(_) => Err(Refusal::new(
+            "forbidden",
+            "a user room is for that user only",
+        )),
+        Room::Project(project) => authorize_project(state, caller, project).await,
+    }
+}
+
+async fn authorize_project(
+    state: &AppState,
+    caller: &Caller,
+    project: &ProjectId,
+) -> Result<(), Refusal> {
+    if caller.is_admin() {
+        return match state.store().get_project(project).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::ProjectNotFound(_)) => Err(Refusal::new(
+                "room_not_found",
+                format!("project {project} does not exist"),
+            )),
+            Err(other) => Err(other.into()),
+        };
+    }
+    if state.store().is_member(project, caller.user()).await? {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            "forbidden",
+            format!("you are not a member of project {project}"),
+        ))
+    }
+}

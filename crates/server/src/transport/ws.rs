@@ -1,0 +1,418 @@
+//! `GET /ws/tasks`: the WebSocket transport. The handshake authenticates and admits the
+//! connection; the session loop then drains the session's queue to the socket (several queued
+//! frames per write), reads commands, pings, and closes with the right code.
+
+use super::commands::{self, Connection};
+use crate::auth::{bearer_token, Caller};
+use crate::error::ApiError;
+use crate::hub::session::Session;
+use crate::hub::{frame_bytes, metrics, Admission, Outbox};
+use crate::state::AppState;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::time::Duration;
+use taskflow_protocol::{close, Hello, ServerFrame};
+use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+
+/// Frames written per flush at most: enough to amortize the write, small enough to keep one
+/// slow socket from hogging its task.
+const MAX_BATCH: usize = 256;
+
+/// After this many consecutive commands refused for rate, the connection is closed (1008).
+const MAX_RATE_REFUSALS: u32 = 20;
+
+/// The handshake: upgrade checks (426), Origin allow-list (403), token (401), connection
+/// limits (503), then the upgrade.
+pub(super) async fn upgrade(
+    State(state): State<AppState>,
+    parts: Parts,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match handshake(&state, &parts, ws).await {
+        Ok(response) => response,
+        Err(response) => response,
+    }
+}
+
+async fn handshake(
+    state: &AppState,
+    parts: &Parts,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Response> {
+    let ws = ws.map_err(upgrade_required)?;
+    if !origin_allowed(state, parts) {
+        return Err(
+            ApiError::Forbidden("this Origin may not open WebSocket connections".into())
+                .into_response(),
+        );
+    }
+    let token = bearer_token(parts)
+        .map(str::to_owned)
+        .or_else(|| query_token(parts))
+        .ok_or(ApiError::Unauthorized(
+            "missing token: Authorization: Bearer, or ?access_token=",
+        ))
+        .map_err(IntoResponse::into_response)?;
+    let caller = state
+        .keys()
+        .verify(&token)
+        .ok_or(ApiError::Unauthorized("invalid or expired token"))
+        .map_err(IntoResponse::into_response)?;
+    let admission = state.hub().admit(caller.user()).map_err(|e| {
+        let mut response = ApiError::Unavailable(match e {
+            crate::hub::AdmitError::ServerFull => {
+                "the server is at its connection limit; retry later"
+            }
+            crate::hub::AdmitError::UserFull => "too many connections for this user",
+            crate::hub::AdmitError::ShuttingDown => "the server is shutting down",
+        })
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        response
+    })?;
+    let projects: HashSet<_> = if caller.is_admin() {
+        HashSet::new()
+    } else {
+        state
+            .store()
+            .memberships(caller.user())
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?
+            .into_iter()
+            .collect()
+    };
+    let config = state.config();
+    let state = state.clone();
+    Ok(ws
+        .read_buffer_size(config.ws_read_buffer_bytes)
+        .max_message_size(config.ws_max_message_bytes)
+        .max_frame_size(config.ws_max_message_bytes)
+        .on_upgrade(move |socket| async move {
+            let hub = state.hub().clone();
+            hub.spawn(run(state, socket, caller, projects, admission));
+        }))
+}
+
+/// 426 for anything that is not a valid WebSocket upgrade; a wrong version also says which one
+/// we speak.
+fn upgrade_required(rejection: WebSocketUpgradeRejection) -> Response {
+    let version = matches!(
+        rejection,
+        WebSocketUpgradeRejection::InvalidWebSocketVersionHeader(_)
+    );
+    let message = format!(
+        "this endpoint speaks WebSocket (RFC 6455): {}",
+        rejection.body_text()
+    );
+    let mut response = ApiError::UpgradeRequired(message).into_response();
+    response
+        .headers_mut()
+        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if version {
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+    }
+    *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
+    response
+}
+
+/// `?access_token=` for browsers, whose WebSocket API cannot set headers.
+fn query_token(parts: &Parts) -> Option<String> {
+    form_urlencoded::parse(parts.uri.query()?.as_bytes())
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Browsers always send `Origin`; a page on another site must not ride the user's token. Allowed:
+/// no Origin (not a browser), the server's own origin, or one on the allow-list.
+fn origin_allowed(state: &AppState, parts: &Parts) -> bool {
+    let Some(origin) = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
+        return true;
+    };
+    let allowed = &state.config().ws_allowed_origins;
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+}
+
+/// Why the loop ended.
+enum End {
+    /// Send this close frame.
+    Close(u16, &'static str),
+    /// The peer went away (closed, reset) or is dead: nothing to send.
+    Gone,
+}
+
+/// One connection, from hello to close.
+async fn run(
+    state: AppState,
+    socket: WebSocket,
+    caller: Caller,
+    projects: HashSet<crate::domain::ProjectId>,
+    admission: Admission,
+) {
+    let (session, outbox) = state
+        .hub()
+        .connect(caller.user().clone(), caller.is_admin(), projects);
+    let mut conn = Connection {
+        caller,
+        session: session.clone(),
+        implicit_tasks: true,
+    };
+    // Every tab of a user gets its direct notifications; a client that never subscribes gets
+    // `tasks`, so the simplest client works unchanged.
+    let _ = state
+        .dispatcher()
+        .subscribe(&session, &format!("user:{}", conn.caller.user()));
+    let _ = state
+        .dispatcher()
+        .subscribe(&session, crate::domain::Room::TASKS);
+    let (mut sink, stream) = socket.split();
+    let end = session_loop(&state, &mut conn, &mut sink, stream, outbox).await;
+    if let End::Close(code, reason) = end {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            sink.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+    state.hub().disconnect(&session);
+    drop(admission);
+}
+
+async fn session_loop(
+    state: &AppState,
+    conn: &mut Connection,
+    sink: &mut SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+    mut outbox: Outbox,
+) -> End {
+    let config = state.config();
+    let session = conn.session.clone();
+    let hello = ServerFrame::Hello(Hello {
+        connection_id: session.id().to_string(),
+        user: conn.caller.user().to_string(),
+        heartbeat_interval_ms: config.ws_heartbeat_interval_ms,
+        server_time: chrono::Utc::now(),
+        epoch: state.store().epoch().to_owned(),
+    });
+    if send(sink, frame_bytes(&hello)).await.is_err() {
+        return End::Gone;
+    }
+    let shutdown = state.hub().shutdown_token();
+    let every = Duration::from_millis(config.ws_heartbeat_interval_ms.max(1));
+    let mut heartbeat = interval_at(Instant::now() + every, every);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let pong_timeout = Duration::from_millis(config.ws_pong_timeout_ms);
+    let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+    // When the outstanding ping's pong is due; far in the future when none is outstanding.
+    let mut pong_due = far_future;
+    let mut missed = 0u32;
+    let expires = expiry_instant(conn.caller.expires_at()).unwrap_or(far_future);
+    let limiter = command_limiter(config.ws_commands_per_sec, config.ws_commands_burst);
+    let mut refusals = 0u32;
+
+    loop {
+        tokio::select! {
+            reason = session.closed() => return End::Close(reason.code, reason.reason),
+            _ = shutdown.cancelled() => return End::Close(close::GOING_AWAY, "server shutting down"),
+            _ = sleep_until(expires) => return End::Close(close::TOKEN_EXPIRED, "token expired"),
+            frame = outbox.recv() => {
+                let Some(frame) = frame else { return End::Gone };
+                let batch = tokio::select! {
+                    result = write_batch(sink, &session, frame, &mut outbox) => result,
+                    reason = session.closed() => return End::Close(reason.code, reason.reason),
+                };
+                if batch.is_err() {
+                    return End::Gone;
+                }
+            }
+            _ = heartbeat.tick() => {
+                if sink.send(Message::Ping(bytes::Bytes::from_static(b"hb"))).await.is_err() {
+                    return End::Gone;
+                }
+                if pong_due == far_future {
+                    pong_due = Instant::now() + pong_timeout;
+                }
+            }
+            _ = sleep_until(pong_due) => {
+                missed += 1;
+                pong_due = far_future;
+                if missed >= config.ws_max_missed_pongs {
+                    metrics::heartbeat_termination();
+                    tracing::info!(connection = session.id(), "peer stopped answering pings; terminated");
+                    return End::Close(close::HEARTBEAT_TIMEOUT, "no pong: connection considered dead");
+                }
+            }
+            incoming = stream.next() => {
+                let message = match incoming {
+                    None => return End::Gone,
+                    Some(Ok(message)) => message,
+                    Some(Err(err)) => return read_error(err),
+                };
+                match message {
+                    Message::Text(text) => {
+                        metrics::frame_in(text.len());
+                        if limiter.check().is_err() {
+                            refusals += 1;
+                            if refusals >= MAX_RATE_REFUSALS {
+                                return End::Close(close::POLICY_VIOLATION, "command rate exceeded");
+                            }
+                            let reply = rate_refusal(&text);
+                            if send(sink, frame_bytes(&reply)).await.is_err() {
+                                return End::Gone;
+                            }
+                            continue;
+                        }
+                        refusals = 0;
+                        if let Some(reply) = commands::handle(state, conn, &text).await {
+                            if send(sink, frame_bytes(&reply)).await.is_err() {
+                                return End::Gone;
+                            }
+                        }
+                    }
+                    Message::Binary(data) => {
+                        metrics::frame_in(data.len());
+                        let reply = ServerFrame::Error { error: taskflow_protocol::ErrorDetail {
+                            code: "unsupported".into(),
+                            message: "binary frames are not part of the protocol; send JSON text".into(),
+                            request_id: None,
+                            details: None,
+                        }};
+                        if send(sink, frame_bytes(&reply)).await.is_err() {
+                            return End::Gone;
+                        }
+                    }
+                    Message::Pong(_) => {
+                        missed = 0;
+                        pong_due = far_future;
+                    }
+                    // The WebSocket library answers pings by itself.
+                    Message::Ping(_) => {}
+                    Message::Close(_) => return End::Gone,
+                }
+            }
+        }
+    }
+}
+
+/// The close code for a read error: the library enforces the limits we configured.
+fn read_error(err: axum::Error) -> End {
+    let Ok(err) = err.into_inner().downcast::<WsError>() else {
+        return End::Gone;
+    };
+    match *err {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            End::Close(close::MESSAGE_TOO_BIG, "message too big")
+        }
+        WsError::Utf8(_) => End::Close(close::INVALID_PAYLOAD, "text frame is not valid UTF-8"),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
+        WsError::Protocol(_) => End::Close(close::PROTOCOL_ERROR, "WebSocket protocol violation"),
+        _ => End::Gone,
+    }
+}
+
+/// Sends one frame at once (hello, replies): they bypass the queue, which is for broadcasts.
+async fn send(
+    sink: &mut SplitSink<WebSocket, Message>,
+    frame: bytes::Bytes,
+) -> Result<(), axum::Error> {
+    let len = frame.len();
+    let text = Utf8Bytes::try_from(frame).expect("frames are serialized JSON");
+    sink.send(Message::Text(text)).await?;
+    metrics::frames_out(1, len);
+    Ok(())
+}
+
+/// Writes `first` and whatever else is already queued, then flushes once: one write carries
+/// them all.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    session: &Session,
+    first: bytes::Bytes,
+    outbox: &mut Outbox,
+) -> Result<(), axum::Error> {
+    let mut frames = 0;
+    let mut bytes = 0;
+    let mut next = Some(first);
+    while let Some(frame) = next.take() {
+        bytes += frame.len();
+        frames += 1;
+        let text = Utf8Bytes::try_from(frame).expect("frames are serialized JSON");
+        sink.feed(Message::Text(text)).await?;
+        if frames < MAX_BATCH {
+            next = outbox.try_recv().ok();
+        }
+    }
+    sink.flush().await?;
+    session.written(bytes);
+    metrics::frames_out(frames, bytes);
+    Ok(())
+}
+
+fn command_limiter(per_sec: u32, burst: u32) -> DefaultDirectRateLimiter {
+    let per_sec = NonZeroU32::new(per_sec.max(1)).expect("at least 1");
+    let burst = NonZeroU32::new(burst.max(1)).expect("at least 1");
+    RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst))
+}
+
+/// The error for a command refused for rate, carrying its id when it had one.
+fn rate_refusal(text: &str) -> ServerFrame {
+    let error = taskflow_protocol::ErrorDetail {
+        code: "rate_limited".into(),
+        message: "too many commands; slow down".into(),
+        request_id: None,
+        details: None,
+    };
+    let id = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|mut v| v.get_mut("id").map(std::mem::take));
+    match id {
+        Some(id) if id.is_string() || id.is_number() => ServerFrame::Reply {
+            id,
+            ok: false,
+            result: None,
+            error: Some(error),
+        },
+        _ => ServerFrame::Error { error },
+    }
+}
+
+/// When a token expiring at `exp` (seconds since the epoch) runs out, as an `Instant`.
+fn expiry_instant(exp: u64) -> Option<Instant> {
+    let now = crate::auth::unix_now();
+    (exp != u64::MAX).then(|| Instant::now() + Duration::from_secs(exp.saturating_sub(now)))
+}
