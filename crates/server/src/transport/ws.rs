@@ -28,6 +28,9 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, Pro
 /// slow socket from hogging its task.
 const MAX_BATCH: usize = 256;
 
+/// How long a close frame may wait for the socket before the connection is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// After this many consecutive commands refused for rate, the connection is closed (1008).
 const MAX_RATE_REFUSALS: u32 = 20;
 
@@ -198,18 +201,16 @@ async fn run(
         .subscribe(&session, crate::domain::Room::TASKS);
     let (mut sink, stream) = socket.split();
     let end = session_loop(&state, &mut conn, &mut sink, stream, outbox).await;
+    // Out of every room first (no more frames queued, presence.left announced), then the close
+    // frame: it waits behind whatever the socket already holds, for a bounded time.
+    state.hub().disconnect(&session);
     if let End::Close(code, reason) = end {
         let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            sink.send(Message::Close(Some(frame))),
-        )
-        .await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
     }
-    state.hub().disconnect(&session);
     drop(admission);
 }
 

@@ -121,6 +121,7 @@ impl TestApp {
             jwt_secret: Some(Secret::new("test-jwt-secret")),
             rate_limit_per_sec: 100_000,
             rate_limit_burst: 100_000,
+            ws_max_connections_per_user: 10_000,
             ..Config::default()
         };
         tweak(&mut config);

@@ -1,0 +1,220 @@
+use crate::common::{Backend, TestApp};
+use crate::ws::Ws;
+use reqwest::Method;
+use serde_json::json;
+
+crate::on_both_backends!(
+    a_client_that_never_subscribes_gets_task_events,
+    rooms_are_isolated,
+    every_connection_of_a_user_gets_their_notifications,
+    every_client_gets_every_event_once_in_order,
+);
+
+async fn a_client_that_never_subscribes_gets_task_events(app: TestApp) {
+    let mut ws = Ws::connect(&app, crate::common::ADMIN_TOKEN).await;
+    assert_eq!(ws.hello["user"], "admin");
+    assert!(ws.hello["heartbeat_interval_ms"].as_u64().unwrap() > 0);
+    assert_eq!(ws.hello["epoch"], app.store.epoch());
+    let task = app
+        .create_task(json!({ "title": "WebSocket test", "priority": 5 }))
+        .await;
+    let event = ws.next_of("event").await;
+    assert_eq!(event["event"], "task.created");
+    assert_eq!(event["room"], "project:default");
+    assert_eq!(event["offset"], 1);
+    assert_eq!(event["data"], task);
+}
+
+async fn rooms_are_isolated(app: TestApp) {
+    app.create_project("p1", &["alice"]).await;
+    app.create_project("p2", &["bob"]).await;
+    let mut alice = Ws::connect(&app, &app.token_for("alice").await).await;
+    let mut bob = Ws::connect(&app, &app.token_for("bob").await).await;
+    alice.subscribe("project:p1").await;
+    bob.subscribe("project:p2").await;
+    let one = app
+        .create_task(json!({ "title": "for p1", "project_id": "p1" }))
+        .await;
+    let two = app
+        .create_task(json!({ "title": "for p2", "project_id": "p2" }))
+        .await;
+    let got = alice.next_of("event").await;
+    assert_eq!(got["data"]["id"], one["id"]);
+    // Bob's first event is p2's: p1's never reached him.
+    let got = bob.next_of("event").await;
+    assert_eq!(got["data"]["id"], two["id"]);
+    assert_eq!(got["room"], "project:p2");
+    // Bob is not a member of p1: the subscription is refused with an error reply, and the
+    // connection stays usable.
+    let reply = bob
+        .request(json!({ "type": "subscribe", "room": "project:p1" }))
+        .await;
+    assert_eq!(reply["ok"], false);
+    assert_eq!(reply["error"]["code"], "forbidden");
+    let reply = bob
+        .request(json!({ "type": "subscribe", "room": "user:alice" }))
+        .await;
+    assert_eq!(reply["error"]["code"], "forbidden");
+    let pong = bob.request(json!({ "type": "ping" })).await;
+    assert_eq!(pong["type"], "pong");
+    // The implicit `tasks` room shows a member only their projects.
+    let mut carol = Ws::connect(&app, &app.token_for("carol").await).await;
+    app.create_task(json!({ "title": "before carol", "project_id": "p2" }))
+        .await;
+    app.admin(Method::PUT, "/projects/p2/members/carol")
+        .send()
+        .await
+        .unwrap();
+    let after = app
+        .create_task(json!({ "title": "after carol joined", "project_id": "p2" }))
+        .await;
+    let seen = carol.next_of("event").await;
+    assert_eq!(
+        seen["data"]["id"], after["id"],
+        "membership applies live, and only from then on: {seen}"
+    );
+}
+
+async fn every_connection_of_a_user_gets_their_notifications(app: TestApp) {
+    app.create_project("team", &["alice", "bob"]).await;
+    let token = app.token_for("alice").await;
+    let mut tabs = vec![
+        Ws::connect(&app, &token).await,
+        Ws::connect(&app, &token).await,
+        Ws::connect(&app, &token).await,
+    ];
+    let mut bob = Ws::connect(&app, &app.token_for("bob").await).await;
+    for tab in &mut tabs {
+        tab.subscribe("project:team").await;
+    }
+    bob.subscribe("project:team").await;
+    let task = app
+        .create_task(json!({ "title": "for alice", "project_id": "team", "assignee": "alice" }))
+        .await;
+    for tab in &mut tabs {
+        let mut kinds = Vec::new();
+        while kinds.len() < 2 {
+            let event = tab.next_of("event").await;
+            kinds.push((
+                event["event"].as_str().unwrap().to_owned(),
+                event["room"].as_str().unwrap().to_owned(),
+            ));
+            assert_eq!(event["data"]["id"], task["id"]);
+        }
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                ("task.assigned".to_owned(), "user:alice".to_owned()),
+                ("task.created".to_owned(), "project:team".to_owned())
+            ]
+        );
+    }
+    // Bob sees the task but not Alice's notification: his next event after the creation is the
+    // next change, not task.assigned.
+    assert_eq!(bob.next_of("event").await["event"], "task.created");
+    app.create_task(json!({ "title": "next", "project_id": "team" }))
+        .await;
+    let next = bob.next_of("event").await;
+    assert_eq!(next["event"], "task.created");
+    assert_eq!(next["data"]["title"], "next");
+}
+
+async fn every_client_gets_every_event_once_in_order(app: TestApp) {
+    const CLIENTS: usize = 1000;
+    const EVENTS: i64 = 100;
+    app.create_project("load", &[]).await;
+    let mut clients = Vec::with_capacity(CLIENTS);
+    let connects = futures::stream::iter(0..CLIENTS)
+        .map(|_| async {
+            let mut ws = Ws::connect(&app, crate::common::ADMIN_TOKEN).await;
+            ws.subscribe("project:load").await;
+            ws
+        })
+        .buffer_unordered(50);
+    futures::pin_mut!(connects);
+    while let Some(ws) = futures::StreamExt::next(&mut connects).await {
+        clients.push(ws);
+    }
+    let writer = {
+        let app_url = app.url("/tasks");
+        let client = app.client.clone();
+        tokio::spawn(async move {
+            // Concurrent writers, so events are committed (and published) out of order.
+            let writes = (0..EVENTS).map(|i| {
+                client
+                    .post(app_url.clone())
+                    .bearer_auth(crate::common::ADMIN_TOKEN)
+                    .json(&json!({ "title": format!("e{i}"), "project_id": "load" }))
+                    .send()
+            });
+            for res in futures::future::join_all(writes).await {
+                assert_eq!(res.unwrap().status(), 201);
+            }
+        })
+    };
+    let readers = clients.into_iter().map(|mut ws| {
+        tokio::spawn(async move {
+            let mut offsets = Vec::with_capacity(EVENTS as usize);
+            while offsets.len() < EVENTS as usize {
+                let event = ws.next_of("event").await;
+                if event["room"] == "project:load" {
+                    offsets.push(event["offset"].as_i64().unwrap());
+                }
+            }
+            offsets
+        })
+    });
+    let all = futures::future::join_all(readers).await;
+    writer.await.unwrap();
+    for offsets in all {
+        assert_eq!(
+            offsets.unwrap(),
+            (1..=EVENTS).collect::<Vec<_>>(),
+            "every event once, in offset order"
+        );
+    }
+}
+
+use futures::StreamExt as _;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_websockets_client_receives_events() {
+    // A client not written in Rust: Python's `websockets` (installed by .ci/run).
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/realtime/python_client.py"
+    );
+    let mut child = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(format!("ws://{}/ws/tasks", app.addr))
+        .arg(crate::common::ADMIN_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let ready = tokio::time::timeout(crate::ws::WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ready.as_deref(),
+        Some("subscribed"),
+        "the Python client connected and subscribed"
+    );
+    let task = app
+        .create_task(json!({ "title": "from rust to python" }))
+        .await;
+    let got = tokio::time::timeout(crate::ws::WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(got["event"], "task.created");
+    assert_eq!(got["data"]["id"], task["id"]);
+    let status = child.wait().await.unwrap();
+    assert!(status.success());
+}

@@ -1,0 +1,30 @@
+"""A WebSocket client not written in Rust: subscribes to project:default with Python's
+`websockets`, prints "subscribed", then prints the first task event as one JSON line."""
+import asyncio
+import json
+import sys
+
+import websockets
+
+
+async def main(url: str, token: str) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        connection = websockets.connect(url, additional_headers=headers)
+    except TypeError:  # websockets < 14 names it extra_headers
+        connection = websockets.connect(url, extra_headers=headers)
+    async with connection as ws:
+        hello = json.loads(await ws.recv())
+        assert hello["type"] == "hello", hello
+        await ws.send(json.dumps({"type": "subscribe", "room": "project:default", "id": 1}))
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame.get("type") == "reply" and frame.get("id") == 1:
+                assert frame["ok"], frame
+                print("subscribed", flush=True)
+            elif frame.get("type") == "event":
+                print(json.dumps(frame), flush=True)
+                return
+
+
+asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2]), timeout=30))
