@@ -13,10 +13,15 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
-    /// Receive the room's events from now on.
+    /// Receive the room's events from now on or, with `since`, from that position: the missed
+    /// events are replayed from the log first, then the live stream follows with no gap and no
+    /// duplicate.
     Subscribe {
         /// `tasks`, `project:<id>` or `user:<id>`.
         room: String,
+        /// Where the client stopped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Since>,
     },
     /// Stop receiving the room's events.
     Unsubscribe {
@@ -58,13 +63,40 @@ impl Command {
     }
 }
 
-/// A position in a room's log: the epoch of its history and the last offset seen.
+/// Where a client stopped: the epoch of the history it followed and the last offset it has, for
+/// a room; for `tasks`, the last offset of each project room it has seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
+pub struct Since {
+    /// The store's epoch when the client last received events.
+    pub epoch: String,
+    /// The last offset received (single rooms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// The last offset received per project room (`tasks`); a room missing here is replayed
+    /// from its start.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub offsets: std::collections::BTreeMap<String, i64>,
+}
+
+/// The answer to a subscription: where the stream starts and whether a resume recovered
+/// everything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscribed {
+    /// The room.
+    pub room: String,
     /// The store's epoch.
     pub epoch: String,
-    /// The last offset the client has.
-    pub offset: i64,
+    /// The offset the live stream starts after (single rooms). After a successful resume the
+    /// missed events up to it are replayed first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// The same per project room (`tasks`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub offsets: std::collections::BTreeMap<String, i64>,
+    /// `false` when `since` could not be honoured (another epoch, or events no longer
+    /// retained): the client must reload its state through REST; the stream continues live from
+    /// `offset`. `true` otherwise.
+    pub recovered: bool,
 }
 
 /// First frame of every connection.
@@ -154,6 +186,10 @@ pub enum ServerFrame {
     /// A user is typing in the room.
     #[serde(rename = "typing")]
     Typing(PresenceChange),
+    /// A subscription of a stream transport (SSE) took effect; WebSocket clients get the same
+    /// in their `subscribe` reply.
+    #[serde(rename = "subscribed")]
+    Subscribed(Subscribed),
     /// Answer to `ping` (carries the ping's id, if any).
     #[serde(rename = "pong")]
     Pong {

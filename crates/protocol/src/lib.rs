@@ -17,6 +17,6 @@ pub mod task;
 pub use error::{ErrorBody, ErrorDetail};
 pub use event::{EventKind, LoggedEvent, Room};
 pub use frames::{
-    close, Command, EventFrame, Hello, Position, PresenceChange, Present, ServerFrame,
+    close, Command, EventFrame, Hello, PresenceChange, Present, ServerFrame, Since, Subscribed,
 };
 pub use task::{Project, Task, TaskPage, TaskStatus};

@@ -111,6 +111,25 @@ pub struct Config {
     /// How long an event that arrived ahead of a gap waits before the gap is read from the log,
     /// in milliseconds.
     pub gap_fill_hold_ms: u64,
+    /// Events kept per room: older ones are compacted away (a resume from before them answers
+    /// `recovered: false`).
+    pub retention_max_events: i64,
+    /// How long events are kept, in seconds.
+    pub retention_max_age_secs: i64,
+    /// How often compaction runs, in seconds.
+    pub retention_interval_secs: u64,
+    /// How long a command id is remembered, so a resent chat message is not posted twice, in
+    /// seconds: the session resume window.
+    pub resume_window_secs: i64,
+    /// Transports the server refuses (`websocket`, `sse`, `poll`): for deployments behind
+    /// proxies known to break one, and to test client fallbacks. Comma-separated in the
+    /// environment.
+    #[serde(deserialize_with = "comma_list")]
+    pub disabled_transports: Vec<String>,
+    /// How long a long-poll request waits for events before answering empty, in seconds.
+    pub poll_timeout_secs: u64,
+    /// How often an SSE stream sends a keep-alive comment, in seconds.
+    pub sse_keepalive_secs: u64,
 }
 
 impl Default for Config {
@@ -144,6 +163,13 @@ impl Default for Config {
             ws_max_connections: 100_000,
             ws_max_connections_per_user: 100,
             gap_fill_hold_ms: 50,
+            retention_max_events: 100_000,
+            retention_max_age_secs: 30 * 24 * 3600,
+            retention_interval_secs: 60,
+            resume_window_secs: 600,
+            disabled_transports: Vec::new(),
+            poll_timeout_secs: 25,
+            sse_keepalive_secs: 15,
         }
     }
 }

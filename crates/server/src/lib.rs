@@ -73,6 +73,7 @@ impl Server {
             hub,
             Arc::new(StoreSource(store.clone())),
             Duration::from_millis(config.gap_fill_hold_ms),
+            store.epoch().to_owned(),
             store.room_offsets().await?,
         );
         store.set_event_sink(Arc::new(LocalBroker::new(dispatcher.clone())));
@@ -112,6 +113,7 @@ impl Server {
                 }
             }
         });
+        let compactor = tokio::spawn(compact_periodically(state.clone()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let deadline = Duration::from_secs(state.config().shutdown_timeout_secs);
         let hub = state.hub().clone();
@@ -133,9 +135,33 @@ impl Server {
             }
         };
         pruner.abort();
+        compactor.abort();
         state.hub().shutdown(deadline).await;
         state.store().close().await;
         result
+    }
+}
+
+/// Enforces the log's retention every `retention_interval_secs`.
+async fn compact_periodically(state: AppState) {
+    let config = state.config().clone();
+    let mut every =
+        tokio::time::interval(Duration::from_secs(config.retention_interval_secs.max(1)));
+    loop {
+        every.tick().await;
+        let result = state
+            .store()
+            .compact(
+                config.retention_max_events,
+                config.retention_max_age_secs.saturating_mul(1000),
+                config.resume_window_secs.saturating_mul(1000),
+            )
+            .await;
+        match result {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "compacted the event log"),
+            Err(err) => tracing::warn!(error = %err, "compaction failed; will retry"),
+        }
     }
 }
 

@@ -45,4 +45,8 @@ impl EventSource for StoreSource {
                 .map_err(|e| e.to_string())
         })
     }
+
+    fn events_oldest<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Option<i64>, String>> {
+        Box::pin(async move { self.0.oldest_offset(room).await.map_err(|e| e.to_string()) })
+    }
 }

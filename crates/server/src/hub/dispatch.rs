@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use taskflow_protocol::{EventFrame, EventKind, LoggedEvent, ServerFrame};
+use taskflow_protocol::{Since, Subscribed};
 
 /// An event ready to fan out: serialized once.
 struct Prepared {
@@ -55,6 +56,8 @@ struct Inner {
     source: Arc<dyn EventSource>,
     /// How long an early event waits for the gap before it is filled from the log.
     hold: Duration,
+    /// The store's epoch: positions from another epoch cannot be resumed.
+    epoch: String,
 }
 
 impl Dispatcher {
@@ -64,6 +67,7 @@ impl Dispatcher {
         hub: Hub,
         source: Arc<dyn EventSource>,
         hold: Duration,
+        epoch: String,
         rooms: Vec<(String, i64)>,
     ) -> Self {
         let map = DashMap::new();
@@ -82,6 +86,7 @@ impl Dispatcher {
                 rooms: map,
                 source,
                 hold,
+                epoch,
             }),
         }
     }
@@ -210,12 +215,175 @@ impl Dispatcher {
         Ok((added, Some(order.delivered)))
     }
 
+    /// Subscribes a session to a room, resuming from `since` when given: the answer says where
+    /// the live stream starts and whether the resume recovered everything; the [`Replay`], to be
+    /// run once the answer is on its way, sends the missed events. Live events that arrive
+    /// meanwhile are held back and follow the replay, so the client sees no gap and no duplicate.
+    pub async fn subscribe_from(
+        &self,
+        session: &Arc<Session>,
+        room: &str,
+        since: Option<&Since>,
+    ) -> Result<(Subscribed, Option<Replay>), SubscribeError> {
+        if since.is_some() && session.rooms().iter().any(|r| r == room) {
+            return Err(SubscribeError::AlreadySubscribed);
+        }
+        let epoch_ok = since.is_some_and(|s| s.epoch == self.inner.epoch);
+        let rooms: Vec<String> = if room == crate::domain::Room::TASKS {
+            self.visible_project_rooms(session)
+        } else {
+            vec![room.to_owned()]
+        };
+        let tasks = room == crate::domain::Room::TASKS;
+        // Where the client stopped in each room (for tasks, a room it never saw starts at 0).
+        let from: Vec<Option<i64>> = rooms
+            .iter()
+            .map(|r| match since {
+                Some(s) if epoch_ok && tasks => Some(s.offsets.get(r).copied().unwrap_or(0)),
+                Some(s) if epoch_ok => s.offset,
+                _ => None,
+            })
+            .collect();
+        // Retention, read before the rooms are locked (no await under a lock).
+        let mut oldest = Vec::with_capacity(rooms.len());
+        if since.is_some() && epoch_ok {
+            for r in &rooms {
+                oldest.push(self.inner.source.events_oldest(r).await);
+            }
+        }
+        let orders: Vec<Arc<Mutex<RoomOrder>>> = rooms.iter().map(|r| self.order_of(r)).collect();
+        let guards: Vec<_> = orders
+            .iter()
+            .map(|o| o.lock().expect("never poisoned"))
+            .collect();
+        let delivered: Vec<i64> = guards.iter().map(|g| g.delivered).collect();
+        let recovered = match since {
+            None => true,
+            Some(_) if !epoch_ok => false,
+            Some(_) => rooms.iter().enumerate().all(|(i, _)| match from[i] {
+                None => false,
+                Some(f) if f > delivered[i] || f < 0 => false,
+                Some(f) if f == delivered[i] => true,
+                Some(f) => matches!(oldest[i], Ok(Some(o)) if o <= f + 1),
+            }),
+        };
+        let ranges: Vec<(String, i64, i64)> = if since.is_some() && recovered {
+            rooms
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    from[i]
+                        .filter(|&f| f < delivered[i])
+                        .map(|f| (r.clone(), f, delivered[i]))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !ranges.is_empty() {
+            session.begin_divert(room);
+        }
+        if let Err(err) = self.inner.hub.join(session, room) {
+            session.end_divert(room);
+            return Err(err);
+        }
+        drop(guards);
+        let answer = Subscribed {
+            room: room.to_owned(),
+            epoch: self.inner.epoch.clone(),
+            offset: (!tasks).then(|| delivered[0]),
+            offsets: if tasks {
+                rooms.into_iter().zip(delivered).collect()
+            } else {
+                Default::default()
+            },
+            recovered,
+        };
+        let replay = (!ranges.is_empty()).then(|| Replay {
+            dispatcher: self.clone(),
+            session: session.clone(),
+            via: room.to_owned(),
+            ranges,
+            task_events_only: tasks,
+        });
+        Ok((answer, replay))
+    }
+
+    /// The project rooms whose task events a session's `tasks` subscription carries.
+    fn visible_project_rooms(&self, session: &Session) -> Vec<String> {
+        let mut rooms: Vec<String> = if session.is_admin() {
+            self.inner
+                .rooms
+                .iter()
+                .map(|e| e.key().clone())
+                .filter(|r| r.starts_with("project:"))
+                .collect()
+        } else {
+            session.project_rooms()
+        };
+        rooms.sort();
+        rooms
+    }
+
     /// The last offset delivered in a room on this node.
     pub fn position(&self, room: &str) -> i64 {
         self.order_of(room)
             .lock()
             .expect("never poisoned")
             .delivered
+    }
+}
+
+/// The missed events of one subscription, sent before its live stream.
+pub struct Replay {
+    dispatcher: Dispatcher,
+    session: Arc<Session>,
+    /// The subscription whose live frames are held back meanwhile.
+    via: String,
+    /// `(room, after, until)`: replay offsets `after + 1 ..= until` of `room`.
+    ranges: Vec<(String, i64, i64)>,
+    /// For `tasks`: only task events.
+    task_events_only: bool,
+}
+
+impl Replay {
+    /// Reads the missed events from the log page by page and queues them (waiting for room in
+    /// the queue), then releases the held-back live frames behind them.
+    pub async fn run(self) {
+        const PAGE: i64 = 500;
+        let source = &self.dispatcher.inner.source;
+        for (room, mut after, until) in &self.ranges {
+            while after < *until {
+                let events = match source
+                    .events_after(room, after, PAGE.min(until - after))
+                    .await
+                {
+                    Ok(events) if !events.is_empty() => events,
+                    Ok(_) => break,
+                    Err(err) => {
+                        tracing::error!(room, error = %err, "replay failed");
+                        self.session.close(
+                            taskflow_protocol::close::INTERNAL_ERROR,
+                            "could not read the log; reconnect",
+                        );
+                        return;
+                    }
+                };
+                for event in events {
+                    if event.offset > *until {
+                        break;
+                    }
+                    after = event.offset;
+                    if self.task_events_only && !event.event.is_task_event() {
+                        continue;
+                    }
+                    if self.session.push(prepare(event).bytes).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        self.session.end_divert(&self.via);
     }
 }
 
@@ -300,6 +468,7 @@ mod tests {
             hub.clone(),
             Arc::new(StoreSource(store.clone())),
             Duration::from_millis(20),
+            store.epoch().to_owned(),
             vec![("project:default".into(), 0)],
         );
         let (session, mut outbox) =

@@ -36,6 +36,9 @@ pub trait EventSource: Send + Sync + 'static {
         after: i64,
         limit: i64,
     ) -> BoxFuture<'a, Result<Vec<LoggedEvent>, String>>;
+
+    /// The oldest offset still retained in `room`, if any event is.
+    fn events_oldest<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Option<i64>, String>>;
 }
 
 /// Limits the hub enforces.
@@ -71,6 +74,9 @@ pub enum SubscribeError {
     /// The connection holds its maximum number of subscriptions.
     #[error("too many subscriptions on this connection")]
     TooMany,
+    /// A resume was asked for a room the connection is already subscribed to.
+    #[error("already subscribed; unsubscribe first to resume from a position")]
+    AlreadySubscribed,
 }
 
 /// Members of one room, and who they are (for presence).
@@ -197,7 +203,7 @@ impl Hub {
 
     /// Adds the session to a room. Call through [`dispatch::Dispatcher::subscribe`], which holds
     /// the room's order so no event slips between the reported position and the first delivery.
-    fn join(&self, session: &Arc<Session>, room: &str) -> Result<bool, SubscribeError> {
+    pub(crate) fn join(&self, session: &Arc<Session>, room: &str) -> Result<bool, SubscribeError> {
         if session.room_count() >= self.inner.limits.max_subscriptions {
             return Err(SubscribeError::TooMany);
         }
@@ -317,18 +323,19 @@ impl Hub {
     /// Queues a logged event's bytes to the members of `room` and, for task events of a project,
     /// to the `tasks` subscribers allowed to see that project. Returns the number of sessions
     /// reached.
-    fn deliver(&self, room: &str, project: Option<&ProjectId>, frame: &Bytes) -> usize {
+    pub(crate) fn deliver(&self, room: &str, project: Option<&ProjectId>, frame: &Bytes) -> usize {
         let mut reached = 0;
         if let Some(members) = self.inner.rooms.get(room) {
             for session in members.sessions.values() {
-                reached += usize::from(session.offer(frame).is_ok());
+                reached += usize::from(session.offer_via(room, frame).is_ok());
             }
         }
         if let Some(project) = project {
-            if let Some(members) = self.inner.rooms.get(crate::domain::Room::TASKS) {
+            let tasks = crate::domain::Room::TASKS;
+            if let Some(members) = self.inner.rooms.get(tasks) {
                 for session in members.sessions.values() {
                     if session.sees(project) {
-                        reached += usize::from(session.offer(frame).is_ok());
+                        reached += usize::from(session.offer_via(tasks, frame).is_ok());
                     }
                 }
             }

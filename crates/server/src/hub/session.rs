@@ -4,7 +4,7 @@
 
 use crate::domain::{ProjectId, UserId};
 use bytes::Bytes;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::{mpsc, Notify};
@@ -57,6 +57,13 @@ pub struct Session {
     /// The rooms this session is subscribed to, so leaving costs O(its rooms). Never held
     /// across an await.
     rooms: Mutex<HashSet<String>>,
+    /// Live frames held back per subscription while that subscription's missed events are
+    /// replayed from the log; flushed behind the replay. Never held across an await.
+    diverted: Mutex<HashMap<String, Vec<Bytes>>>,
+    /// How many subscriptions are diverted: lets the hot path skip the lock when none is.
+    diverting: AtomicUsize,
+    /// The most frames one diverted subscription may hold.
+    max_diverted: usize,
 }
 
 /// The receiving end of a session's queue, owned by its transport.
@@ -92,6 +99,9 @@ impl Session {
             close_signal: Notify::new(),
             projects: RwLock::new(projects),
             rooms: Mutex::new(HashSet::new()),
+            diverted: Mutex::new(HashMap::new()),
+            diverting: AtomicUsize::new(0),
+            max_diverted: limits.messages.max(1),
         });
         (session, outbox)
     }
@@ -139,6 +149,69 @@ impl Session {
         result
     }
 
+    /// Queues a frame of the subscription `via`: held back if that subscription is being
+    /// replayed, queued at once otherwise.
+    pub fn offer_via(&self, via: &str, frame: &Bytes) -> Result<(), OfferError> {
+        if self.diverting.load(Ordering::Acquire) > 0 {
+            let mut diverted = self.diverted.lock().expect("never poisoned");
+            if let Some(held) = diverted.get_mut(via) {
+                if held.len() >= self.max_diverted {
+                    drop(diverted);
+                    super::metrics::slow_consumer();
+                    self.close(
+                        taskflow_protocol::close::SLOW_CONSUMER,
+                        "slow consumer: too much arrived during the replay",
+                    );
+                    return Err(OfferError::Slow);
+                }
+                held.push(frame.clone());
+                return Ok(());
+            }
+        }
+        self.offer(frame)
+    }
+
+    /// Queues a frame, waiting for room in the queue: for replays, whose frames the writer is
+    /// draining concurrently. Bypasses the byte limit (a replay is bounded by the log).
+    pub async fn push(&self, frame: Bytes) -> Result<(), OfferError> {
+        if self.closing.get().is_some() {
+            return Err(OfferError::Closed);
+        }
+        self.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed);
+        let size = frame.len();
+        self.queue.send(frame).await.map_err(|_| {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            OfferError::Closed
+        })
+    }
+
+    /// Starts holding back the live frames of subscription `via` (before it joins its room).
+    pub(crate) fn begin_divert(&self, via: &str) {
+        let mut diverted = self.diverted.lock().expect("never poisoned");
+        if diverted.insert(via.to_owned(), Vec::new()).is_none() {
+            self.diverting.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Queues the held-back frames of `via` behind the replay and stops holding back. Done under
+    /// the lock that `offer_via` takes, so no live frame can overtake the held ones.
+    pub(crate) fn end_divert(&self, via: &str) {
+        let mut diverted = self.diverted.lock().expect("never poisoned");
+        if let Some(held) = diverted.remove(via) {
+            self.diverting.fetch_sub(1, Ordering::AcqRel);
+            for frame in &held {
+                if self.offer(frame).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Whether the session has been asked to close.
+    pub fn is_closing(&self) -> bool {
+        self.closing.get().is_some()
+    }
+
     /// Records that the transport wrote `bytes` taken from the queue.
     pub fn written(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -170,6 +243,16 @@ impl Session {
                 .read()
                 .expect("never poisoned: no panics under lock")
                 .contains(project)
+    }
+
+    /// The rooms of the projects the session sees through `tasks` (members only).
+    pub(crate) fn project_rooms(&self) -> Vec<String> {
+        self.projects
+            .read()
+            .expect("never poisoned")
+            .iter()
+            .map(ProjectId::room)
+            .collect()
     }
 
     /// Updates what the session may see after a membership change.

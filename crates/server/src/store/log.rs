@@ -1,7 +1,7 @@
 //! The event log: appends inside a write transaction, and reads by room and offset.
 
 use super::rows::from_ms;
-use super::{Result, Store, StoreError};
+use super::{now_ms, Result, Store, StoreError};
 use serde::Serialize;
 use sqlx::AnyConnection;
 use taskflow_protocol::{EventKind, LoggedEvent};
@@ -96,6 +96,45 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The oldest offset still in `room`'s log, if any (older ones were compacted away).
+    pub async fn oldest_offset(&self, room: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE room = $1")
+                .bind(room.to_owned())
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
+    /// Enforces retention: deletes events older than `max_age_ms`, and in each room all but the
+    /// last `max_per_room`; forgets command results older than `dedup_window_ms`. Returns how
+    /// many events were deleted. Offsets are never reused: `rooms` keeps the last one.
+    pub async fn compact(
+        &self,
+        max_per_room: i64,
+        max_age_ms: i64,
+        dedup_window_ms: i64,
+    ) -> Result<u64> {
+        let now = now_ms();
+        let by_age = sqlx::query("DELETE FROM events WHERE created_at < $1")
+            .bind(now - max_age_ms)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        let by_count = sqlx::query(
+            "DELETE FROM events WHERE seq <= (SELECT r.last_offset FROM rooms r WHERE r.room = events.room) - $1",
+        )
+        .bind(max_per_room)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM command_results WHERE created_at < $1")
+            .bind(now - dedup_window_ms)
+            .execute(&self.write)
+            .await?;
+        Ok(by_age + by_count)
     }
 
     /// Every room and its last offset: where the hub's streams start when the server starts.

@@ -172,15 +172,31 @@ impl Store {
     }
 
     /// Posts a chat message in a project room: logged as `message.created`, durable before this
-    /// returns. The sender's access is the caller's to check.
+    /// returns. With a `command_id`, a second post with the same id by the same user (a client
+    /// resending after a reconnect) logs nothing and returns the first post's event. The
+    /// sender's access is the caller's to check.
     pub async fn post_message(
         &self,
         project: &ProjectId,
         user: &UserId,
         text: &str,
+        command_id: Option<&str>,
     ) -> Result<LoggedEvent> {
         let mut tx = self.begin_write().await?;
         lock_room(&mut tx, &project.room()).await?;
+        if let Some(id) = command_id {
+            let earlier: Option<String> = sqlx::query_scalar(
+                "SELECT result FROM command_results WHERE user_id = $1 AND command_id = $2",
+            )
+            .bind(user.as_str().to_owned())
+            .bind(id.to_owned())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(earlier) = earlier {
+                return serde_json::from_str(&earlier)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()));
+            }
+        }
         let message = ChatMessage {
             user: user.as_str(),
             text,
@@ -193,6 +209,15 @@ impl Store {
         )
         .await?;
         let event = tx.last_event().expect("just appended");
+        if let Some(id) = command_id {
+            sqlx::query("INSERT INTO command_results (user_id, command_id, result, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(user.as_str().to_owned())
+                .bind(id.to_owned())
+                .bind(serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(event)
     }

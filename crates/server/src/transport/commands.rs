@@ -2,7 +2,9 @@
 
 use crate::auth::Caller;
 use crate::domain::{ProjectId, Room};
+use crate::hub::dispatch::Replay;
 use crate::hub::session::Session;
+use crate::hub::SubscribeError;
 use crate::state::AppState;
 use crate::store::StoreError;
 use serde_json::{json, Value};
@@ -54,39 +56,54 @@ fn detail(code: &str, message: String) -> ErrorDetail {
     }
 }
 
-/// Handles one text frame: parses it, runs it, and returns the frame to send back, if any.
-/// Never fails the connection: bad input gets an error frame.
-pub(super) async fn handle(
-    state: &AppState,
-    conn: &mut Connection,
-    text: &str,
-) -> Option<ServerFrame> {
+/// What to do after a command: the frame to send back, if any, then the replay of missed
+/// events, if the command was a resume (it must follow the reply).
+pub(super) struct Outcome {
+    pub(super) reply: Option<ServerFrame>,
+    pub(super) replay: Option<Replay>,
+}
+
+impl From<ServerFrame> for Outcome {
+    fn from(reply: ServerFrame) -> Self {
+        Outcome {
+            reply: Some(reply),
+            replay: None,
+        }
+    }
+}
+
+/// Handles one text frame: parses it, runs it, and returns what to send back. Never fails the
+/// connection: bad input gets an error frame.
+pub(super) async fn handle(state: &AppState, conn: &mut Connection, text: &str) -> Outcome {
     let mut value: Value = match serde_json::from_str(text) {
         Ok(value) => value,
         Err(err) => {
-            return Some(ServerFrame::Error {
+            return ServerFrame::Error {
                 error: detail("bad_json", format!("not JSON: {err}")),
-            })
+            }
+            .into()
         }
     };
     let id = value.as_object_mut().and_then(|o| o.remove("id"));
     if let Some(id) = &id {
         if !(id.is_string() || id.is_number()) {
-            return Some(ServerFrame::Error {
+            return ServerFrame::Error {
                 error: detail("invalid_field", "id: must be a string or a number".into()),
-            });
+            }
+            .into();
         }
     }
+    let mut replay = None;
     let result = match serde_json::from_value::<Command>(value.clone()) {
-        Ok(Command::Ping) => return Some(ServerFrame::Pong { id }),
-        Ok(command) => run(state, conn, command).await,
+        Ok(Command::Ping) => return ServerFrame::Pong { id }.into(),
+        Ok(command) => run(state, conn, command, id.as_ref(), &mut replay).await,
         Err(err) => Err(match value.get("type").and_then(Value::as_str) {
             Some(t) if is_command(t) => Refusal::new("invalid_field", err.to_string()),
             Some(t) => Refusal::new("unknown_type", format!("unknown command type {t:?}")),
             None => Refusal::new("invalid_field", "type: a command needs a type".to_owned()),
         }),
     };
-    match (id, result) {
+    let reply = match (id, result) {
         (Some(id), Ok(result)) => Some(ServerFrame::Reply {
             id,
             ok: true,
@@ -103,7 +120,8 @@ pub(super) async fn handle(
         (None, Err(refusal)) => Some(ServerFrame::Error {
             error: detail(refusal.code, refusal.message),
         }),
-    }
+    };
+    Outcome { reply, replay }
 }
 
 fn is_command(t: &str) -> bool {
@@ -113,20 +131,39 @@ fn is_command(t: &str) -> bool {
     )
 }
 
-async fn run(state: &AppState, conn: &mut Connection, command: Command) -> Result<Value, Refusal> {
+async fn run(
+    state: &AppState,
+    conn: &mut Connection,
+    command: Command,
+    id: Option<&Value>,
+    replay: &mut Option<Replay>,
+) -> Result<Value, Refusal> {
     match command {
-        Command::Subscribe { room, .. } => {
+        Command::Subscribe { room, since } => {
             let parsed = parse_room(&room)?;
             authorize(state, &conn.caller, &parsed).await?;
             if conn.implicit_tasks && parsed != Room::Tasks {
                 state.hub().leave(&conn.session, Room::TASKS);
             }
+            if conn.implicit_tasks && parsed == Room::Tasks && since.is_some() {
+                // Resuming `tasks` replaces the implicit subscription.
+                state.hub().leave(&conn.session, Room::TASKS);
+            }
             conn.implicit_tasks = false;
-            let (_, offset) = state
+            let (answer, missed) = state
                 .dispatcher()
-                .subscribe(&conn.session, &room)
-                .map_err(|e| Refusal::new("too_many_subscriptions", e.to_string()))?;
-            Ok(json!({ "room": room, "epoch": state.store().epoch(), "offset": offset }))
+                .subscribe_from(&conn.session, &room, since.as_ref())
+                .await
+                .map_err(|e| match e {
+                    SubscribeError::TooMany => {
+                        Refusal::new("too_many_subscriptions", e.to_string())
+                    }
+                    SubscribeError::AlreadySubscribed => {
+                        Refusal::new("already_subscribed", e.to_string())
+                    }
+                })?;
+            *replay = missed;
+            Ok(serde_json::to_value(answer).expect("answers serialize"))
         }
         Command::Unsubscribe { room } => {
             if state.hub().leave(&conn.session, &room) {
@@ -153,9 +190,11 @@ async fn run(state: &AppState, conn: &mut Connection, command: Command) -> Resul
                 ));
             }
             authorize(state, &conn.caller, &Room::Project(project.clone())).await?;
+            // The command id makes a resend after a reconnect idempotent.
+            let command_id = id.map(|id| id.to_string());
             let event = state
                 .store()
-                .post_message(&project, conn.caller.user(), text)
+                .post_message(&project, conn.caller.user(), text, command_id.as_deref())
                 .await?;
             Ok(json!({ "room": room, "offset": event.offset }))
         }

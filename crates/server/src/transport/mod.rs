@@ -1,7 +1,11 @@
 //! Transports: thin adapters between a hub session and the network. Each one authenticates at
-//! the start, hands the hub a session, and drains that session's queue to its client.
+//! the start, hands the hub a session, and drains that session's queue to its client:
+//! WebSocket (`ws`), Server-Sent Events (`sse`) and long polling (`poll`).
 
+mod access;
 mod commands;
+mod poll;
+mod sse;
 mod ws;
 
 use crate::state::AppState;
@@ -10,5 +14,8 @@ use axum::Router;
 
 /// The real-time routes.
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/ws/tasks", get(ws::upgrade))
+    Router::new()
+        .route("/ws/tasks", get(ws::upgrade))
+        .route("/events", get(sse::stream))
+        .route("/poll", get(poll::poll))
 }

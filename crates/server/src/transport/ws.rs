@@ -2,8 +2,9 @@
 //! connection; the session loop then drains the session's queue to the socket (several queued
 //! frames per write), reads commands, pings, and closes with the right code.
 
+use super::access::{authenticate, require_enabled};
 use super::commands::{self, Connection};
-use crate::auth::{bearer_token, Caller};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::hub::session::Session;
 use crate::hub::{frame_bytes, metrics, Admission, Outbox};
@@ -59,18 +60,8 @@ async fn handshake(
                 .into_response(),
         );
     }
-    let token = bearer_token(parts)
-        .map(str::to_owned)
-        .or_else(|| query_token(parts))
-        .ok_or(ApiError::Unauthorized(
-            "missing token: Authorization: Bearer, or ?access_token=",
-        ))
-        .map_err(IntoResponse::into_response)?;
-    let caller = state
-        .keys()
-        .verify(&token)
-        .ok_or(ApiError::Unauthorized("invalid or expired token"))
-        .map_err(IntoResponse::into_response)?;
+    require_enabled(state, "websocket").map_err(IntoResponse::into_response)?;
+    let caller = authenticate(state, parts).map_err(IntoResponse::into_response)?;
     let admission = state.hub().admit(caller.user()).map_err(|e| {
         let mut response = ApiError::Unavailable(match e {
             crate::hub::AdmitError::ServerFull => {
@@ -131,13 +122,6 @@ fn upgrade_required(rejection: WebSocketUpgradeRejection) -> Response {
     }
     *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
     response
-}
-
-/// `?access_token=` for browsers, whose WebSocket API cannot set headers.
-fn query_token(parts: &Parts) -> Option<String> {
-    form_urlencoded::parse(parts.uri.query()?.as_bytes())
-        .find(|(k, _)| k == "access_token")
-        .map(|(_, v)| v.into_owned())
 }
 
 /// Browsers always send `Origin`; a page on another site must not ride the user's token. Allowed:
@@ -299,10 +283,16 @@ async fn session_loop(
                             continue;
                         }
                         refusals = 0;
-                        if let Some(reply) = commands::handle(state, conn, &text).await {
+                        let outcome = commands::handle(state, conn, &text).await;
+                        if let Some(reply) = outcome.reply {
                             if send(sink, frame_bytes(&reply)).await.is_err() {
                                 return End::Gone;
                             }
+                        }
+                        if let Some(replay) = outcome.replay {
+                            // The reply is out; the missed events follow through the queue,
+                            // which this loop keeps draining.
+                            tokio::spawn(replay.run());
                         }
                     }
                     Message::Binary(data) => {

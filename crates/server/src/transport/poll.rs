@@ -1,0 +1,148 @@
+//! `GET /poll`: long polling, for clients behind proxies that buffer or cut streams. Each request
+//! is answered from the log after the cursor, so whatever a proxy does to one request, the next
+//! one resumes exactly: every event once, in order.
+
+use super::access::{authenticate, open_session, query_param, require_enabled, rooms, Cursor};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::Json;
+use serde::Serialize;
+use std::time::Duration;
+use taskflow_protocol::{EventFrame, ServerFrame};
+
+/// Events returned by one poll at most; the cursor says where the next poll continues.
+const MAX_EVENTS: i64 = 500;
+
+/// The answer to a poll.
+#[derive(Debug, Serialize)]
+pub(super) struct PollAnswer {
+    /// Event frames, in offset order within each room.
+    events: Vec<ServerFrame>,
+    /// Pass to the next poll.
+    cursor: String,
+    /// `false` when the cursor could not be honoured (another epoch, or events no longer
+    /// retained): reload state through REST and go on from the new cursor.
+    recovered: bool,
+}
+
+pub(super) async fn poll(
+    State(state): State<AppState>,
+    parts: Parts,
+) -> Result<Json<PollAnswer>, ApiError> {
+    require_enabled(&state, "poll")?;
+    let caller = authenticate(&state, &parts)?;
+    let rooms = rooms(&state, &caller, query_param(&parts, "rooms")).await?;
+    let store = state.store();
+    let epoch = store.epoch().to_owned();
+    let max_wait = state.config().poll_timeout_secs;
+    let wait = match query_param(&parts, "timeout") {
+        Some(t) => t
+            .parse::<u64>()
+            .map_err(|_| ApiError::InvalidField {
+                field: "timeout".into(),
+                message: "seconds, an integer".into(),
+            })?
+            .min(max_wait),
+        None => max_wait,
+    };
+    let given = match query_param(&parts, "cursor") {
+        Some(raw) => Some(Cursor::decode(&raw).ok_or_else(|| ApiError::InvalidField {
+            field: "cursor".into(),
+            message: "not a cursor this server issued".into(),
+        })?),
+        None => None,
+    };
+    // Where each room stands now: the answer for a first poll or a cursor that cannot resume.
+    let mut current = Cursor {
+        epoch: epoch.clone(),
+        offsets: Default::default(),
+    };
+    for room in &rooms {
+        current
+            .offsets
+            .insert(room.clone(), store.last_offset(room).await?);
+    }
+    let Some(mut cursor) = given else {
+        return Ok(Json(PollAnswer {
+            events: Vec::new(),
+            cursor: current.encode(),
+            recovered: true,
+        }));
+    };
+    let mut resumable = cursor.epoch == epoch;
+    for room in &rooms {
+        match cursor.offsets.get(room).copied() {
+            Some(offset) if resumable && offset <= current.offsets[room] => {
+                if offset < current.offsets[room] {
+                    let oldest = store.oldest_offset(room).await?;
+                    resumable = oldest.is_some_and(|o| o <= offset + 1);
+                }
+            }
+            _ => resumable = false,
+        }
+    }
+    if !resumable {
+        return Ok(Json(PollAnswer {
+            events: Vec::new(),
+            cursor: current.encode(),
+            recovered: false,
+        }));
+    }
+    // Listen before reading, so an event committed between the read and the wait wakes us.
+    let (held, mut outbox) = open_session(&state, &caller).await?;
+    for room in &rooms {
+        let _ = state
+            .dispatcher()
+            .subscribe_from(&held.session, room, None)
+            .await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let shutdown = state.hub().shutdown_token();
+    loop {
+        let mut events = Vec::new();
+        for room in &rooms {
+            let after = cursor.offsets[room];
+            for event in store
+                .events_after(room, after, MAX_EVENTS - events.len() as i64)
+                .await?
+            {
+                cursor.offsets.insert(room.clone(), event.offset);
+                events.push(ServerFrame::Event(EventFrame {
+                    room: event.room,
+                    offset: event.offset,
+                    event: event.event,
+                    data: event.data,
+                    at: event.at,
+                }));
+            }
+            if events.len() as i64 >= MAX_EVENTS {
+                break;
+            }
+        }
+        if !events.is_empty() {
+            return Ok(Json(PollAnswer {
+                events,
+                cursor: cursor.encode(),
+                recovered: true,
+            }));
+        }
+        tokio::select! {
+            woke = outbox.recv() => {
+                if woke.is_none() {
+                    break;
+                }
+                while outbox.try_recv().is_ok() {}
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    drop(held);
+    Ok(Json(PollAnswer {
+        events: Vec::new(),
+        cursor: cursor.encode(),
+        recovered: true,
+    }))
+}
