@@ -174,6 +174,7 @@ mod tests {
             hub,
             source,
             Duration::from_millis(10),
+            String::new(),
             Vec::new(),
         );
         let state = AppState::new(store, keys, config, dispatcher);

@@ -128,22 +128,6 @@ impl Cursor {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let cursor = Cursor {
-            epoch: "e1".into(),
-            offsets: BTreeMap::from([("project:p".into(), 5), ("user:a".into(), 0)]),
-        };
-        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-        assert_eq!(Cursor::decode("%%%"), None);
-        assert_eq!(Cursor::decode("aGVsbG8"), None);
-    }
-}
-
 /// A hub session held by a request-scoped transport (an SSE stream, a long poll): dropping it
 /// leaves every room and gives back the connection slot, however the request ends.
 pub(super) struct HeldSession {
@@ -193,4 +177,20 @@ pub(super) async fn open_session(
         },
         outbox,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let cursor = Cursor {
+            epoch: "e1".into(),
+            offsets: BTreeMap::from([("project:p".into(), 5), ("user:a".into(), 0)]),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        assert_eq!(Cursor::decode("%%%"), None);
+        assert_eq!(Cursor::decode("aGVsbG8"), None);
+    }
 }

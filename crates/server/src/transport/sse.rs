@@ -49,16 +49,13 @@ pub(super) async fn stream(
         offsets: Default::default(),
     };
     for room in &rooms {
-        let since = match &resume {
-            // A cursor from another epoch, or without this room, cannot be honoured: the
-            // subscription says `recovered: false` and the client reloads.
-            Some(c) => Some(Since {
-                epoch: c.epoch.clone(),
-                offset: c.offsets.get(room).copied(),
-                offsets: Default::default(),
-            }),
-            None => None,
-        };
+        // A cursor from another epoch, or without this room, cannot be honoured: the
+        // subscription says `recovered: false` and the client reloads.
+        let since = resume.as_ref().map(|c| Since {
+            epoch: c.epoch.clone(),
+            offset: c.offsets.get(room).copied(),
+            offsets: Default::default(),
+        });
         let (answer, replay) = state
             .dispatcher()
             .subscribe_from(&held.session, room, since.as_ref())

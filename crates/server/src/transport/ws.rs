@@ -2,7 +2,7 @@
 //! connection; the session loop then drains the session's queue to the socket (several queued
 //! frames per write), reads commands, pings, and closes with the right code.
 
-use super::access::{authenticate, require_enabled};
+use super::access::{authenticate, query_param, require_enabled};
 use super::commands::{self, Connection};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -87,6 +87,7 @@ async fn handshake(
             .into_iter()
             .collect()
     };
+    let automatic = !matches!(query_param(parts, "auto").as_deref(), Some("false" | "0"));
     let config = state.config();
     let state = state.clone();
     Ok(ws
@@ -95,7 +96,7 @@ async fn handshake(
         .max_frame_size(config.ws_max_message_bytes)
         .on_upgrade(move |socket| async move {
             let hub = state.hub().clone();
-            hub.spawn(run(state, socket, caller, projects, admission));
+            hub.spawn(run(state, socket, caller, projects, admission, automatic));
         }))
 }
 
@@ -166,6 +167,7 @@ async fn run(
     caller: Caller,
     projects: HashSet<crate::domain::ProjectId>,
     admission: Admission,
+    automatic: bool,
 ) {
     let (session, outbox) = state
         .hub()
@@ -173,16 +175,20 @@ async fn run(
     let mut conn = Connection {
         caller,
         session: session.clone(),
-        implicit_tasks: true,
+        implicit_tasks: automatic,
     };
-    // Every tab of a user gets its direct notifications; a client that never subscribes gets
-    // `tasks`, so the simplest client works unchanged.
-    let _ = state
-        .dispatcher()
-        .subscribe(&session, &format!("user:{}", conn.caller.user()));
-    let _ = state
-        .dispatcher()
-        .subscribe(&session, crate::domain::Room::TASKS);
+    if automatic {
+        // Every tab of a user gets its direct notifications; a client that never subscribes
+        // gets `tasks`, so the simplest client works unchanged. Clients that resume connect
+        // with `?auto=false` and subscribe to each room from their own position instead: a live
+        // event of an automatic subscription would otherwise overtake their replay.
+        let _ = state
+            .dispatcher()
+            .subscribe(&session, &format!("user:{}", conn.caller.user()));
+        let _ = state
+            .dispatcher()
+            .subscribe(&session, crate::domain::Room::TASKS);
+    }
     let (mut sink, stream) = socket.split();
     let end = session_loop(&state, &mut conn, &mut sink, stream, outbox).await;
     // Out of every room first (no more frames queued, presence.left announced), then the close

@@ -2,6 +2,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod proxy;
+mod sse_client;
 mod ws;
 
 mod delivery;
@@ -9,3 +11,4 @@ mod handshake;
 mod lifecycle;
 mod limits;
 mod people;
+mod resume;

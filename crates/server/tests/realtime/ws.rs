@@ -98,6 +98,37 @@ impl Ws {
         reply
     }
 
+    /// The next text frame, or `None` once the connection is closed or broken (a cut).
+    pub async fn try_next(&mut self) -> Option<Value> {
+        loop {
+            match tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("a frame or the end arrives in time")
+            {
+                Some(Ok(Message::Text(text))) => {
+                    return Some(serde_json::from_str(&text).expect("frames are JSON"))
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Connects to `/ws/tasks` at another address (a proxy in front of the server) without the
+    /// automatic subscriptions, as a client that resumes does.
+    pub async fn connect_at(addr: std::net::SocketAddr, token: &str) -> Ws {
+        let mut request = format!("ws://{addr}/ws/tasks?auto=false")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (stream, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("the handshake succeeds");
+        Self::greeted(stream).await
+    }
+
     /// Reads until the server closes; returns the close code and reason.
     pub async fn closed(&mut self) -> (u16, String) {
         loop {
