@@ -2,47 +2,16 @@
 //! and started again on the same database. Every task whose creation was answered 201 must still
 //! be there, each with its `task.created` event, and the room's offsets must have no hole.
 
+mod binary;
 #[path = "../crates/server/tests/common/mod.rs"]
 mod common;
 
 use common::{Backend, TestDb};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use taskflow_server::store::Store;
 
-const TOKEN: &str = "crash-test-admin";
-
-/// Starts the binary on an ephemeral port and returns it with its address, read from the line it
-/// prints once it listens.
-fn start(database: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_taskflow"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
-        .env("TASKFLOW_ADMIN_TOKEN", TOKEN)
-        .env("TASKFLOW_LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the taskflow binary starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server prints its address")
-            .expect("stdout is readable");
-        if let Some(rest) = line.strip_prefix("Taskflow listening on http://") {
-            break rest
-                .split_whitespace()
-                .next()
-                .expect("an address")
-                .to_owned();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
-}
+use binary::{start, TOKEN};
 
 async fn crash_mid_write_keeps_every_acknowledged_task(backend: Backend) {
     let db = TestDb::new(backend).await;
