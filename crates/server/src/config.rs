@@ -195,8 +195,14 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
+        // Only the variables that name a setting: others share the prefix (TASKFLOW_TOKEN for
+        // the client, TASKFLOW_CONFIG for the file, tools' own) and are not typos to refuse.
+        let known: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
         figment
-            .merge(Env::prefixed("TASKFLOW_").ignore(&["test_database", "test_postgres_url"]))
+            .merge(Env::prefixed("TASKFLOW_").filter(move |key| known.iter().any(|k| k.eq_ignore_ascii_case(key.as_str()))))
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(Box::new)

@@ -5,6 +5,7 @@
 mod access;
 mod commands;
 mod poll;
+mod script;
 mod sse;
 mod ws;
 
@@ -18,4 +19,5 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ws/tasks", get(ws::upgrade))
         .route("/events", get(sse::stream))
         .route("/poll", get(poll::poll))
+        .route("/taskflow.js", get(script::script))
 }

@@ -1,0 +1,27 @@
+//! The browser client library (`web/taskflow.js`) in a real headless Chromium, driven by
+//! playwright-core from `tests/browser/` (Node's test runner). `.ci/run` installs Debian's
+//! `chromium` and runs `npm ci` there; this test fails, with the reason, when they are missing.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_browser_library_goes_live_degrades_and_resumes_in_chromium() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci` in tests/browser (.ci/run does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(Path::new(&chromium).exists(), "Chromium is missing: `apt-get install chromium` (.ci/run does)");
+    let output = Command::new("node")
+        .args(["--test", "--test-concurrency=1", "client.test.mjs"])
+        .current_dir(&dir)
+        .env("TASKFLOW_BIN", env!("CARGO_BIN_EXE_taskflow"))
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "browser tests failed:\n{report}");
+    assert!(report.contains("# pass 4"), "all four browser scenarios ran:\n{report}");
+}

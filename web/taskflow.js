@@ -1,0 +1,467 @@
+// taskflow.js: the browser client of a Taskflow server. Plain ES module, no build step; the
+// server serves it at /taskflow.js.
+//
+//   import { connect } from "/taskflow.js";
+//   const client = connect({
+//     token,                                   // a user token (JWT) or the admin token
+//     rooms: ["project:web", "user:alice"],
+//     onEvent: (event) => { ... },             // each logged event once, in offset order per room
+//     onState: (state, info) => { ... },       // connecting | live | reconnecting | degraded
+//     onRecovery: ({ room, recovered }) => { ... }, // recovered: false = reload state via REST
+//   });
+//
+// Transports, best first: WebSocket, then Server-Sent Events, then long polling. A transport that
+// cannot connect at all (a proxy that blocks upgrades, a server that refuses it) makes the client
+// fall back to the next; while degraded it retries the better ones in the background and moves
+// up as soon as one works. Every transport resumes from the last offset seen in each room, and
+// events are de-duplicated by offset, so switching and reconnecting lose nothing and repeat
+// nothing. Reconnects wait with exponential backoff and full jitter.
+
+const TRANSPORTS = ["websocket", "sse", "poll"];
+
+/** Starts a client; see the header for the options. Returns it (call `close()` to stop). */
+export function connect(options) {
+  const client = new TaskflowClient(options);
+  client.start();
+  return client;
+}
+
+export class TaskflowClient {
+  constructor(options) {
+    if (!options || !options.token) throw new Error("taskflow: a token is required");
+    if (!options.rooms || options.rooms.length === 0) throw new Error("taskflow: name at least one room");
+    this.options = {
+      url: globalThis.location ? globalThis.location.origin : "http://localhost:3000",
+      transports: TRANSPORTS,
+      backoffBase: 500,
+      backoffCap: 30000,
+      upgradeInterval: 30000,
+      onEvent: () => {},
+      onFrame: () => {},
+      onState: () => {},
+      onRecovery: () => {},
+      ...options,
+    };
+    this.transports = this.options.transports.filter((t) => TRANSPORTS.includes(t));
+    this.rooms = [...new Set(this.options.rooms)];
+    this.epoch = null;
+    this.positions = new Map(); // room -> last offset received
+    this.state = "connecting";
+    this.transport = null; // the transport in use: websocket | sse | poll
+    this.current = null; // its handle, with a close() method
+    this.failures = 0;
+    this.closed = false;
+    this.timers = new Set();
+    this.pending = new Map(); // command id -> {resolve, reject}
+    this.nextId = 1;
+  }
+
+  /** Starts (or restarts) with the best transport. */
+  start() {
+    this.closed = false;
+    this.attempt(0, false);
+  }
+
+  /** Stops for good: closes the transport and cancels every retry. */
+  close() {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    if (this.current) this.current.close();
+    this.current = null;
+  }
+
+  /** Sends a command over WebSocket (chat, typing, presence); resolves with its result. */
+  command(command) {
+    if (this.transport !== "websocket" || !this.current || !this.current.ws) {
+      return Promise.reject(new Error("commands need the WebSocket transport"));
+    }
+    const id = `c${this.nextId++}-${Math.random().toString(36).slice(2, 8)}`;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.current.ws.send(JSON.stringify({ ...command, id }));
+    });
+  }
+
+  /** The last offset received in each room, e.g. to reload state consistently. */
+  offsets() {
+    return Object.fromEntries(this.positions);
+  }
+
+  // --- state ---------------------------------------------------------------------------------
+
+  setState(state, info = {}) {
+    const transport = info.transport ?? this.transport;
+    const key = `${state}:${transport}:${info.retryAt ?? ""}`;
+    if (key === this.stateKey) return;
+    this.stateKey = key;
+    this.state = state;
+    this.options.onState(state, { transport, ...info });
+  }
+
+  later(ms, fn) {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      if (!this.closed) fn();
+    }, ms);
+    this.timers.add(t);
+    return t;
+  }
+
+  /** Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^n)]. */
+  backoff() {
+    const ceiling = Math.min(this.options.backoffCap, this.options.backoffBase * 2 ** Math.min(this.failures, 20));
+    this.failures += 1;
+    return Math.floor(Math.random() * ceiling);
+  }
+
+  // --- connecting ----------------------------------------------------------------------------
+
+  /**
+   * Tries transport `index` (falling back down the list when one cannot connect at all).
+   * `reconnecting` says whether we had been connected before, for the reported state.
+   */
+  attempt(index, reconnecting) {
+    if (this.closed) return;
+    if (index >= this.transports.length) {
+      // Nothing connects: wait and start again from the best transport.
+      const delay = this.backoff();
+      this.setState("reconnecting", { retryAt: Date.now() + delay, transport: null });
+      this.later(delay, () => this.attempt(0, true));
+      return;
+    }
+    const name = this.transports[index];
+    if (!reconnecting && index === 0) this.setState("connecting", { transport: name });
+    this.open(name, {
+      onLive: () => {
+        this.failures = 0;
+        if (index === 0) this.setState("live", { transport: name });
+        else {
+          this.setState("degraded", { transport: name });
+          this.scheduleUpgrade(index);
+        }
+      },
+      onUnavailable: () => this.attempt(index + 1, reconnecting),
+      onLost: () => {
+        if (this.closed) return;
+        const delay = this.backoff();
+        this.setState("reconnecting", { retryAt: Date.now() + delay, transport: name });
+        this.later(delay, () => this.attempt(0, true));
+      },
+    });
+  }
+
+  /** While degraded, tries the better transports now and then; switches when one works. */
+  scheduleUpgrade(index) {
+    this.later(this.options.upgradeInterval, () => {
+      if (this.transport !== this.transports[index]) return;
+      const degraded = this.current;
+      this.probe(0, index, degraded);
+    });
+  }
+
+  probe(candidate, index, degraded) {
+    if (candidate >= index || this.closed) {
+      this.scheduleUpgrade(index);
+      return;
+    }
+    const name = this.transports[candidate];
+    this.open(name, {
+      switching: degraded,
+      onLive: () => {
+        if (degraded) degraded.close();
+        this.failures = 0;
+        if (candidate === 0) this.setState("live", { transport: name });
+        else {
+          this.setState("degraded", { transport: name });
+          this.scheduleUpgrade(candidate);
+        }
+      },
+      onUnavailable: () => this.probe(candidate + 1, index, degraded),
+      onLost: () => {
+        const delay = this.backoff();
+        this.setState("reconnecting", { retryAt: Date.now() + delay, transport: name });
+        this.later(delay, () => this.attempt(0, true));
+      },
+    });
+  }
+
+  open(name, handlers) {
+    const handle =
+      name === "websocket" ? this.openWebSocket(handlers) : name === "sse" ? this.openSse(handlers) : this.openPoll(handlers);
+    if (!handlers.switching) {
+      this.current = handle;
+      this.transport = name;
+    } else {
+      // Becomes current only once it is live; until then the degraded one keeps delivering.
+      const live = handlers.onLive;
+      handlers.onLive = () => {
+        this.current = handle;
+        this.transport = name;
+        live();
+      };
+    }
+  }
+
+  // --- delivery ------------------------------------------------------------------------------
+
+  /** Handles any server frame, from any transport. */
+  receive(frame) {
+    this.options.onFrame(frame);
+    switch (frame.type) {
+      case "hello":
+        this.noteEpoch(frame.epoch);
+        break;
+      case "subscribed":
+        this.subscribed(frame);
+        break;
+      case "reply": {
+        const waiter = this.pending.get(frame.id);
+        if (waiter) {
+          this.pending.delete(frame.id);
+          if (frame.ok) waiter.resolve(frame.result);
+          else waiter.reject(Object.assign(new Error(frame.error.message), { code: frame.error.code }));
+        }
+        break;
+      }
+      case "event": {
+        const last = this.positions.get(frame.room);
+        if (last !== undefined && frame.offset <= last) return; // seen already (a switch or a resume)
+        this.positions.set(frame.room, frame.offset);
+        this.options.onEvent(frame);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  noteEpoch(epoch) {
+    if (this.epoch !== null && this.epoch !== epoch) {
+      // Another history (a new database): positions mean nothing there.
+      this.positions.clear();
+    }
+    this.epoch = epoch;
+  }
+
+  /** A subscription took effect: note where its stream starts; report a failed resume. */
+  subscribed(answer) {
+    this.noteEpoch(answer.epoch);
+    if (answer.offset !== undefined && answer.offset !== null) {
+      if (!answer.recovered || !this.positions.has(answer.room)) this.positions.set(answer.room, answer.offset);
+    }
+    this.options.onRecovery({ room: answer.room, recovered: answer.recovered });
+  }
+
+  /** `since` for a room, when the client has been there. */
+  since(room) {
+    if (this.epoch === null || !this.positions.has(room)) return undefined;
+    return { epoch: this.epoch, offset: this.positions.get(room) };
+  }
+
+  /** The cursor SSE and long polling resume from: base64url of {e: epoch, o: {room: offset}}. */
+  cursor() {
+    if (this.epoch === null) return null;
+    const offsets = {};
+    for (const room of this.rooms) {
+      if (this.positions.has(room)) offsets[room] = this.positions.get(room);
+    }
+    const json = JSON.stringify({ e: this.epoch, o: offsets });
+    return btoa(json).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+  }
+
+  decodeCursor(cursor) {
+    try {
+      const padded = cursor.replaceAll("-", "+").replaceAll("_", "/");
+      const { e, o } = JSON.parse(atob(padded + "===".slice((padded.length + 3) % 4)));
+      return { epoch: e, offsets: o };
+    } catch {
+      return null;
+    }
+  }
+
+  httpUrl(path) {
+    return new URL(path, this.options.url);
+  }
+
+  // --- WebSocket -----------------------------------------------------------------------------
+
+  openWebSocket(handlers) {
+    const url = this.httpUrl("/ws/tasks");
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("auto", "false");
+    url.searchParams.set("access_token", this.options.token);
+    const ws = new WebSocket(url);
+    let opened = false;
+    let live = false;
+    let ended = false;
+    let waiting = 0;
+    const handle = {
+      ws,
+      close: () => {
+        ended = true;
+        try {
+          ws.close(1000, "client closing");
+        } catch {
+          /* already closed */
+        }
+      },
+    };
+    ws.onopen = () => {
+      opened = true;
+    };
+    ws.onmessage = (message) => {
+      let frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (frame.type === "hello") {
+        this.noteEpoch(frame.epoch);
+        waiting = this.rooms.length;
+        this.rooms.forEach((room, i) => {
+          const since = this.since(room);
+          ws.send(JSON.stringify({ type: "subscribe", room, id: `sub-${i}`, ...(since ? { since } : {}) }));
+        });
+        return;
+      }
+      if (frame.type === "reply" && typeof frame.id === "string" && frame.id.startsWith("sub-")) {
+        if (frame.ok) this.subscribed(frame.result);
+        waiting -= 1;
+        if (waiting === 0 && !live) {
+          live = true;
+          handlers.onLive();
+        }
+        return;
+      }
+      if (!ended) this.receive(frame);
+    };
+    ws.onclose = () => {
+      for (const waiter of this.pending.values()) waiter.reject(new Error("connection lost"));
+      this.pending.clear();
+      if (ended) return;
+      ended = true;
+      if (!opened || !live) handlers.onUnavailable();
+      else handlers.onLost();
+    };
+    return handle;
+  }
+
+  // --- Server-Sent Events --------------------------------------------------------------------
+
+  openSse(handlers) {
+    const url = this.httpUrl("/events");
+    url.searchParams.set("rooms", this.rooms.join(","));
+    url.searchParams.set("access_token", this.options.token);
+    const cursor = this.cursor();
+    if (cursor) url.searchParams.set("last_event_id", cursor);
+    const source = new EventSource(url);
+    let live = false;
+    let everLive = false;
+    let ended = false;
+    let waiting = this.rooms.length;
+    const handle = {
+      close: () => {
+        ended = true;
+        source.close();
+      },
+    };
+    source.onmessage = (message) => {
+      if (ended) return;
+      let frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (frame.type === "subscribed") {
+        this.subscribed(frame);
+        waiting -= 1;
+        if (waiting <= 0 && !live) {
+          live = true;
+          if (everLive) this.setState("degraded", { transport: "sse" });
+          else handlers.onLive();
+          everLive = true;
+        }
+        return;
+      }
+      this.receive(frame);
+    };
+    source.onerror = () => {
+      if (ended) return;
+      if (!everLive) {
+        // Never got going: SSE is not available here.
+        ended = true;
+        source.close();
+        handlers.onUnavailable();
+        return;
+      }
+      // The browser reconnects by itself, resuming with Last-Event-ID. If it gave up, we do.
+      if (source.readyState === EventSource.CLOSED) {
+        ended = true;
+        handlers.onLost();
+      } else {
+        this.setState("reconnecting", { transport: "sse" });
+        live = false;
+        waiting = this.rooms.length;
+      }
+    };
+    return handle;
+  }
+
+  // --- long polling --------------------------------------------------------------------------
+
+  openPoll(handlers) {
+    let ended = false;
+    let live = false;
+    const controller = new AbortController();
+    const handle = {
+      close: () => {
+        ended = true;
+        controller.abort();
+      },
+    };
+    let cursor = this.cursor();
+    const loop = async () => {
+      while (!ended) {
+        const url = this.httpUrl("/poll");
+        url.searchParams.set("rooms", this.rooms.join(","));
+        if (cursor) url.searchParams.set("cursor", cursor);
+        let answer;
+        try {
+          const response = await fetch(url, {
+            headers: { Authorization: `Bearer ${this.options.token}` },
+            signal: controller.signal,
+            cache: "no-store",
+          });
+          if (!response.ok) throw new Error(`poll answered ${response.status}`);
+          answer = await response.json();
+        } catch (err) {
+          if (ended) return;
+          ended = true;
+          if (!live) handlers.onUnavailable();
+          else handlers.onLost();
+          return;
+        }
+        const decoded = this.decodeCursor(answer.cursor);
+        if (decoded) {
+          this.noteEpoch(decoded.epoch);
+          if (!cursor || !answer.recovered) {
+            for (const room of this.rooms) {
+              this.subscribed({ room, epoch: decoded.epoch, offset: decoded.offsets[room] ?? 0, recovered: answer.recovered });
+            }
+          }
+        }
+        for (const frame of answer.events) this.receive(frame);
+        cursor = answer.cursor;
+        if (!live) {
+          live = true;
+          handlers.onLive();
+        }
+      }
+    };
+    loop();
+    return handle;
+  }
+}
