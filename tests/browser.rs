@@ -13,7 +13,10 @@ fn the_browser_library_goes_live_degrades_and_resumes_in_chromium() {
         "playwright-core is missing: run `npm ci` in tests/browser (.ci/run does)"
     );
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(Path::new(&chromium).exists(), "Chromium is missing: `apt-get install chromium` (.ci/run does)");
+    assert!(
+        Path::new(&chromium).exists(),
+        "Chromium is missing: `apt-get install chromium` (.ci/run does)"
+    );
     let output = Command::new("node")
         .args(["--test", "--test-concurrency=1", "client.test.mjs"])
         .current_dir(&dir)
@@ -21,7 +24,14 @@ fn the_browser_library_goes_live_degrades_and_resumes_in_chromium() {
         .env("CHROMIUM", &chromium)
         .output()
         .expect("node runs");
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(output.status.success(), "browser tests failed:\n{report}");
-    assert!(report.contains("# pass 4"), "all four browser scenarios ran:\n{report}");
+    assert!(
+        report.contains("# pass 4"),
+        "all four browser scenarios ran:\n{report}"
+    );
 }

@@ -202,7 +202,10 @@ impl Config {
             _ => Vec::new(),
         };
         figment
-            .merge(Env::prefixed("TASKFLOW_").filter(move |key| known.iter().any(|k| k.eq_ignore_ascii_case(key.as_str()))))
+            .merge(
+                Env::prefixed("TASKFLOW_")
+                    .filter(move |key| known.iter().any(|k| k.eq_ignore_ascii_case(key.as_str()))),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(Box::new)

@@ -219,18 +219,25 @@ impl Dispatcher {
     /// the live stream starts and whether the resume recovered everything; the [`Replay`], to be
     /// run once the answer is on its way, sends the missed events. Live events that arrive
     /// meanwhile are held back and follow the replay, so the client sees no gap and no duplicate.
+    ///
+    /// For `tasks`, `projects` names the project rooms the session may see (the caller knows the
+    /// projects; the hub does not).
     pub async fn subscribe_from(
         &self,
         session: &Arc<Session>,
         room: &str,
         since: Option<&Since>,
+        projects: &[String],
     ) -> Result<(Subscribed, Option<Replay>), SubscribeError> {
         if since.is_some() && session.rooms().iter().any(|r| r == room) {
             return Err(SubscribeError::AlreadySubscribed);
         }
         let epoch_ok = since.is_some_and(|s| s.epoch == self.inner.epoch);
         let rooms: Vec<String> = if room == crate::domain::Room::TASKS {
-            self.visible_project_rooms(session)
+            let mut rooms = projects.to_vec();
+            rooms.sort();
+            rooms.dedup();
+            rooms
         } else {
             vec![room.to_owned()]
         };
@@ -307,22 +314,6 @@ impl Dispatcher {
             task_events_only: tasks,
         });
         Ok((answer, replay))
-    }
-
-    /// The project rooms whose task events a session's `tasks` subscription carries.
-    fn visible_project_rooms(&self, session: &Session) -> Vec<String> {
-        let mut rooms: Vec<String> = if session.is_admin() {
-            self.inner
-                .rooms
-                .iter()
-                .map(|e| e.key().clone())
-                .filter(|r| r.starts_with("project:"))
-                .collect()
-        } else {
-            session.project_rooms()
-        };
-        rooms.sort();
-        rooms
     }
 
     /// The last offset delivered in a room on this node.

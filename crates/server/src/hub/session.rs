@@ -245,16 +245,6 @@ impl Session {
                 .contains(project)
     }
 
-    /// The rooms of the projects the session sees through `tasks` (members only).
-    pub(crate) fn project_rooms(&self) -> Vec<String> {
-        self.projects
-            .read()
-            .expect("never poisoned")
-            .iter()
-            .map(ProjectId::room)
-            .collect()
-    }
-
     /// Updates what the session may see after a membership change.
     pub(crate) fn set_member(&self, project: &ProjectId, member: bool) {
         let mut projects = self

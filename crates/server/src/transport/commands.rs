@@ -152,7 +152,12 @@ async fn run(
             conn.implicit_tasks = false;
             let (answer, missed) = state
                 .dispatcher()
-                .subscribe_from(&conn.session, &room, since.as_ref())
+                .subscribe_from(
+                    &conn.session,
+                    &room,
+                    since.as_ref(),
+                    &tasks_scope(state, &conn.caller, &parsed).await?,
+                )
                 .await
                 .map_err(|e| match e {
                     SubscribeError::TooMany => {
@@ -215,6 +220,36 @@ async fn run(
         }
         Command::Ping => Ok(json!({})),
     }
+}
+
+/// The project rooms a `tasks` subscription spans: every project for the admin, the caller's
+/// projects otherwise. Empty for other rooms.
+async fn tasks_scope(
+    state: &AppState,
+    caller: &Caller,
+    room: &Room,
+) -> Result<Vec<String>, Refusal> {
+    if *room != Room::Tasks {
+        return Ok(Vec::new());
+    }
+    let projects = if caller.is_admin() {
+        state
+            .store()
+            .list_projects(None)
+            .await?
+            .into_iter()
+            .map(|p| format!("project:{}", p.id))
+            .collect()
+    } else {
+        state
+            .store()
+            .memberships(caller.user())
+            .await?
+            .iter()
+            .map(ProjectId::room)
+            .collect()
+    };
+    Ok(projects)
 }
 
 fn parse_room(raw: &str) -> Result<Room, Refusal> {

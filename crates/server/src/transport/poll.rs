@@ -95,7 +95,7 @@ pub(super) async fn poll(
     for room in &rooms {
         let _ = state
             .dispatcher()
-            .subscribe_from(&held.session, room, None)
+            .subscribe_from(&held.session, room, None, &[])
             .await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);

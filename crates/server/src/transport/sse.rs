@@ -58,7 +58,7 @@ pub(super) async fn stream(
         });
         let (answer, replay) = state
             .dispatcher()
-            .subscribe_from(&held.session, room, since.as_ref())
+            .subscribe_from(&held.session, room, since.as_ref(), &[])
             .await
             .map_err(|e| ApiError::InvalidField {
                 field: "rooms".into(),

@@ -459,3 +459,79 @@ impl std::io::Write for LineWriter {
         Ok(())
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tasks_room_resumes_every_project() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.create_project("a", &[]).await;
+    app.create_project("b", &[]).await;
+    let mut ws = Ws::connect_at(app.addr, ADMIN_TOKEN).await;
+    let answer = ws.subscribe("tasks").await["result"].clone();
+    assert_eq!(answer["offsets"]["project:a"], 0);
+    assert_eq!(answer["offsets"]["project:b"], 0);
+    let epoch = answer["epoch"].clone();
+    for (project, n) in [("a", 3), ("b", 2)] {
+        for i in 0..n {
+            app.create_task(json!({ "title": format!("{project}{i}"), "project_id": project }))
+                .await;
+        }
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let e = ws.next_of("event").await;
+        seen.push((
+            e["room"].as_str().unwrap().to_owned(),
+            e["offset"].as_i64().unwrap(),
+        ));
+    }
+    drop(ws);
+    // While away: two more in a, one in b, and a chat message (not a task event).
+    app.create_task(json!({ "title": "a3", "project_id": "a" }))
+        .await;
+    app.create_task(json!({ "title": "a4", "project_id": "a" }))
+        .await;
+    app.create_task(json!({ "title": "b2", "project_id": "b" }))
+        .await;
+    app.store
+        .post_message(
+            &taskflow_server::domain::ProjectId::parse("b").unwrap(),
+            &taskflow_server::domain::UserId::parse("admin", "u").unwrap(),
+            "hi",
+            None,
+        )
+        .await
+        .unwrap();
+    let mut ws = Ws::connect_at(app.addr, ADMIN_TOKEN).await;
+    let since = json!({ "epoch": epoch, "offsets": { "project:a": 3, "project:b": 2, "project:default": 0 } });
+    let reply = ws
+        .request(json!({ "type": "subscribe", "room": "tasks", "since": since }))
+        .await;
+    assert_eq!(reply["result"]["recovered"], true, "{reply}");
+    app.create_task(json!({ "title": "b-live", "project_id": "b" }))
+        .await;
+    let mut resumed = Vec::new();
+    while resumed.len() < 4 {
+        let e = ws.next_of("event").await;
+        assert!(
+            e["event"].as_str().unwrap().starts_with("task."),
+            "tasks carries task events only: {e}"
+        );
+        resumed.push((
+            e["room"].as_str().unwrap().to_owned(),
+            e["offset"].as_i64().unwrap(),
+        ));
+    }
+    let expected: Vec<(String, i64)> = [
+        ("project:a", 4),
+        ("project:a", 5),
+        ("project:b", 3),
+        ("project:b", 5),
+    ]
+    .iter()
+    .map(|(r, o)| (r.to_string(), *o))
+    .collect();
+    assert_eq!(
+        resumed, expected,
+        "missed events per project, then live (b:4 is the chat message)"
+    );
+}
