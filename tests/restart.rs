@@ -134,7 +134,7 @@ async fn restart_and_resume(stop: Stop) {
     assert_eq!(answer["recovered"], true, "the log survived: {answer}");
     assert_eq!(answer["epoch"], epoch, "same database, same epoch");
     // More writes after the restart, then read up to the end of the log.
-    let more: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut more: Vec<String> = Vec::new();
     let client = reqwest::Client::new();
     for i in 0..20 {
         let res = client
@@ -145,12 +145,8 @@ async fn restart_and_resume(stop: Stop) {
             .await
             .unwrap();
         assert_eq!(res.status(), 201);
-        more.lock().unwrap().push(
-            res.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        let task: Value = res.json().await.unwrap();
+        more.push(task["id"].as_str().unwrap().to_owned());
     }
     let store = Store::connect(&db.url).await.unwrap();
     let end = store.last_offset("project:default").await.unwrap();
@@ -173,12 +169,8 @@ async fn restart_and_resume(stop: Stop) {
         .iter()
         .map(|f| f["data"]["id"].as_str().unwrap())
         .collect();
-    for id in acked
-        .lock()
-        .unwrap()
-        .iter()
-        .chain(more.lock().unwrap().iter())
-    {
+    let acked = acked.lock().unwrap().clone();
+    for id in acked.iter().chain(more.iter()) {
         assert!(
             ids.contains(id.as_str()),
             "acknowledged task {id} was delivered"
