@@ -8,6 +8,7 @@
 //     onEvent: (event) => { ... },             // each logged event once, in offset order per room
 //     onState: (state, info) => { ... },       // connecting | live | reconnecting | degraded
 //     onRecovery: ({ room, recovered }) => { ... }, // recovered: false = reload state via REST
+//     onTokenExpired: () => client.setToken(freshToken()),
 //   });
 //
 // Transports, best first: WebSocket, then Server-Sent Events, then long polling. A transport that
@@ -40,6 +41,7 @@ export class TaskflowClient {
       onFrame: () => {},
       onState: () => {},
       onRecovery: () => {},
+      onTokenExpired: () => {},
       ...options,
     };
     this.transports = this.options.transports.filter((t) => TRANSPORTS.includes(t));
@@ -54,6 +56,8 @@ export class TaskflowClient {
     this.timers = new Set();
     this.pending = new Map(); // command id -> {resolve, reject}
     this.nextId = 1;
+    this.upgradeTimer = null; // the one pending upgrade probe, while degraded
+    this.probing = null; // the handle of a probe in flight
   }
 
   /** Starts (or restarts) with the best transport. */
@@ -67,8 +71,24 @@ export class TaskflowClient {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    this.upgradeTimer = null;
+    if (this.probing) this.probing.close();
+    this.probing = null;
     if (this.current) this.current.close();
     this.current = null;
+  }
+
+  /** Replaces the token (after `onTokenExpired`) and connects again. */
+  setToken(token) {
+    this.options.token = token;
+    if (this.closed) this.start();
+  }
+
+  /** The server closed because the token expired: retrying with it is useless. */
+  tokenExpired() {
+    this.close();
+    this.setState("reconnecting", { transport: null, tokenExpired: true });
+    this.options.onTokenExpired();
   }
 
   /** Sends a command over WebSocket (chat, typing, presence); resolves with its result. */
@@ -144,6 +164,7 @@ export class TaskflowClient {
       onUnavailable: () => this.attempt(index + 1, reconnecting),
       onLost: () => {
         if (this.closed) return;
+        this.cancelUpgrade();
         const delay = this.backoff();
         this.setState("reconnecting", { retryAt: Date.now() + delay, transport: name });
         this.later(delay, () => this.attempt(0, true));
@@ -151,25 +172,41 @@ export class TaskflowClient {
     });
   }
 
+  cancelUpgrade() {
+    if (this.upgradeTimer !== null) {
+      clearTimeout(this.upgradeTimer);
+      this.timers.delete(this.upgradeTimer);
+      this.upgradeTimer = null;
+    }
+    if (this.probing) this.probing.close();
+    this.probing = null;
+  }
+
   /** While degraded, tries the better transports now and then; switches when one works. */
   scheduleUpgrade(index) {
-    this.later(this.options.upgradeInterval, () => {
+    this.cancelUpgrade();
+    this.upgradeTimer = this.later(this.options.upgradeInterval, () => {
+      this.upgradeTimer = null;
       if (this.transport !== this.transports[index]) return;
-      const degraded = this.current;
-      this.probe(0, index, degraded);
+      this.probe(0, index);
     });
   }
 
-  probe(candidate, index, degraded) {
+  probe(candidate, index) {
     if (candidate >= index || this.closed) {
       this.scheduleUpgrade(index);
       return;
     }
     const name = this.transports[candidate];
-    this.open(name, {
-      switching: degraded,
+    this.probing = this.open(name, {
+      switching: true,
       onLive: () => {
-        if (degraded) degraded.close();
+        // The probe is the transport now; the degraded one goes.
+        const degraded = this.current;
+        this.probing = null;
+        this.current = this.pendingSwitch;
+        this.transport = name;
+        if (degraded && degraded !== this.current) degraded.close();
         this.failures = 0;
         if (candidate === 0) this.setState("live", { transport: name });
         else {
@@ -177,8 +214,12 @@ export class TaskflowClient {
           this.scheduleUpgrade(candidate);
         }
       },
-      onUnavailable: () => this.probe(candidate + 1, index, degraded),
+      onUnavailable: () => {
+        this.probing = null;
+        this.probe(candidate + 1, index);
+      },
       onLost: () => {
+        this.probing = null;
         const delay = this.backoff();
         this.setState("reconnecting", { retryAt: Date.now() + delay, transport: name });
         this.later(delay, () => this.attempt(0, true));
@@ -186,21 +227,19 @@ export class TaskflowClient {
     });
   }
 
+  /** Opens a transport; a probe (`switching`) becomes current only once it is live, until
+   * then the degraded one keeps delivering. Returns the handle. */
   open(name, handlers) {
+    if (!handlers.switching) this.cancelUpgrade();
     const handle =
       name === "websocket" ? this.openWebSocket(handlers) : name === "sse" ? this.openSse(handlers) : this.openPoll(handlers);
     if (!handlers.switching) {
       this.current = handle;
       this.transport = name;
     } else {
-      // Becomes current only once it is live; until then the degraded one keeps delivering.
-      const live = handlers.onLive;
-      handlers.onLive = () => {
-        this.current = handle;
-        this.transport = name;
-        live();
-      };
+      this.pendingSwitch = handle;
     }
+    return handle;
   }
 
   // --- delivery ------------------------------------------------------------------------------
@@ -337,11 +376,15 @@ export class TaskflowClient {
       }
       if (!ended) this.receive(frame);
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       for (const waiter of this.pending.values()) waiter.reject(new Error("connection lost"));
       this.pending.clear();
       if (ended) return;
       ended = true;
+      if (event.code === 4001) {
+        this.tokenExpired();
+        return;
+      }
       if (!opened || !live) handlers.onUnavailable();
       else handlers.onLost();
     };
@@ -373,6 +416,12 @@ export class TaskflowClient {
       try {
         frame = JSON.parse(message.data);
       } catch {
+        return;
+      }
+      if (frame.type === "close" && frame.code === 4001) {
+        ended = true;
+        source.close();
+        this.tokenExpired();
         return;
       }
       if (frame.type === "subscribed") {
@@ -435,6 +484,11 @@ export class TaskflowClient {
             signal: controller.signal,
             cache: "no-store",
           });
+          if (response.status === 401 && live) {
+            ended = true;
+            this.tokenExpired();
+            return;
+          }
           if (!response.ok) throw new Error(`poll answered ${response.status}`);
           answer = await response.json();
         } catch (err) {

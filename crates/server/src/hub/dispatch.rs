@@ -180,6 +180,18 @@ impl Dispatcher {
                 Ok(missing) => {
                     metrics::gap_filled(missing.len());
                     let mut o = order.lock().expect("never poisoned");
+                    if o.delivered == after && missing.first().is_none_or(|e| e.offset > after + 1)
+                    {
+                        // The log no longer has them (compacted): skip rather than stall the room.
+                        let skip_to = missing.first().map_or(until, |e| e.offset) - 1;
+                        tracing::warn!(
+                            room,
+                            from = after + 1,
+                            to = skip_to,
+                            "events missing from the log; skipped"
+                        );
+                        o.delivered = skip_to;
+                    }
                     for event in missing {
                         if event.offset == o.delivered + 1 {
                             self.deliver(&room, &mut o, prepare(event));
@@ -228,6 +240,7 @@ impl Dispatcher {
         room: &str,
         since: Option<&Since>,
         projects: &[String],
+        announce: Option<&(dyn Fn(Subscribed) -> Bytes + Send + Sync)>,
     ) -> Result<(Subscribed, Option<Replay>), SubscribeError> {
         if since.is_some() && session.rooms().iter().any(|r| r == room) {
             return Err(SubscribeError::AlreadySubscribed);
@@ -287,29 +300,37 @@ impl Dispatcher {
         } else {
             Vec::new()
         };
-        if !ranges.is_empty() {
-            session.begin_divert(room);
+        let diversion = (!ranges.is_empty()).then(|| session.begin_divert(room));
+        if let Some(frame) = announce {
+            // Queued inside the seam: before any live frame of the room.
+            let answer = answer_of(
+                room,
+                &self.inner.epoch,
+                tasks,
+                &rooms,
+                &delivered,
+                recovered,
+            );
+            let _ = session.offer(&frame(answer));
         }
         if let Err(err) = self.inner.hub.join(session, room) {
-            session.end_divert(room);
+            session.cancel_divert(room);
             return Err(err);
         }
         drop(guards);
-        let answer = Subscribed {
-            room: room.to_owned(),
-            epoch: self.inner.epoch.clone(),
-            offset: (!tasks).then(|| delivered[0]),
-            offsets: if tasks {
-                rooms.into_iter().zip(delivered).collect()
-            } else {
-                Default::default()
-            },
+        let answer = answer_of(
+            room,
+            &self.inner.epoch,
+            tasks,
+            &rooms,
+            &delivered,
             recovered,
-        };
-        let replay = (!ranges.is_empty()).then(|| Replay {
+        );
+        let replay = diversion.map(|diversion| Replay {
             dispatcher: self.clone(),
             session: session.clone(),
             via: room.to_owned(),
+            diversion,
             ranges,
             task_events_only: tasks,
         });
@@ -325,12 +346,40 @@ impl Dispatcher {
     }
 }
 
+/// The answer to a subscription.
+fn answer_of(
+    room: &str,
+    epoch: &str,
+    tasks: bool,
+    rooms: &[String],
+    delivered: &[i64],
+    recovered: bool,
+) -> Subscribed {
+    Subscribed {
+        room: room.to_owned(),
+        epoch: epoch.to_owned(),
+        offset: (!tasks).then(|| delivered[0]),
+        offsets: if tasks {
+            rooms
+                .iter()
+                .cloned()
+                .zip(delivered.iter().copied())
+                .collect()
+        } else {
+            Default::default()
+        },
+        recovered,
+    }
+}
+
 /// The missed events of one subscription, sent before its live stream.
 pub struct Replay {
     dispatcher: Dispatcher,
     session: Arc<Session>,
     /// The subscription whose live frames are held back meanwhile.
     via: String,
+    /// The diversion holding them.
+    diversion: u64,
     /// `(room, after, until)`: replay offsets `after + 1 ..= until` of `room`.
     ranges: Vec<(String, i64, i64)>,
     /// For `tasks`: only task events.
@@ -338,19 +387,21 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// Reads the missed events from the log page by page and queues them (waiting for room in
-    /// the queue), then releases the held-back live frames behind them.
+    /// Reads the missed events from the log page by page and queues them (pacing itself on
+    /// the queue), then releases the held-back live frames behind them. If the log no longer
+    /// holds an event it must replay (compacted meanwhile), the session is closed: a silent
+    /// partial replay is never an option, and the client's next resume says `recovered: false`.
     pub async fn run(self) {
         const PAGE: i64 = 500;
         let source = &self.dispatcher.inner.source;
-        for (room, mut after, until) in &self.ranges {
+        for (room, from, until) in &self.ranges {
+            let mut after = *from;
             while after < *until {
                 let events = match source
                     .events_after(room, after, PAGE.min(until - after))
                     .await
                 {
-                    Ok(events) if !events.is_empty() => events,
-                    Ok(_) => break,
+                    Ok(events) => events,
                     Err(err) => {
                         tracing::error!(room, error = %err, "replay failed");
                         self.session.close(
@@ -360,6 +411,13 @@ impl Replay {
                         return;
                     }
                 };
+                if events.first().is_none_or(|e| e.offset != after + 1) {
+                    self.session.close(
+                        taskflow_protocol::close::INTERNAL_ERROR,
+                        "history compacted during the replay; reconnect",
+                    );
+                    return;
+                }
                 for event in events {
                     if event.offset > *until {
                         break;
@@ -368,13 +426,18 @@ impl Replay {
                     if self.task_events_only && !event.event.is_task_event() {
                         continue;
                     }
-                    if self.session.push(prepare(event).bytes).await.is_err() {
+                    if self
+                        .session
+                        .push_replayed(&self.via, self.diversion, prepare(event).bytes)
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
             }
         }
-        self.session.end_divert(&self.via);
+        self.session.end_divert(&self.via, self.diversion).await;
     }
 }
 

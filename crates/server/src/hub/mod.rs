@@ -213,9 +213,13 @@ impl Hub {
         let first_of_user = {
             let mut members = self.inner.rooms.entry(room.to_owned()).or_default();
             members.sessions.insert(session.id(), session.clone());
-            let count = members.users.entry(session.user().clone()).or_insert(0);
-            *count += 1;
-            *count == 1
+            if session.is_silent() {
+                false
+            } else {
+                let count = members.users.entry(session.user().clone()).or_insert(0);
+                *count += 1;
+                *count == 1
+            }
         };
         metrics::subscribed();
         if first_of_user && announces_presence(room) {
@@ -237,18 +241,21 @@ impl Hub {
         if !session.remove_room(room) {
             return false;
         }
+        session.cancel_divert(room);
         let last_of_user = match self.inner.rooms.get_mut(room) {
             Some(mut members) => {
                 members.sessions.remove(&session.id());
                 let last = match members.users.get_mut(session.user()) {
+                    _ if session.is_silent() => false,
                     Some(n) if *n > 1 => {
                         *n -= 1;
                         false
                     }
-                    _ => {
+                    Some(_) => {
                         members.users.remove(session.user());
                         true
                     }
+                    None => false,
                 };
                 let empty = members.sessions.is_empty();
                 drop(members);

@@ -5,7 +5,7 @@
 use crate::domain::{ProjectId, UserId};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::{mpsc, Notify};
 
@@ -59,11 +59,30 @@ pub struct Session {
     rooms: Mutex<HashSet<String>>,
     /// Live frames held back per subscription while that subscription's missed events are
     /// replayed from the log; flushed behind the replay. Never held across an await.
-    diverted: Mutex<HashMap<String, Vec<Bytes>>>,
+    diverted: Mutex<HashMap<String, Diversion>>,
     /// How many subscriptions are diverted: lets the hot path skip the lock when none is.
     diverting: AtomicUsize,
     /// The most frames one diverted subscription may hold.
     max_diverted: usize,
+    /// Source of diversion ids, so a replay that was cancelled (unsubscribe) cannot act on a
+    /// later diversion of the same room.
+    next_diversion: AtomicU64,
+    /// The capacity of the queue, for the replay's high-water mark.
+    capacity: usize,
+    /// Woken whenever the writer has taken frames off the queue: replays wait on it for room.
+    drained: Notify,
+    /// A listener that does not count as present (a long poll, which comes and goes with every
+    /// request): its joins and leaves announce nothing.
+    silent: std::sync::atomic::AtomicBool,
+}
+
+/// Live frames held back while a subscription's missed events are replayed.
+#[derive(Debug)]
+struct Diversion {
+    /// Which diversion this is (see `Session::next_diversion`).
+    id: u64,
+    /// The held frames, oldest first.
+    held: std::collections::VecDeque<Bytes>,
 }
 
 /// The receiving end of a session's queue, owned by its transport.
@@ -102,6 +121,10 @@ impl Session {
             diverted: Mutex::new(HashMap::new()),
             diverting: AtomicUsize::new(0),
             max_diverted: limits.messages.max(1),
+            next_diversion: AtomicU64::new(1),
+            capacity: limits.messages.max(1),
+            drained: Notify::new(),
+            silent: std::sync::atomic::AtomicBool::new(false),
         });
         (session, outbox)
     }
@@ -154,8 +177,8 @@ impl Session {
     pub fn offer_via(&self, via: &str, frame: &Bytes) -> Result<(), OfferError> {
         if self.diverting.load(Ordering::Acquire) > 0 {
             let mut diverted = self.diverted.lock().expect("never poisoned");
-            if let Some(held) = diverted.get_mut(via) {
-                if held.len() >= self.max_diverted {
+            if let Some(diversion) = diverted.get_mut(via) {
+                if diversion.held.len() >= self.max_diverted {
                     drop(diverted);
                     super::metrics::slow_consumer();
                     self.close(
@@ -164,47 +187,106 @@ impl Session {
                     );
                     return Err(OfferError::Slow);
                 }
-                held.push(frame.clone());
+                diversion.held.push_back(frame.clone());
                 return Ok(());
             }
         }
         self.offer(frame)
     }
 
-    /// Queues a frame, waiting for room in the queue: for replays, whose frames the writer is
-    /// draining concurrently. Bypasses the byte limit (a replay is bounded by the log).
-    pub async fn push(&self, frame: Bytes) -> Result<(), OfferError> {
-        if self.closing.get().is_some() {
-            return Err(OfferError::Closed);
+    /// Queues a replayed frame of diversion `id`, waiting while the queue is more than half
+    /// full: a replay never takes the room live frames of other subscriptions need. Fails if the
+    /// session closed or the diversion was cancelled (unsubscribed meanwhile).
+    pub(crate) async fn push_replayed(
+        &self,
+        via: &str,
+        id: u64,
+        frame: Bytes,
+    ) -> Result<(), OfferError> {
+        loop {
+            let drained = self.drained.notified();
+            if self.closing.get().is_some() || !self.is_diverted(via, id) {
+                return Err(OfferError::Closed);
+            }
+            if self.queue.capacity() > self.capacity / 2 {
+                self.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed);
+                return self.queue.try_send(frame).map_err(|_| OfferError::Closed);
+            }
+            drained.await;
         }
-        self.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed);
-        let size = frame.len();
-        self.queue.send(frame).await.map_err(|_| {
-            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            OfferError::Closed
-        })
     }
 
-    /// Starts holding back the live frames of subscription `via` (before it joins its room).
-    pub(crate) fn begin_divert(&self, via: &str) {
+    fn is_diverted(&self, via: &str, id: u64) -> bool {
+        self.diverted
+            .lock()
+            .expect("never poisoned")
+            .get(via)
+            .is_some_and(|d| d.id == id)
+    }
+
+    /// Starts holding back the live frames of subscription `via` (before it joins its room);
+    /// returns the diversion's id.
+    pub(crate) fn begin_divert(&self, via: &str) -> u64 {
+        let id = self.next_diversion.fetch_add(1, Ordering::Relaxed);
         let mut diverted = self.diverted.lock().expect("never poisoned");
-        if diverted.insert(via.to_owned(), Vec::new()).is_none() {
+        let diversion = Diversion {
+            id,
+            held: Default::default(),
+        };
+        if diverted.insert(via.to_owned(), diversion).is_none() {
             self.diverting.fetch_add(1, Ordering::AcqRel);
         }
+        id
     }
 
-    /// Queues the held-back frames of `via` behind the replay and stops holding back. Done under
-    /// the lock that `offer_via` takes, so no live frame can overtake the held ones.
-    pub(crate) fn end_divert(&self, via: &str) {
-        let mut diverted = self.diverted.lock().expect("never poisoned");
-        if let Some(held) = diverted.remove(via) {
-            self.diverting.fetch_sub(1, Ordering::AcqRel);
-            for frame in &held {
-                if self.offer(frame).is_err() {
-                    break;
+    /// Queues the held-back frames of diversion `id` behind the replay, as fast as the queue
+    /// takes them, then stops holding back. Frames that arrive meanwhile join the held ones, so
+    /// no live frame overtakes them.
+    pub(crate) async fn end_divert(&self, via: &str, id: u64) {
+        loop {
+            let drained = self.drained.notified();
+            {
+                let mut diverted = self.diverted.lock().expect("never poisoned");
+                let Some(diversion) = diverted.get_mut(via).filter(|d| d.id == id) else {
+                    return;
+                };
+                while self.queue.capacity() > 0 {
+                    let Some(frame) = diversion.held.pop_front() else {
+                        break;
+                    };
+                    if self.offer(&frame).is_err() {
+                        return;
+                    }
+                }
+                if diversion.held.is_empty() {
+                    diverted.remove(via);
+                    self.diverting.fetch_sub(1, Ordering::AcqRel);
+                    return;
                 }
             }
+            if self.closing.get().is_some() {
+                return;
+            }
+            drained.await;
         }
+    }
+
+    /// Drops the diversion of `via`, if any (the subscription ended).
+    pub(crate) fn cancel_divert(&self, via: &str) {
+        let mut diverted = self.diverted.lock().expect("never poisoned");
+        if diverted.remove(via).is_some() {
+            self.diverting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Makes the session invisible to presence (before it joins any room).
+    pub fn set_silent(&self) {
+        self.silent.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the session is invisible to presence.
+    pub fn is_silent(&self) -> bool {
+        self.silent.load(Ordering::Relaxed)
     }
 
     /// Whether the session has been asked to close.
@@ -215,6 +297,7 @@ impl Session {
     /// Records that the transport wrote `bytes` taken from the queue.
     pub fn written(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.drained.notify_waiters();
     }
 
     /// Asks the transport to close the session. The first reason wins.

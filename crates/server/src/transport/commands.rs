@@ -157,6 +157,7 @@ async fn run(
                     &room,
                     since.as_ref(),
                     &tasks_scope(state, &conn.caller, &parsed).await?,
+                    None,
                 )
                 .await
                 .map_err(|e| match e {

@@ -92,10 +92,12 @@ pub(super) async fn poll(
     }
     // Listen before reading, so an event committed between the read and the wait wakes us.
     let (held, mut outbox) = open_session(&state, &caller).await?;
+    // A poll comes and goes with every request: it listens without counting as present.
+    held.session.set_silent();
     for room in &rooms {
         let _ = state
             .dispatcher()
-            .subscribe_from(&held.session, room, None, &[])
+            .subscribe_from(&held.session, room, None, &[], None)
             .await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
@@ -130,10 +132,11 @@ pub(super) async fn poll(
         }
         tokio::select! {
             woke = outbox.recv() => {
-                if woke.is_none() {
-                    break;
+                let Some(frame) = woke else { break };
+                held.session.written(frame.len());
+                while let Ok(frame) = outbox.try_recv() {
+                    held.session.written(frame.len());
                 }
-                while outbox.try_recv().is_ok() {}
             }
             _ = tokio::time::sleep_until(deadline) => break,
             _ = shutdown.cancelled() => break,

@@ -48,6 +48,8 @@ pub(super) async fn stream(
         epoch: epoch.clone(),
         offsets: Default::default(),
     };
+    let announce = |answer| frame_bytes(&ServerFrame::Subscribed(answer));
+    let mut replays = Vec::new();
     for room in &rooms {
         // A cursor from another epoch, or without this room, cannot be honoured: the
         // subscription says `recovered: false` and the client reloads.
@@ -56,27 +58,38 @@ pub(super) async fn stream(
             offset: c.offsets.get(room).copied(),
             offsets: Default::default(),
         });
+        // The `subscribed` frame is queued inside the seam, before any live event of the room.
         let (answer, replay) = state
             .dispatcher()
-            .subscribe_from(&held.session, room, since.as_ref(), &[])
+            .subscribe_from(&held.session, room, since.as_ref(), &[], Some(&announce))
             .await
             .map_err(|e| ApiError::InvalidField {
                 field: "rooms".into(),
                 message: e.to_string(),
             })?;
-        if let Some(offset) = answer.offset {
+        // The cursor stays where the client stopped until the replay has moved it on, so a
+        // reconnect in the middle of a replay resumes the replay, not past it.
+        let start = match (&replay, since.as_ref().and_then(|s| s.offset)) {
+            (Some(_), Some(from)) => Some(from),
+            _ => answer.offset,
+        };
+        if let Some(offset) = start {
             cursor.offsets.insert(room.clone(), offset);
         }
-        // The answer goes first in the queue; the replay (if any) follows it.
-        let _ = held
-            .session
-            .push(frame_bytes(&ServerFrame::Subscribed(answer)))
-            .await;
-        if let Some(replay) = replay {
-            tokio::spawn(replay.run());
-        }
+        replays.extend(replay);
+    }
+    // Replays start once every room is subscribed; they pace themselves on the queue, which the
+    // stream below drains.
+    for replay in replays {
+        tokio::spawn(replay.run());
     }
     let shutdown = state.hub().shutdown_token();
+    let far = Duration::from_secs(86_400 * 365);
+    let expires = tokio::time::Instant::now()
+        + match caller.expires_at() {
+            u64::MAX => far,
+            exp => Duration::from_secs(exp.saturating_sub(crate::auth::unix_now())),
+        };
     let events = async_stream::stream! {
         // Owned by the stream: when the client goes, the stream is dropped, and so is the
         // session.
@@ -87,6 +100,11 @@ pub(super) async fn stream(
                 frame = outbox.recv() => frame,
                 reason = held.session.closed() => {
                     let close = serde_json::json!({ "type": "close", "code": reason.code, "reason": reason.reason });
+                    yield Ok(Event::default().data(close.to_string()));
+                    break;
+                }
+                _ = tokio::time::sleep_until(expires) => {
+                    let close = serde_json::json!({ "type": "close", "code": taskflow_protocol::close::TOKEN_EXPIRED, "reason": "token expired" });
                     yield Ok(Event::default().data(close.to_string()));
                     break;
                 }
@@ -103,8 +121,10 @@ pub(super) async fn stream(
             let mut event = Event::default();
             if let Ok(head) = serde_json::from_str::<Head>(&text) {
                 if let (Some(room), Some(offset)) = (head.room, head.offset) {
-                    if head.kind == "event" || head.kind == "subscribed" {
+                    if head.kind == "event" {
                         cursor.offsets.insert(room.to_owned(), offset);
+                    }
+                    if head.kind == "event" || head.kind == "subscribed" {
                         event = event.id(cursor.encode());
                     }
                 }

@@ -156,6 +156,8 @@ fn origin_allowed(state: &AppState, parts: &Parts) -> bool {
 enum End {
     /// Send this close frame.
     Close(u16, &'static str),
+    /// The client closed: complete its closing handshake (the library has queued our answer).
+    ClientClosed,
     /// The peer went away (closed, reset) or is dead: nothing to send.
     Gone,
 }
@@ -246,13 +248,14 @@ async fn session_loop(
                 let batch = tokio::select! {
                     result = write_batch(sink, &session, frame, &mut outbox) => result,
                     reason = session.closed() => return End::Close(reason.code, reason.reason),
+                    _ = shutdown.cancelled() => return End::Close(close::GOING_AWAY, "server shutting down"),
                 };
                 if batch.is_err() {
                     return End::Gone;
                 }
             }
             _ = heartbeat.tick() => {
-                if sink.send(Message::Ping(bytes::Bytes::from_static(b"hb"))).await.is_err() {
+                if write_within(sink.send(Message::Ping(bytes::Bytes::from_static(b"hb")))).await.is_err() {
                     return End::Gone;
                 }
                 if pong_due == far_future {
@@ -319,7 +322,7 @@ async fn session_loop(
                     }
                     // The WebSocket library answers pings by itself.
                     Message::Ping(_) => {}
-                    Message::Close(_) => return End::Gone,
+                    Message::Close(_) => return End::ClientClosed,
                 }
             }
         }
@@ -349,9 +352,22 @@ async fn send(
 ) -> Result<(), axum::Error> {
     let len = frame.len();
     let text = Utf8Bytes::try_from(frame).expect("frames are serialized JSON");
-    sink.send(Message::Text(text)).await?;
+    write_within(sink.send(Message::Text(text))).await?;
     metrics::frames_out(1, len);
     Ok(())
+}
+
+/// A write to a peer that does not read for this long is a dead peer: the loop must not hang on
+/// it, deaf to its close signal, heartbeat and shutdown.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn write_within(
+    write: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> Result<(), axum::Error> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(result) => result,
+        Err(_) => Err(axum::Error::new("write timed out")),
+    }
 }
 
 /// Writes `first` and whatever else is already queued, then flushes once: one write carries

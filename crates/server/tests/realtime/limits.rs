@@ -187,3 +187,18 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_one_gets_everything() {
     // The slow client, when it finally reads, finds the slow-consumer close after its backlog.
     assert_eq!(slow.closed().await.0, 4008);
 }
+
+#[tokio::test]
+async fn a_protocol_violation_closes_with_1002() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut ws = Ws::connect(&app, ADMIN_TOKEN).await;
+    // A text frame with RSV1 set, which no extension was negotiated for: FIN|RSV1|text, masked,
+    // two payload bytes.
+    let raw = [0xC1, 0x82, 1, 2, 3, 4, b'{' ^ 1, b'}' ^ 2];
+    match ws.stream.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&raw).await.unwrap(),
+        _ => unreachable!("the test connects over plain TCP"),
+    }
+    assert_eq!(ws.closed().await.0, 1002);
+}

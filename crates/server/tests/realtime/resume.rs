@@ -125,9 +125,12 @@ async fn a_slow_consumer_closed_by_the_server_resumes_exactly(backend: Backend) 
     let mut ws = Ws::greeted(stream).await;
     let answer = ws.subscribe("project:r").await["result"].clone();
     let (epoch, start) = (answer["epoch"].clone(), answer["offset"].as_i64().unwrap());
-    write(&app, "r", 800, 8, &"x".repeat(9_000)).await.unwrap();
+    write(&app, "r", 1000, 8, &"x".repeat(9_000)).await.unwrap();
     let mut frames = Vec::new();
-    let code = loop {
+    // Read the backlog: it ends with the slow-consumer close, or, if the close frame could not
+    // get through the full socket in time, with the connection dropped. Either way the server
+    // cut it off before the end.
+    loop {
         let next = tokio::time::timeout(crate::ws::WAIT, ws.stream.next()).await;
         let next = next.unwrap_or_else(|_| panic!("stuck after {} frames", frames.len()));
         match next {
@@ -135,19 +138,19 @@ async fn a_slow_consumer_closed_by_the_server_resumes_exactly(backend: Backend) 
                 frames.push(serde_json::from_str(&text).unwrap())
             }
             Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(close)))) => {
-                break u16::from(close.code)
+                assert_eq!(u16::from(close.code), 4008);
+                break;
             }
             Some(Ok(_)) => {}
-            other => panic!("expected the slow-consumer close, got {other:?}"),
+            Some(Err(_)) | None => break,
         }
-    };
-    assert_eq!(code, 4008);
+    }
     let last = offsets_of(&frames, "project:r")
         .last()
         .copied()
         .unwrap_or(start);
     assert!(
-        last < start + 800,
+        last < start + 1000,
         "the server cut the reader before the end"
     );
     let mut ws = Ws::connect_at(app.addr, ADMIN_TOKEN).await;
@@ -155,10 +158,10 @@ async fn a_slow_consumer_closed_by_the_server_resumes_exactly(backend: Backend) 
         .request(json!({ "type": "subscribe", "room": "project:r", "since": { "epoch": epoch, "offset": last } }))
         .await;
     assert_eq!(reply["result"]["recovered"], true);
-    read_until(&mut ws, "project:r", start + 800, &mut frames).await;
+    read_until(&mut ws, "project:r", start + 1000, &mut frames).await;
     assert_eq!(
         offsets_of(&frames, "project:r"),
-        ((start + 1)..=(start + 800)).collect::<Vec<_>>()
+        ((start + 1)..=(start + 1000)).collect::<Vec<_>>()
     );
 }
 
