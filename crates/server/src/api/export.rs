@@ -1,8 +1,8 @@
 //! `GET /tasks/export`: every visible task, streamed from the store as NDJSON or CSV, so memory
 //! stays constant however many tasks there are.
 
+use crate::api::tasks::project_filter;
 use crate::auth::Caller;
-use crate::domain::{Invalid, ProjectId};
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::state::AppState;
@@ -67,14 +67,7 @@ async fn export_tasks(
     caller: Caller,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    let project = query
-        .project
-        .as_deref()
-        .map(|p| ProjectId::parse(p).map_err(|e| Invalid::new("project", e.message)))
-        .transpose()?;
-    if let Some(project) = &project {
-        caller.require_member(&state, project).await?;
-    }
+    let project = project_filter(&state, &caller, query.project.as_deref()).await?;
     let filter = TaskFilter {
         project,
         visible_to: caller.visibility(),

@@ -184,6 +184,18 @@ pub(crate) struct DeleteQuery {
     cascade: bool,
 }
 
+/// The `project` filter of a listing or export: a valid project the caller may see, if given.
+pub(crate) async fn project_filter(
+    state: &AppState,
+    caller: &Caller,
+    raw: Option<&str>,
+) -> Result<Option<ProjectId>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let project = ProjectId::parse(raw).map_err(|e| Invalid::new("project", e.message))?;
+    caller.require_member(state, &project).await?;
+    Ok(Some(project))
+}
+
 /// A task id from the path.
 pub(crate) fn parse_id(raw: &str, field: &'static str) -> Result<Uuid, Invalid> {
     Uuid::parse_str(raw).map_err(|_| Invalid::new(field, "must be a task id (a UUID)"))
@@ -230,14 +242,7 @@ async fn list_tasks(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    let project = query
-        .project
-        .as_deref()
-        .map(|p| ProjectId::parse(p).map_err(|e| Invalid::new("project", e.message)))
-        .transpose()?;
-    if let Some(project) = &project {
-        caller.require_member(&state, project).await?;
-    }
+    let project = project_filter(&state, &caller, query.project.as_deref()).await?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(Invalid::new("limit", "must be from 1 to 500").into());

@@ -130,42 +130,41 @@ impl Store {
     /// Adds a member and logs `member.added` in the project's room; adding one twice is
     /// harmless and logs nothing.
     pub async fn add_member(&self, project: &ProjectId, user: &UserId) -> Result<Project> {
+        self.change_membership(project, user, EventKind::MemberAdded)
+            .await
+    }
+
+    /// Removes a member and logs `member.removed`; removing a non-member is harmless.
+    pub async fn remove_member(&self, project: &ProjectId, user: &UserId) -> Result<Project> {
+        self.change_membership(project, user, EventKind::MemberRemoved)
+            .await
+    }
+
+    /// Adds or removes a member, logging the change only if it changed something.
+    async fn change_membership(
+        &self,
+        project: &ProjectId,
+        user: &UserId,
+        change: EventKind,
+    ) -> Result<Project> {
+        let sql = if change == EventKind::MemberAdded {
+            "INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2"
+        };
         let mut tx = self.begin_write().await?;
         lock_room(&mut tx, &project.room()).await?;
-        let done = sqlx::query("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        let done = sqlx::query(sql)
             .bind(project.as_str().to_owned())
             .bind(user.as_str().to_owned())
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 1 {
-            let change = MemberChange {
+            let data = MemberChange {
                 project_id: project.as_str(),
                 user: user.as_str(),
             };
-            tx.append(&project.room(), EventKind::MemberAdded, &change, now_ms())
-                .await?;
-        }
-        tx.commit().await?;
-        self.get_project(project).await
-    }
-
-    /// Removes a member and logs `member.removed`; removing a non-member is harmless.
-    pub async fn remove_member(&self, project: &ProjectId, user: &UserId) -> Result<Project> {
-        let mut tx = self.begin_write().await?;
-        lock_room(&mut tx, &project.room()).await?;
-        let done =
-            sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2")
-                .bind(project.as_str().to_owned())
-                .bind(user.as_str().to_owned())
-                .execute(&mut *tx)
-                .await?;
-        if done.rows_affected() == 1 {
-            let change = MemberChange {
-                project_id: project.as_str(),
-                user: user.as_str(),
-            };
-            tx.append(&project.room(), EventKind::MemberRemoved, &change, now_ms())
-                .await?;
+            tx.append(&project.room(), change, &data, now_ms()).await?;
         }
         tx.commit().await?;
         self.get_project(project).await

@@ -129,25 +129,7 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_one_gets_everything() {
     .await;
     app.create_project("busy", &["slow", "fast"]).await;
     // The slow client's socket has a tiny receive buffer and it never reads.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(app.addr).await.unwrap();
-    let slow_token = app.token_for("slow").await;
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
-            "ws://{}/ws/tasks",
-            app.addr
-        ))
-        .unwrap();
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {slow_token}").parse().unwrap(),
-    );
-    let (slow_stream, _) =
-        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
-            .await
-            .unwrap();
-    let mut slow = Ws::greeted(slow_stream).await;
+    let mut slow = Ws::connect_small_buffer(app.addr, &app.token_for("slow").await).await;
     slow.subscribe("project:busy").await;
     let mut fast = Ws::connect(&app, &app.token_for("fast").await).await;
     let start = fast.subscribe("project:busy").await["result"]["offset"]

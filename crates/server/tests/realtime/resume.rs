@@ -104,25 +104,8 @@ async fn a_slow_consumer_closed_by_the_server_resumes_exactly(backend: Backend) 
     })
     .await;
     app.create_project("r", &[]).await;
-    // A reader that does not read while 300 large events are written: the server cuts it (4008).
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(app.addr).await.unwrap();
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
-            "ws://{}/ws/tasks",
-            app.addr
-        ))
-        .unwrap();
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
-    );
-    let (stream, _) =
-        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
-            .await
-            .unwrap();
-    let mut ws = Ws::greeted(stream).await;
+    // A reader that does not read while 1,000 large events are written: the server cuts it.
+    let mut ws = Ws::connect_small_buffer(app.addr, ADMIN_TOKEN).await;
     let answer = ws.subscribe("project:r").await["result"].clone();
     let (epoch, start) = (answer["epoch"].clone(), answer["offset"].as_i64().unwrap());
     write(&app, "r", 1000, 8, &"x".repeat(9_000)).await.unwrap();
@@ -537,4 +520,36 @@ async fn the_tasks_room_resumes_every_project() {
         resumed, expected,
         "missed events per project, then live (b:4 is the chat message)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_resumes_several_rooms_with_a_backlog_larger_than_the_queue() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.ws_queue_messages = 64).await;
+    app.create_project("a", &[]).await;
+    app.create_project("b", &[]).await;
+    let url = app.url("/events?rooms=project:a,project:b");
+    let mut sse = SseReader::open(&url, ADMIN_TOKEN, None).await;
+    let mut last_id = None;
+    for _ in 0..2 {
+        let subscribed = sse.next().await;
+        assert_eq!(subscribed.data["type"], "subscribed");
+        last_id = subscribed.id;
+    }
+    drop(sse);
+    // Far more missed events than the 64-frame queue holds, in both rooms.
+    write(&app, "a", 300, 16, "").await.unwrap();
+    write(&app, "b", 100, 16, "").await.unwrap();
+    let mut sse = SseReader::open(&url, ADMIN_TOKEN, last_id.as_deref()).await;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    while a.len() < 300 || b.len() < 100 {
+        let event = sse.next().await;
+        match (event.data["type"].as_str(), event.data["room"].as_str()) {
+            (Some("subscribed"), _) => assert_eq!(event.data["recovered"], true),
+            (Some("event"), Some("project:a")) => a.push(event.data["offset"].as_i64().unwrap()),
+            (Some("event"), Some("project:b")) => b.push(event.data["offset"].as_i64().unwrap()),
+            _ => {}
+        }
+    }
+    assert_eq!(a, (1..=300).collect::<Vec<_>>());
+    assert_eq!(b, (1..=100).collect::<Vec<_>>());
 }

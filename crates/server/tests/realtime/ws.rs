@@ -129,6 +129,24 @@ impl Ws {
         Self::greeted(stream).await
     }
 
+    /// A client (without automatic subscriptions) whose socket has a 4 KiB receive buffer, so
+    /// that once it stops reading, the server's queue for it fills quickly.
+    pub async fn connect_small_buffer(addr: std::net::SocketAddr, token: &str) -> Ws {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let mut request = format!("ws://{addr}/ws/tasks?auto=false")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (stream, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp))
+            .await
+            .unwrap();
+        Self::greeted(stream).await
+    }
+
     /// Reads until the server closes; returns the close code and reason.
     pub async fn closed(&mut self) -> (u16, String) {
         loop {
