@@ -9,10 +9,16 @@ pub const TOKEN: &str = "crash-test-admin";
 /// Starts the binary on an ephemeral port and returns it with its address, read from the line it
 /// prints once it listens.
 pub fn start(database: &str) -> (Child, String) {
+    start_with(database, &[])
+}
+
+/// Like [`start`], with extra environment variables (settings).
+pub fn start_with(database: &str, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_taskflow"))
         .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
         .env("TASKFLOW_ADMIN_TOKEN", TOKEN)
         .env("TASKFLOW_LOG_LEVEL", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -1,0 +1,81 @@
+//! Opening WebSocket connections from many source addresses: one source address has about
+//! 28,000 ephemeral ports, so large runs spread their connections over 127.0.0.x.
+
+use crate::target::Target;
+use futures::StreamExt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A connected client.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Hands out source addresses round-robin.
+#[derive(Debug)]
+pub struct Dialer {
+    /// Source addresses to bind (empty: let the kernel choose).
+    sources: Vec<Ipv4Addr>,
+    /// The next one.
+    next: AtomicUsize,
+}
+
+impl Dialer {
+    /// Spreads over `127.0.0.1 ..= 127.0.0.<count>` (IPv4 targets only).
+    pub fn new(target: &Target, count: u8) -> Self {
+        let sources = if target.is_v4() {
+            (1..=count.max(1))
+                .map(|i| Ipv4Addr::new(127, 0, 0, i))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            sources,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Opens one connection and waits for the server's hello.
+    pub async fn connect(&self, target: &Target) -> Result<Socket, String> {
+        let tcp = match self.sources.len() {
+            0 => TcpStream::connect(target.addr)
+                .await
+                .map_err(|e| e.to_string())?,
+            n => {
+                let source = self.sources[self.next.fetch_add(1, Ordering::Relaxed) % n];
+                let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+                socket
+                    .bind(SocketAddr::new(IpAddr::V4(source), 0))
+                    .map_err(|e| e.to_string())?;
+                socket
+                    .connect(target.addr)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let mut request = target
+            .ws()
+            .into_client_request()
+            .map_err(|e| e.to_string())?;
+        let auth = format!("Bearer {}", target.token)
+            .parse()
+            .map_err(|_| "bad token".to_owned())?;
+        request.headers_mut().insert("authorization", auth);
+        let (mut socket, _) = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)),
+        )
+        .await
+        .map_err(|_| "handshake timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(Duration::from_secs(30), socket.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => Ok(socket),
+            _ => Err("no hello".into()),
+        }
+    }
+}
