@@ -32,65 +32,7 @@ enum Command {
     /// Print task events live from a server; reconnects by itself.
     Client(ClientArgs),
     /// Load a server on this machine and measure it.
-    Bench(BenchArgs),
-}
-
-#[derive(Args)]
-struct BenchArgs {
-    #[command(subcommand)]
-    scenario: BenchScenario,
-    /// The server, host:port on a loopback address.
-    #[arg(long, global = true, default_value = "127.0.0.1:3000")]
-    target: std::net::SocketAddr,
-    /// Admin token [default: $TASKFLOW_ADMIN_TOKEN].
-    #[arg(long, global = true)]
-    token: Option<String>,
-    /// The server's pid, to report its memory and CPU.
-    #[arg(long, global = true)]
-    server_pid: Option<u32>,
-    /// Spread connections over source addresses 127.0.0.1 ..= 127.0.0.N.
-    #[arg(long, global = true, default_value_t = 8)]
-    sources: u8,
-    /// Print the report as JSON.
-    #[arg(long, global = true)]
-    json: bool,
-}
-
-#[derive(Subcommand)]
-enum BenchScenario {
-    /// Open connections at a rate, hold them, report connect times and memory per connection.
-    Connections {
-        /// Connections to open.
-        #[arg(long, default_value_t = 1000)]
-        count: usize,
-        /// Connections per second.
-        #[arg(long, default_value_t = 2000)]
-        rate: u32,
-        /// Handshakes in flight at most.
-        #[arg(long, default_value_t = 200)]
-        concurrency: usize,
-        /// Seconds to hold them.
-        #[arg(long, default_value_t = 5)]
-        hold: u64,
-    },
-    /// Subscribers over rooms, publishers at a fixed rate; end-to-end latency and completeness.
-    Fanout {
-        /// Subscribers.
-        #[arg(long, default_value_t = 1000)]
-        subscribers: usize,
-        /// Rooms they are spread over.
-        #[arg(long, default_value_t = 1)]
-        rooms: usize,
-        /// Events per second in all.
-        #[arg(long, default_value_t = 50)]
-        rate: u32,
-        /// Seconds of publishing.
-        #[arg(long, default_value_t = 10)]
-        duration: u64,
-        /// Concurrent publishers.
-        #[arg(long, default_value_t = 4)]
-        publishers: usize,
-    },
+    Bench(taskflow_bench::cli::BenchArgs),
 }
 
 #[derive(Args)]
@@ -169,72 +111,8 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let token = args
-        .token
-        .or_else(|| std::env::var("TASKFLOW_ADMIN_TOKEN").ok())
-        .context("no token: pass --token or set TASKFLOW_ADMIN_TOKEN")?;
-    let target = taskflow_bench::target::Target::new(args.target, token, args.server_pid)?;
-    let report = match args.scenario {
-        BenchScenario::Connections {
-            count,
-            rate,
-            concurrency,
-            hold,
-        } => {
-            let plan = taskflow_bench::connections::ConnectionsPlan {
-                count,
-                rate,
-                concurrency,
-                hold: std::time::Duration::from_secs(hold),
-                sources: args.sources,
-            };
-            serde_json::to_value(taskflow_bench::connections::run(&target, &plan).await?)?
-        }
-        BenchScenario::Fanout {
-            subscribers,
-            rooms,
-            rate,
-            duration,
-            publishers,
-        } => {
-            let plan = taskflow_bench::fanout::FanoutPlan {
-                subscribers,
-                rooms,
-                rate,
-                duration: std::time::Duration::from_secs(duration),
-                publishers,
-                sources: args.sources,
-            };
-            serde_json::to_value(taskflow_bench::fanout::run(&target, &plan).await?)?
-        }
-    };
-    if args.json {
-        println!("{report}");
-    } else {
-        print_table(&report, "");
-    }
-    Ok(())
-}
-
-/// The report as `key  value` lines, nested keys joined with dots.
-fn print_table(value: &serde_json::Value, prefix: &str) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (key, value) in map {
-                let key = if prefix.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{prefix}.{key}")
-                };
-                print_table(value, &key);
-            }
-        }
-        serde_json::Value::Number(n) if n.is_f64() => {
-            println!("{prefix:<40} {:.3}", n.as_f64().unwrap_or_default())
-        }
-        other => println!("{prefix:<40} {other}"),
-    }
+async fn bench(args: taskflow_bench::cli::BenchArgs) -> anyhow::Result<()> {
+    Ok(taskflow_bench::cli::run(args).await?)
 }
 
 async fn client(args: ClientArgs) -> anyhow::Result<()> {

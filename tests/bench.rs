@@ -11,8 +11,9 @@ use common::{Backend, TestDb};
 use serde_json::Value;
 use std::process::Command;
 
-fn bench(addr: &str, pid: u32, scenario: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_taskflow"))
+fn bench_command(addr: &str, pid: u32, scenario: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_taskflow"));
+    command
         .args([
             "bench",
             "--target",
@@ -24,9 +25,11 @@ fn bench(addr: &str, pid: u32, scenario: &[&str]) -> Value {
             "--json",
         ])
         .args(scenario)
-        .env("TASKFLOW_ADMIN_TOKEN", TOKEN)
-        .output()
-        .expect("taskflow bench runs");
+        .env("TASKFLOW_ADMIN_TOKEN", TOKEN);
+    command
+}
+
+fn report(output: std::process::Output) -> Value {
     assert!(
         output.status.success(),
         "{}",
@@ -35,23 +38,59 @@ fn bench(addr: &str, pid: u32, scenario: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).expect("--json prints JSON")
 }
 
+fn bench(addr: &str, pid: u32, scenario: &[&str]) -> Value {
+    report(
+        bench_command(addr, pid, scenario)
+            .output()
+            .expect("taskflow bench runs"),
+    )
+}
+
+/// Ends the server even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The server's `ws_subscriptions` gauge.
+async fn subscriptions(addr: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("ws_subscriptions "))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// Against a server with its default configuration (the bench mints its own users, so the
+/// per-user connection limit holds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_runs_end_to_end_with_a_few_connections() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let (mut child, addr) = start_with(
-        &db.url,
-        &[("TASKFLOW_WS_MAX_CONNECTIONS_PER_USER", "10000")],
-    );
-    let pid = child.id();
+    let (child, addr) = start_with(&db.url, &[]);
+    let server = KillOnDrop(child);
+    let pid = server.0.id();
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("fanout.svg");
+    let plot_arg = plot.to_str().unwrap().to_owned();
     let addr2 = addr.clone();
     let fanout = tokio::task::spawn_blocking(move || {
         bench(
             &addr2,
             pid,
             &[
+                "--plot",
+                &plot_arg,
                 "fanout",
                 "--subscribers",
-                "20",
+                "120",
                 "--rooms",
                 "2",
                 "--rate",
@@ -63,36 +102,163 @@ async fn bench_runs_end_to_end_with_a_few_connections() {
     })
     .await
     .unwrap();
+    assert_eq!(fanout["scenario"], "fanout");
     let published = fanout["published"].as_u64().unwrap();
-    assert!(published > 0, "{fanout}");
+    assert!(published > 2, "{fanout}");
     assert_eq!(
         fanout["expected"],
-        published * 10,
-        "each event reaches its room's 10 subscribers"
+        published * 60,
+        "each event (end markers included) reaches its room's 60 subscribers"
     );
     assert_eq!(fanout["delivered"], fanout["expected"], "{fanout}");
     assert_eq!(fanout["lost"], 0);
     assert_eq!(fanout["duplicates"], 0);
     assert_eq!(fanout["out_of_order"], 0);
+    assert_eq!(fanout["incomplete"], 0);
+    assert_eq!(
+        fanout["latency"]["count"],
+        (published - 2) * 60,
+        "every timed event measured"
+    );
     assert!(fanout["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
     assert!(
         fanout["server_after"]["rss_bytes"].as_u64().unwrap() > 0,
         "the server's RSS is read from /proc"
     );
+    let svg = std::fs::read_to_string(&plot).expect("--plot wrote the SVG");
+    assert!(svg.contains("latency by percentile") && svg.contains("<polyline"));
 
     let addr2 = addr.clone();
     let connections = tokio::task::spawn_blocking(move || {
         bench(
             &addr2,
             pid,
-            &["connections", "--count", "50", "--hold", "1"],
+            &["connections", "--count", "150", "--hold", "1"],
         )
     })
     .await
     .unwrap();
-    assert_eq!(connections["opened"], 50, "{connections}");
+    assert_eq!(connections["opened"], 150, "{connections}");
+    assert_eq!(connections["held"], 150);
     assert_eq!(connections["failed"], 0);
     assert!(connections["rss_per_connection"].is_number());
-    child.kill().unwrap();
-    child.wait().unwrap();
+
+    let addr2 = addr.clone();
+    let churn = tokio::task::spawn_blocking(move || {
+        bench(
+            &addr2,
+            pid,
+            &[
+                "churn",
+                "--rate",
+                "50",
+                "--duration",
+                "1",
+                "--warmup",
+                "1",
+                "--concurrency",
+                "20",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(churn["cycles"], 50, "{churn}");
+    assert_eq!(churn["errors"], 0);
+    assert!(churn["rss_change_pct"].is_number());
+}
+
+/// Two bench processes share one run: one only subscribes, the other subscribes and publishes;
+/// the end markers tell the first when it is complete, and their reports merge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_processes_share_a_run_and_their_reports_merge() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (child, addr) = start_with(&db.url, &[]);
+    let server = KillOnDrop(child);
+    let pid = server.0.id();
+    let listener = bench_command(
+        &addr,
+        pid,
+        &[
+            "--part",
+            "1",
+            "fanout",
+            "--run",
+            "shared",
+            "--subscribers",
+            "30",
+            "--publishers",
+            "0",
+            "--duration",
+            "60",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Publish only once the listening process is subscribed.
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while subscriptions(&addr).await < 30.0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the listening process subscribes");
+    let addr2 = addr.clone();
+    let publisher = tokio::task::spawn_blocking(move || {
+        bench(
+            &addr2,
+            pid,
+            &[
+                "fanout",
+                "--run",
+                "shared",
+                "--subscribers",
+                "10",
+                "--rate",
+                "30",
+                "--duration",
+                "1",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let listener =
+        tokio::task::spawn_blocking(move || report(listener.wait_with_output().unwrap()))
+            .await
+            .unwrap();
+    let published = publisher["published"].as_u64().unwrap();
+    assert_eq!(listener["published"], 0);
+    assert_eq!(listener["incomplete"], 0, "{listener}");
+    // Its expected deliveries are every offset between its subscription and the end marker:
+    // the publishing process's own setup (members added) is logged in the room too.
+    assert_eq!(listener["delivered"], listener["expected"], "{listener}");
+    assert!(listener["delivered"].as_u64().unwrap() >= published * 30);
+    assert_eq!(listener["lost"], 0);
+    assert_eq!(listener["latency"]["count"], (published - 1) * 30);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    std::fs::write(&a, publisher.to_string()).unwrap();
+    std::fs::write(&b, listener.to_string()).unwrap();
+    let merged = report(
+        Command::new(env!("CARGO_BIN_EXE_taskflow"))
+            .args(["bench", "--json", "merge"])
+            .args([&a, &b])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(merged["subscribers"], 40);
+    assert_eq!(
+        merged["delivered"].as_u64().unwrap(),
+        publisher["delivered"].as_u64().unwrap() + listener["delivered"].as_u64().unwrap()
+    );
+    assert_eq!(merged["expected"], merged["delivered"], "{merged}");
+    assert_eq!(
+        merged["latency"]["count"],
+        (published - 1) * 40,
+        "the histograms merged"
+    );
 }

@@ -1,15 +1,25 @@
 //! `taskflow bench fanout`: subscribers spread over rooms, publishers creating tasks through the
-//! REST API at a fixed rate; every subscriber measures each event's end-to-end latency from the
-//! send time the publisher put in the task's title, and checks order and completeness.
+//! REST API at a fixed rate (or as fast as the server accepts them); every subscriber measures
+//! each event's end-to-end latency from the send time the publisher put in the task's title,
+//! and checks order and completeness against the offsets.
+//!
+//! Completeness does not depend on timing: when publishing ends, the publisher logs one more
+//! task titled `bench-end` in every room. A subscriber that sees it knows the last offset of its
+//! room, so what it should have received is exactly the offsets between its subscription and
+//! that marker. Several bench processes can share a run (`--run`): the ones with
+//! `--publishers 0` only subscribe and wait for the markers.
 
 use crate::dial::{Dialer, Socket};
-use crate::stats::Percentiles;
+use crate::frame::{self, Mark};
+use crate::setup::{self, BenchUser, Setup};
+use crate::stats::{Percentiles, Recorder};
 use crate::target::{Target, Usage};
-use crate::BenchError;
+use crate::timeline::{Rates, Timeline};
+use crate::{progress, BenchError};
 use futures::{SinkExt, StreamExt};
-use serde::Serialize;
-use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_tungstenite::tungstenite::Message;
@@ -17,26 +27,41 @@ use tokio_tungstenite::tungstenite::Message;
 /// What to do.
 #[derive(Debug, Clone)]
 pub struct FanoutPlan {
-    /// Subscribing connections.
+    /// Subscribing connections (0: this process only publishes).
     pub subscribers: usize,
     /// Rooms they are spread over (1 is the worst case: every event to every subscriber).
     pub rooms: usize,
-    /// Events per second, over all rooms.
+    /// Events per second over all rooms; 0 publishes as fast as the server accepts.
     pub rate: u32,
     /// How long to publish.
     pub duration: Duration,
-    /// Concurrent publishers.
+    /// Concurrent publishers (0: this process only subscribes).
     pub publishers: usize,
     /// Source addresses for the subscribers.
     pub sources: u8,
+    /// The run's name, shared by the processes of one run; generated if absent.
+    pub run: Option<String>,
+    /// This process's part of the run (keeps user names apart).
+    pub part: u32,
+    /// How long to wait for the last deliveries after publishing.
+    pub grace: Duration,
+    /// Handshakes in flight at most.
+    pub concurrency: usize,
 }
 
 /// What happened.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FanoutReport {
-    /// Events published (answered 201).
+    /// The run's name (pass it as `--run` to other processes of the same run).
+    pub run: String,
+    /// Subscribers that took part.
+    pub subscribers: usize,
+    /// Events published by this process (answered 201), end markers included.
     pub published: u64,
-    /// Deliveries expected: each event times the subscribers of its room.
+    /// Publish requests refused or failed.
+    pub publish_errors: u64,
+    /// Deliveries expected: for each subscriber, the offsets between its subscription and its
+    /// room's end marker.
     pub expected: u64,
     /// Deliveries received (first copies).
     pub delivered: u64,
@@ -46,15 +71,26 @@ pub struct FanoutReport {
     pub duplicates: u64,
     /// Deliveries that came after a later offset.
     pub out_of_order: u64,
+    /// Subscribers whose connection the server closed (slow consumer, ...) during the run.
+    pub disconnected: u64,
+    /// Subscribers that never saw their room's end marker (their `expected` is unknown and
+    /// counted as what they received).
+    pub incomplete: u64,
     /// Publish-to-receive latency.
     pub latency: Percentiles,
-    /// Deliveries per second over the publishing window.
+    /// Deliveries per second, from the first delivery to the last.
     pub delivered_per_sec: f64,
-    /// Server CPU seconds used during the run.
+    /// Events per second each subscriber received, on average.
+    pub events_per_sec_per_subscriber: f64,
+    /// Deliveries per second over time.
+    pub rates: Rates,
+    /// Server CPU seconds used while publishing and draining.
     pub server_cpu_secs: Option<f64>,
     /// Server CPU per delivered message, microseconds.
     pub server_cpu_us_per_delivery: Option<f64>,
-    /// The server's resources at the end.
+    /// The server before publishing.
+    pub server_before: Option<Usage>,
+    /// The server at the end.
     pub server_after: Option<Usage>,
 }
 
@@ -66,204 +102,414 @@ fn now_nanos() -> u128 {
 }
 
 /// One subscriber's tally.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Tally {
+    /// The room's offset when the subscription started.
+    start: i64,
+    /// The last offset received.
     last: i64,
     delivered: u64,
     duplicates: u64,
     out_of_order: u64,
-    latencies: Vec<Duration>,
+    /// The end marker's offset, once seen.
+    end: Option<i64>,
+    disconnected: bool,
+}
+
+/// Shared by every subscriber task.
+struct Counters {
+    delivered: AtomicU64,
+    ended: AtomicUsize,
+    first_nanos: AtomicU64,
+    last_nanos: AtomicU64,
+    base: Instant,
+    latencies: Recorder,
+    timeline: Timeline,
+}
+
+impl Counters {
+    fn delivery(&self, now: Instant) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        let t = now.duration_since(self.base).as_nanos() as u64;
+        let _ = self
+            .first_nanos
+            .compare_exchange(0, t, Ordering::Relaxed, Ordering::Relaxed);
+        self.last_nanos.fetch_max(t, Ordering::Relaxed);
+        self.timeline.record(now);
+    }
 }
 
 /// Runs the plan.
 pub async fn run(target: &Target, plan: &FanoutPlan) -> Result<FanoutReport, BenchError> {
-    let client = reqwest::Client::new();
-    let run_id = now_nanos() % 1_000_000_000;
+    let setup = Setup::new(target);
+    let run = plan
+        .run
+        .clone()
+        .unwrap_or_else(|| format!("{}", now_nanos() % 1_000_000_000));
     let rooms: Vec<String> = (0..plan.rooms.max(1))
-        .map(|r| format!("bench-{run_id}-{r}"))
+        .map(|r| format!("bench-{run}-{r}"))
         .collect();
     for room in &rooms {
-        let res = client
-            .post(target.http("/projects"))
-            .bearer_auth(&target.token)
-            .json(&json!({ "id": room, "name": room }))
-            .send()
-            .await
-            .map_err(|e| BenchError::Setup(e.to_string()))?;
-        if !res.status().is_success() {
-            return Err(BenchError::Setup(format!(
-                "creating project {room}: {}",
-                res.status()
-            )));
+        setup.project(room).await?;
+    }
+    // Subscriber i is in room i % rooms; each room has its own users, members of that room only.
+    let mut users: Vec<Vec<BenchUser>> = Vec::new();
+    for (r, room) in rooms.iter().enumerate() {
+        let in_room = (plan.subscribers + rooms.len() - 1 - r) / rooms.len();
+        let prefix = format!("bench-{run}-{}-r{r}", plan.part);
+        users.push(setup::users_for(&setup, &prefix, in_room, Some(room)).await?);
+    }
+    let mut publishers = Vec::new();
+    for p in 0..plan.publishers {
+        let user = setup
+            .user(&format!("bench-{run}-{}-pub{p}", plan.part))
+            .await?;
+        for room in &rooms {
+            setup.member(room, &user.id).await?;
+        }
+        publishers.push(user);
+    }
+
+    // Subscribing, publishing and the longest drain: a few thousand small buckets at most.
+    let span = plan.duration * 2 + plan.grace * 10 + Duration::from_secs(300);
+    let counters = Arc::new(Counters {
+        delivered: AtomicU64::new(0),
+        ended: AtomicUsize::new(0),
+        first_nanos: AtomicU64::new(0),
+        last_nanos: AtomicU64::new(0),
+        base: Instant::now(),
+        latencies: Recorder::new(16),
+        timeline: Timeline::new(Instant::now(), span),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let readers = subscribe_all(target, plan, &rooms, &users, &counters, &stop_rx).await?;
+
+    let before = target.sample();
+    let (published, publish_errors) = if publishers.is_empty() {
+        (0, 0)
+    } else {
+        publish(target, plan, &rooms, &publishers).await
+    };
+    wait_for_ends(plan, &counters, readers.len()).await;
+    let after = target.sample();
+    let _ = stop_tx.send(true);
+
+    let mut tallies = Vec::with_capacity(readers.len());
+    for (room, reader) in readers {
+        if let Ok(tally) = reader.await {
+            tallies.push((room, tally));
         }
     }
-    // Subscribers, each in room i % rooms.
-    let dialer = Arc::new(Dialer::new(target, plan.sources));
-    let mut sockets: Vec<(usize, Socket)> = Vec::with_capacity(plan.subscribers);
-    let mut opened = futures::stream::iter(0..plan.subscribers)
-        .map(|i| {
-            let (dialer, target) = (dialer.clone(), target.clone());
-            async move { (i, dialer.connect(&target).await) }
-        })
-        .buffer_unordered(64);
-    let mut failures = Vec::new();
-    while let Some((i, result)) = opened.next().await {
-        match result {
-            Ok(socket) => sockets.push((i % rooms.len(), socket)),
-            Err(err) => failures.push(err),
+    // A subscriber that missed its marker still has a known end if another one of its room saw
+    // it: the marker's offset is the room's.
+    let mut room_end = vec![None; rooms.len()];
+    for (room, tally) in &tallies {
+        if tally.end.is_some() {
+            room_end[*room] = tally.end;
         }
     }
-    if !failures.is_empty() {
-        return Err(BenchError::Connect {
-            failed: failures.len(),
-            wanted: plan.subscribers,
-            first: failures[0].clone(),
-        });
-    }
-    let mut per_room = vec![0u64; rooms.len()];
-    for (room, socket) in &mut sockets {
-        per_room[*room] += 1;
-        let command =
-            json!({ "type": "subscribe", "room": format!("project:{}", rooms[*room]), "id": "s" });
-        socket
-            .send(Message::text(command.to_string()))
-            .await
-            .map_err(|e| BenchError::Setup(e.to_string()))?;
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Text(text))) if text.contains(r#""id":"s""#) => break,
-                Some(Ok(_)) => continue,
-                _ => return Err(BenchError::Setup("a subscription failed".into())),
+    let mut report = FanoutReport {
+        run,
+        subscribers: tallies.len(),
+        published,
+        publish_errors,
+        ..FanoutReport::default()
+    };
+    for (room, tally) in &tallies {
+        report.delivered += tally.delivered;
+        report.duplicates += tally.duplicates;
+        report.out_of_order += tally.out_of_order;
+        report.disconnected += u64::from(tally.disconnected);
+        match tally.end.or(room_end[*room]) {
+            Some(end) => report.expected += (end - tally.start).max(0) as u64,
+            None => {
+                report.incomplete += 1;
+                report.expected += tally.delivered;
             }
         }
     }
-    let delivered_total = Arc::new(AtomicU64::new(0));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let readers: Vec<_> = sockets
-        .into_iter()
-        .map(|(_, mut socket)| {
-            let (delivered_total, mut stop) = (delivered_total.clone(), stop_rx.clone());
-            tokio::spawn(async move {
-                let mut tally = Tally::default();
-                loop {
-                    let message = tokio::select! {
-                        message = socket.next() => message,
-                        _ = stop.changed() => break,
-                    };
-                    let Some(Ok(Message::Text(text))) = message else {
-                        if matches!(message, None | Some(Err(_))) {
-                            break;
-                        }
-                        continue;
-                    };
-                    let Ok(frame) = serde_json::from_str::<Value>(&text) else {
-                        continue;
-                    };
-                    if frame["type"] != "event" {
-                        continue;
-                    }
-                    let offset = frame["offset"].as_i64().unwrap_or_default();
-                    if offset == tally.last {
-                        tally.duplicates += 1;
-                        continue;
-                    }
-                    if offset < tally.last {
-                        tally.out_of_order += 1;
-                        continue;
-                    }
-                    tally.last = offset;
-                    tally.delivered += 1;
-                    delivered_total.fetch_add(1, Ordering::Relaxed);
-                    let sent: u128 = frame["data"]["title"]
-                        .as_str()
-                        .and_then(|t| t.strip_prefix("bench "))
-                        .and_then(|t| t.parse().ok())
-                        .unwrap_or_default();
-                    let latency = now_nanos().saturating_sub(sent).min(u64::MAX as u128) as u64;
-                    tally.latencies.push(Duration::from_nanos(latency));
-                }
-                tally
-            })
-        })
-        .collect();
+    report.lost = report.expected.saturating_sub(report.delivered);
+    report.latency = Percentiles::of(&counters.latencies.merged());
+    let window = Duration::from_nanos(
+        counters
+            .last_nanos
+            .load(Ordering::Relaxed)
+            .saturating_sub(counters.first_nanos.load(Ordering::Relaxed)),
+    )
+    .as_secs_f64()
+    .max(1e-3);
+    report.delivered_per_sec = report.delivered as f64 / window;
+    report.events_per_sec_per_subscriber =
+        report.delivered_per_sec / report.subscribers.max(1) as f64;
+    report.rates = counters.timeline.rates();
+    let cpu = before.zip(after).map(|(b, a)| a.cpu_secs - b.cpu_secs);
+    report.server_cpu_secs = cpu;
+    report.server_cpu_us_per_delivery = cpu
+        .filter(|_| report.delivered > 0)
+        .map(|c| c * 1e6 / report.delivered as f64);
+    report.server_before = before;
+    report.server_after = after;
+    Ok(report)
+}
 
-    // Publish at the planned rate.
-    let before = target.sample();
-    let published: Arc<Vec<AtomicU64>> =
-        Arc::new(rooms.iter().map(|_| AtomicU64::new(0)).collect());
+/// Connects and subscribes every subscriber, and starts reading each one as soon as it is
+/// subscribed (a socket left unread would not answer the server's pings): (room index, reader).
+async fn subscribe_all(
+    target: &Target,
+    plan: &FanoutPlan,
+    rooms: &[String],
+    users: &[Vec<BenchUser>],
+    counters: &Arc<Counters>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<(usize, tokio::task::JoinHandle<Tally>)>, BenchError> {
+    let dialer = Arc::new(Dialer::new(target, plan.sources));
+    let bar = progress::counter("subscribing", plan.subscribers as u64);
+    let mut opened = futures::stream::iter(0..plan.subscribers)
+        .map(|i| {
+            let room = i % rooms.len();
+            let user = setup::user_of(&users[room], i / rooms.len()).clone();
+            let (dialer, target, name) = (dialer.clone(), target.clone(), rooms[room].clone());
+            let (counters, stop) = (counters.clone(), stop.clone());
+            async move {
+                let mut socket = dialer.connect(&target, &user.token).await?;
+                let start = subscribe(&mut socket, &format!("project:{name}")).await?;
+                let reader = tokio::spawn(read(i, start, socket, counters, stop));
+                Ok::<_, String>((room, reader))
+            }
+        })
+        .buffer_unordered(plan.concurrency.max(1));
+    let mut readers = Vec::with_capacity(plan.subscribers);
+    let mut failures = Vec::new();
+    while let Some(result) = opened.next().await {
+        bar.inc(1);
+        match result {
+            Ok(s) => readers.push(s),
+            Err(err) => failures.push(err),
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(first) = failures.first() {
+        return Err(BenchError::Connect {
+            failed: failures.len(),
+            wanted: plan.subscribers,
+            first: first.clone(),
+        });
+    }
+    Ok(readers)
+}
+
+/// Subscribes to `room`; returns the offset the live stream starts after.
+async fn subscribe(socket: &mut Socket, room: &str) -> Result<i64, String> {
+    let command = json!({ "type": "subscribe", "room": room, "id": "s" });
+    socket
+        .send(Message::text(command.to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let value: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                if value["type"] != "reply" || value["id"] != "s" {
+                    continue;
+                }
+                return match value["result"]["offset"].as_i64() {
+                    Some(offset) if value["ok"] == true => Ok(offset),
+                    _ => Err(format!("subscribe refused: {text}")),
+                };
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => return Err("no answer to subscribe".into()),
+        }
+    }
+}
+
+/// One subscriber: counts what arrives until told to stop.
+async fn read(
+    i: usize,
+    start: i64,
+    mut socket: Socket,
+    counters: Arc<Counters>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Tally {
+    let mut tally = Tally {
+        start,
+        last: start,
+        ..Tally::default()
+    };
+    loop {
+        let message = tokio::select! {
+            biased;
+            message = socket.next() => message,
+            _ = stop.changed() => break,
+        };
+        let text = match message {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(_)) => continue,
+            None | Some(Err(_)) => {
+                tally.disconnected = true;
+                break;
+            }
+        };
+        let Some(event) = frame::view(&text) else {
+            continue;
+        };
+        let now = Instant::now();
+        if event.offset == tally.last || (event.offset < tally.last && event.offset > start) {
+            // Seen already, or older than the newest seen: either way a problem.
+            if event.offset == tally.last {
+                tally.duplicates += 1;
+            } else {
+                tally.out_of_order += 1;
+            }
+            continue;
+        }
+        if event.offset <= start {
+            continue;
+        }
+        tally.last = event.offset;
+        tally.delivered += 1;
+        counters.delivery(now);
+        match event.mark {
+            Mark::Sent(sent) => {
+                let latency = now_nanos().saturating_sub(sent).min(u64::MAX as u128) as u64;
+                counters.latencies.record(i, Duration::from_nanos(latency));
+            }
+            Mark::End => {
+                tally.end = Some(event.offset);
+                counters.ended.fetch_add(1, Ordering::Relaxed);
+            }
+            Mark::Other => {}
+        }
+    }
+    tally
+}
+
+/// Publishes at the planned rate for the planned time, then an end marker in every room.
+/// Returns (published, errors).
+async fn publish(
+    target: &Target,
+    plan: &FanoutPlan,
+    rooms: &[String],
+    publishers: &[BenchUser],
+) -> (u64, u64) {
+    let published = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let publishers = plan.publishers.max(1);
-    let interval = Duration::from_secs_f64(publishers as f64 / f64::from(plan.rate.max(1)));
-    let tasks: Vec<_> = (0..publishers)
-        .map(|p| {
-            let (client, target, rooms, published, duration) =
-                (client.clone(), target.clone(), rooms.clone(), published.clone(), plan.duration);
+    let n = publishers.len();
+    let bar = progress::clock("publishing", plan.duration);
+    let tasks: Vec<_> = publishers
+        .iter()
+        .enumerate()
+        .map(|(p, user)| {
+            let (target, rooms, user) = (target.clone(), rooms.to_vec(), user.clone());
+            let (published, errors, duration, rate) =
+                (published.clone(), errors.clone(), plan.duration, plan.rate);
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval_at((start + interval * p as u32 / publishers as u32).into(), interval);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                let mut n = p;
+                let client = reqwest::Client::new();
+                let mut tick = (rate > 0).then(|| {
+                    let interval = Duration::from_secs_f64(n as f64 / f64::from(rate));
+                    let first = start + interval * p as u32 / n as u32;
+                    let mut tick = tokio::time::interval_at(first.into(), interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    tick
+                });
+                let mut k = p;
                 while start.elapsed() < duration {
-                    tick.tick().await;
-                    let room = n % rooms.len();
-                    n += publishers;
-                    let body = json!({ "title": format!("bench {}", now_nanos()), "project_id": rooms[room] });
-                    let res = client.post(target.http("/tasks")).bearer_auth(&target.token).json(&body).send().await;
-                    if matches!(res, Ok(ref r) if r.status().as_u16() == 201) {
-                        published[room].fetch_add(1, Ordering::Relaxed);
+                    if let Some(tick) = tick.as_mut() {
+                        tick.tick().await;
                     }
+                    let room = &rooms[k % rooms.len()];
+                    k += n;
+                    match create(
+                        &client,
+                        &target,
+                        &user,
+                        room,
+                        &frame::sent_title(now_nanos()),
+                    )
+                    .await
+                    {
+                        true => published.fetch_add(1, Ordering::Relaxed),
+                        false => errors.fetch_add(1, Ordering::Relaxed),
+                    };
                 }
             })
         })
         .collect();
+    let ticker = {
+        let (bar, published) = (bar.clone(), published.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                bar.set_position(start.elapsed().as_secs());
+                bar.set_message(format!("{} published", published.load(Ordering::Relaxed)));
+            }
+        })
+    };
     for task in tasks {
         let _ = task.await;
     }
-    let window = start.elapsed();
-    let expected: u64 = published
-        .iter()
-        .zip(&per_room)
-        .map(|(p, s)| p.load(Ordering::Relaxed) * s)
-        .sum();
-    // Let the last events arrive: until every expected delivery is in, or nothing has arrived
-    // for two seconds (bounded either way).
-    let mut last_seen = (delivered_total.load(Ordering::Relaxed), Instant::now());
+    ticker.abort();
+    bar.finish_and_clear();
+    let client = reqwest::Client::new();
+    for room in rooms {
+        if create(&client, target, &publishers[0], room, frame::END_TITLE).await {
+            published.fetch_add(1, Ordering::Relaxed);
+        } else {
+            errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    (
+        published.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+    )
+}
+
+async fn create(
+    client: &reqwest::Client,
+    target: &Target,
+    user: &BenchUser,
+    room: &str,
+    title: &str,
+) -> bool {
+    let body = json!({ "title": title, "project_id": room });
+    let res = client
+        .post(target.http("/tasks"))
+        .bearer_auth(&user.token)
+        .json(&body)
+        .send()
+        .await;
+    matches!(res, Ok(ref r) if r.status().as_u16() == 201)
+}
+
+/// Waits until every subscriber has seen its end marker, or nothing has arrived for `grace`
+/// since deliveries began, or a bounded time is up.
+async fn wait_for_ends(plan: &FanoutPlan, counters: &Counters, subscribers: usize) {
+    if subscribers == 0 {
+        return;
+    }
+    let deadline = Instant::now()
+        + if plan.publishers == 0 {
+            plan.duration + plan.grace
+        } else {
+            plan.grace * 10
+        };
+    let bar = progress::counter("draining", subscribers as u64);
+    let mut last = (counters.delivered.load(Ordering::Relaxed), Instant::now());
     loop {
-        let now = delivered_total.load(Ordering::Relaxed);
-        if now >= expected {
+        let ended = counters.ended.load(Ordering::Relaxed);
+        bar.set_position(ended as u64);
+        if ended >= subscribers || Instant::now() >= deadline {
             break;
         }
-        if now != last_seen.0 {
-            last_seen = (now, Instant::now());
-        } else if last_seen.1.elapsed() > Duration::from_secs(2) {
+        let delivered = counters.delivered.load(Ordering::Relaxed);
+        if delivered != last.0 {
+            last = (delivered, Instant::now());
+        } else if delivered > 0 && last.1.elapsed() > plan.grace {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let after = target.sample();
-    let _ = stop_tx.send(true);
-    let mut tally = Tally::default();
-    for reader in readers {
-        if let Ok(t) = reader.await {
-            tally.delivered += t.delivered;
-            tally.duplicates += t.duplicates;
-            tally.out_of_order += t.out_of_order;
-            tally.latencies.extend(t.latencies);
-        }
-    }
-    let cpu = before.zip(after).map(|(b, a)| a.cpu_secs - b.cpu_secs);
-    Ok(FanoutReport {
-        published: published.iter().map(|p| p.load(Ordering::Relaxed)).sum(),
-        expected,
-        delivered: tally.delivered,
-        lost: expected.saturating_sub(tally.delivered),
-        duplicates: tally.duplicates,
-        out_of_order: tally.out_of_order,
-        latency: Percentiles::of(&mut tally.latencies),
-        delivered_per_sec: tally.delivered as f64 / window.as_secs_f64().max(1e-9),
-        server_cpu_secs: cpu,
-        server_cpu_us_per_delivery: cpu
-            .filter(|_| tally.delivered > 0)
-            .map(|c| c * 1e6 / tally.delivered as f64),
-        server_after: after,
-    })
+    bar.finish_and_clear();
 }

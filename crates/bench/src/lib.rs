@@ -2,18 +2,31 @@
 //! on: how many connections it holds, what one delivered message costs, and how long the last
 //! subscriber waits.
 //!
+//! - [`cli`]: the command line and what each subcommand runs.
 //! - [`target`]: the server under test (its URLs, token, and process for RSS and CPU).
+//! - [`setup`]: the projects and users a run needs.
 //! - [`dial`]: opening WebSocket connections from many loopback source addresses.
-//! - [`stats`]: latency percentiles.
-//! - [`connections`] and [`fanout`]: the scenarios.
+//! - [`frame`]: reading offsets and send times from event frames without parsing them.
+//! - [`stats`] and [`timeline`]: latency histograms and delivered rates.
+//! - [`connections`], [`fanout`] and [`churn`]: the scenarios.
+//! - [`report`]: their reports, as a table or JSON, and merging those of several processes.
+//! - [`progress`] and [`plot`]: a progress bar while running, an SVG afterwards.
 //!
 //! Every run is bounded in count and time and talks to loopback addresses only.
 
+pub mod churn;
+pub mod cli;
 pub mod connections;
 pub mod dial;
 pub mod fanout;
+pub mod frame;
+pub mod plot;
+pub mod progress;
+pub mod report;
+pub mod setup;
 pub mod stats;
 pub mod target;
+pub mod timeline;
 
 /// Why a run could not be carried out.
 #[derive(Debug, thiserror::Error)]

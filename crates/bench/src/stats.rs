@@ -1,13 +1,64 @@
-//! Latency percentiles over recorded samples.
+//! Latency distributions. Subscribers record into a few sharded HDR histograms (bounded memory
+//! whatever the run's length), and a report carries its histogram encoded, so the reports of
+//! several bench processes merge into exact percentiles of the whole run.
 
-use serde::Serialize;
+use base64::Engine;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
 use std::time::Duration;
 
-/// Percentiles of a set of durations, in milliseconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// The largest latency recorded exactly, in microseconds (larger ones are clamped to it).
+const MAX_MICROS: u64 = 600_000_000;
+
+/// A histogram of latencies in microseconds, three significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("static bounds are valid")
+}
+
+/// Latencies recorded from many tasks at once: each task records into one of a few shards, so
+/// recording is an uncontended lock and memory does not grow with the samples.
+pub struct Recorder {
+    shards: Vec<Mutex<Histogram<u64>>>,
+}
+
+impl Recorder {
+    /// A recorder with `shards` shards.
+    pub fn new(shards: usize) -> Self {
+        Self {
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(histogram()))
+                .collect(),
+        }
+    }
+
+    /// Records one sample into the shard chosen by `hint` (the caller's index).
+    pub fn record(&self, hint: usize, latency: Duration) {
+        let micros = (latency.as_micros() as u64).clamp(1, MAX_MICROS);
+        let mut shard = self.shards[hint % self.shards.len()]
+            .lock()
+            .expect("never poisoned");
+        shard.saturating_record(micros);
+    }
+
+    /// All samples so far in one histogram.
+    pub fn merged(&self) -> Histogram<u64> {
+        let mut all = histogram();
+        for shard in &self.shards {
+            let shard = shard.lock().expect("never poisoned");
+            all.add(&*shard).expect("same bounds");
+        }
+        all
+    }
+}
+
+/// Percentiles of a latency distribution, in milliseconds, with the distribution itself encoded
+/// for merging.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Samples.
-    pub count: usize,
+    pub count: u64,
     /// Median.
     pub p50_ms: f64,
     /// 90th percentile.
@@ -18,28 +69,56 @@ pub struct Percentiles {
     pub p999_ms: f64,
     /// Largest.
     pub max_ms: f64,
+    /// The histogram (HdrHistogram V2 + deflate, base64), for `taskflow bench merge`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub histogram: String,
 }
 
 impl Percentiles {
-    /// Computes percentiles (nearest rank) of `samples`, which it sorts.
-    pub fn of(samples: &mut [Duration]) -> Self {
-        if samples.is_empty() {
+    /// Summarizes `h` (microseconds).
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
             return Self::default();
         }
-        samples.sort_unstable();
-        let at = |q: f64| {
-            let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-            samples[rank - 1].as_secs_f64() * 1000.0
-        };
+        let ms = |micros: u64| micros as f64 / 1000.0;
         Self {
-            count: samples.len(),
-            p50_ms: at(0.50),
-            p90_ms: at(0.90),
-            p99_ms: at(0.99),
-            p999_ms: at(0.999),
-            max_ms: samples[samples.len() - 1].as_secs_f64() * 1000.0,
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            histogram: encode(h),
         }
     }
+
+    /// Summarizes raw samples.
+    pub fn of_samples(samples: &[Duration]) -> Self {
+        let mut h = histogram();
+        for s in samples {
+            h.saturating_record((s.as_micros() as u64).clamp(1, MAX_MICROS));
+        }
+        Self::of(&h)
+    }
+
+    /// The histogram back, if the report carried it.
+    pub fn decode(&self) -> Option<Histogram<u64>> {
+        if self.histogram.is_empty() {
+            return (self.count == 0).then(histogram);
+        }
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&self.histogram)
+            .ok()?;
+        Deserializer::new().deserialize(&mut raw.as_slice()).ok()
+    }
+}
+
+fn encode(h: &Histogram<u64>) -> String {
+    let mut raw = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut raw)
+        .expect("writing to a Vec cannot fail");
+    base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
 #[cfg(test)]
@@ -47,14 +126,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nearest_rank_percentiles() {
-        let mut samples: Vec<Duration> = (1..=1000).rev().map(Duration::from_millis).collect();
-        let p = Percentiles::of(&mut samples);
+    fn percentiles_of_a_known_distribution() {
+        let samples: Vec<Duration> = (1..=1000).rev().map(Duration::from_millis).collect();
+        let p = Percentiles::of_samples(&samples);
         assert_eq!(p.count, 1000);
-        assert_eq!(p.p50_ms, 500.0);
-        assert_eq!(p.p99_ms, 990.0);
-        assert_eq!(p.p999_ms, 999.0);
-        assert_eq!(p.max_ms, 1000.0);
-        assert_eq!(Percentiles::of(&mut []), Percentiles::default());
+        assert!((p.p50_ms - 500.0).abs() < 1.0, "{p:?}");
+        assert!((p.p99_ms - 990.0).abs() < 1.0, "{p:?}");
+        assert!((p.max_ms - 1000.0).abs() < 1.0, "{p:?}");
+        assert_eq!(Percentiles::of(&histogram()).count, 0);
+    }
+
+    #[test]
+    fn encoded_histograms_merge_exactly() {
+        let a = Percentiles::of_samples(&[Duration::from_millis(1); 90]);
+        let b = Percentiles::of_samples(&[Duration::from_millis(100); 10]);
+        let mut all = a.decode().unwrap();
+        all.add(b.decode().unwrap()).unwrap();
+        let merged = Percentiles::of(&all);
+        assert_eq!(merged.count, 100);
+        assert!((merged.p50_ms - 1.0).abs() < 0.01);
+        assert!((merged.p99_ms - 100.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn recorder_shards_add_up() {
+        let r = Recorder::new(4);
+        for i in 0..100 {
+            r.record(i, Duration::from_micros(50));
+        }
+        assert_eq!(r.merged().len(), 100);
     }
 }

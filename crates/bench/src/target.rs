@@ -2,7 +2,7 @@
 //! memory and CPU it uses, read from `/proc`.
 
 use crate::BenchError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 
 /// A server to load.
@@ -47,8 +47,10 @@ impl Target {
 }
 
 /// A process's resident memory and CPU time so far.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
+    /// The process.
+    pub pid: u32,
     /// Resident set size, bytes.
     pub rss_bytes: u64,
     /// User plus system CPU time, seconds.
@@ -72,6 +74,7 @@ impl Usage {
         let ticks: f64 =
             fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
         Some(Self {
+            pid,
             rss_bytes: rss_kib * 1024,
             cpu_secs: ticks / 100.0,
         })

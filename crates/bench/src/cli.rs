@@ -1,0 +1,244 @@
+//! The command line of `taskflow bench`, and what each subcommand runs.
+
+use crate::report::Report;
+use crate::target::Target;
+use crate::{churn, connections, fanout, plot, report, BenchError};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `taskflow bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// The server, host:port on a loopback address.
+    #[arg(long, global = true, default_value = "127.0.0.1:3000")]
+    target: std::net::SocketAddr,
+    /// Admin token (it mints the bench's users) [default: $TASKFLOW_ADMIN_TOKEN].
+    #[arg(long, global = true)]
+    token: Option<String>,
+    /// The server's pid, to report its memory and CPU.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Spread connections over source addresses 127.0.0.1 ..= 127.0.0.N.
+    #[arg(long, global = true, default_value_t = 8)]
+    sources: u8,
+    /// This process's index when several bench processes share a run (keeps their users apart).
+    #[arg(long, global = true, default_value_t = 0)]
+    part: u32,
+    /// Print the report as JSON (the input of `taskflow bench merge`).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Draw the latency distribution and the delivered rate into this SVG file.
+    #[arg(long, global = true)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Open connections at a rate, hold them, report connect times and memory per connection.
+    Connections {
+        /// Connections to open.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Connections per second.
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
+        /// Handshakes in flight at most.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// Seconds to hold them.
+        #[arg(long, default_value_t = 5)]
+        hold: u64,
+    },
+    /// Subscribers over rooms, publishers at a rate; end-to-end latency and completeness.
+    Fanout {
+        /// Subscribers (0: this process only publishes).
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        /// Rooms they are spread over.
+        #[arg(long, default_value_t = 1)]
+        rooms: usize,
+        /// Events per second in all; 0 publishes as fast as the server accepts.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Seconds of publishing.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Concurrent publishers (0: this process only subscribes and waits for the end).
+        #[arg(long, default_value_t = 4)]
+        publishers: usize,
+        /// The run's name, to share rooms with other bench processes; generated if absent.
+        #[arg(long)]
+        run: Option<String>,
+        /// Seconds to wait for the last deliveries once nothing arrives.
+        #[arg(long, default_value_t = 5)]
+        grace: u64,
+        /// Handshakes in flight at most.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+    },
+    /// Connect, subscribe and disconnect at a rate; errors and server memory before and after.
+    Churn {
+        /// Connect+disconnect cycles per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// Seconds of churn after the warm-up.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Seconds of churn before the baseline is taken.
+        #[arg(long, default_value_t = 5)]
+        warmup: u64,
+        /// Cycles in flight at most.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+    },
+    /// Merge the `--json` reports of several processes of one run into one.
+    Merge {
+        /// Report files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Why `taskflow bench` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// No admin token.
+    #[error("no token: pass --token or set TASKFLOW_ADMIN_TOKEN")]
+    NoToken,
+    /// The run failed.
+    #[error(transparent)]
+    Bench(#[from] BenchError),
+    /// Reading or merging reports failed.
+    #[error("{0}")]
+    Reports(String),
+    /// The plot failed.
+    #[error(transparent)]
+    Plot(#[from] plot::PlotError),
+}
+
+/// Runs `taskflow bench` and prints its report.
+pub async fn run(args: BenchArgs) -> Result<(), CliError> {
+    let report = match args.scenario {
+        Scenario::Merge { ref files } => {
+            let mut reports = Vec::new();
+            for file in files {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| CliError::Reports(format!("{}: {e}", file.display())))?;
+                reports.push(
+                    serde_json::from_str::<Report>(&text)
+                        .map_err(|e| CliError::Reports(format!("{}: {e}", file.display())))?,
+                );
+            }
+            Report::merge(reports).map_err(|e| CliError::Reports(e.to_string()))?
+        }
+        ref scenario => {
+            let token = args
+                .token
+                .clone()
+                .or_else(|| std::env::var("TASKFLOW_ADMIN_TOKEN").ok())
+                .ok_or(CliError::NoToken)?;
+            let target = Target::new(args.target, token, args.server_pid)?;
+            run_scenario(&target, scenario, &args).await?
+        }
+    };
+    if let Some(path) = &args.plot {
+        let (latency, rates) = match &report {
+            Report::Fanout(f) => (&f.latency, f.rates.clone()),
+            Report::Connections(c) => (&c.connect, Default::default()),
+            Report::Churn(c) => (&c.connect, Default::default()),
+        };
+        let histogram = latency.decode().unwrap_or_else(crate::stats::histogram);
+        let title = match &report {
+            Report::Fanout(_) => "fanout",
+            Report::Connections(_) => "connections (connect time)",
+            Report::Churn(_) => "churn (connect time)",
+        };
+        plot::draw(path, title, &histogram, &rates)?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("reports serialize")
+        );
+    } else {
+        print!("{}", report::table(&report));
+    }
+    Ok(())
+}
+
+async fn run_scenario(
+    target: &Target,
+    scenario: &Scenario,
+    args: &BenchArgs,
+) -> Result<Report, BenchError> {
+    Ok(match *scenario {
+        Scenario::Connections {
+            count,
+            rate,
+            concurrency,
+            hold,
+        } => Report::Connections(
+            connections::run(
+                target,
+                &connections::ConnectionsPlan {
+                    count,
+                    rate,
+                    concurrency,
+                    hold: Duration::from_secs(hold),
+                    sources: args.sources,
+                    part: args.part,
+                },
+            )
+            .await?,
+        ),
+        Scenario::Fanout {
+            subscribers,
+            rooms,
+            rate,
+            duration,
+            publishers,
+            ref run,
+            grace,
+            concurrency,
+        } => Report::Fanout(
+            fanout::run(
+                target,
+                &fanout::FanoutPlan {
+                    subscribers,
+                    rooms,
+                    rate,
+                    duration: Duration::from_secs(duration),
+                    publishers,
+                    sources: args.sources,
+                    run: run.clone(),
+                    part: args.part,
+                    grace: Duration::from_secs(grace),
+                    concurrency,
+                },
+            )
+            .await?,
+        ),
+        Scenario::Churn {
+            rate,
+            duration,
+            warmup,
+            concurrency,
+        } => Report::Churn(
+            churn::run(
+                target,
+                &churn::ChurnPlan {
+                    rate,
+                    duration: Duration::from_secs(duration),
+                    warmup: Duration::from_secs(warmup),
+                    concurrency,
+                    sources: args.sources,
+                },
+            )
+            .await?,
+        ),
+        Scenario::Merge { .. } => unreachable!("merge runs nothing"),
+    })
+}

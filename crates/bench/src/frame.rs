@@ -1,0 +1,96 @@
+//! Reading what the bench needs from an event frame without parsing it: at saturation one
+//! bench core reads hundreds of thousands of frames a second, and a full JSON parse per frame
+//! would make the bench, not the server, the bottleneck.
+
+/// The fields of an `event` frame the bench uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventView {
+    /// The event's offset in its room.
+    pub offset: i64,
+    /// What the publisher put in the title.
+    pub mark: Mark,
+}
+
+/// The bench's mark in a task title.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// `bench <unix nanos>`: a timed event.
+    Sent(u128),
+    /// `bench-end`: the publisher is done with this room.
+    End,
+    /// Anything else.
+    Other,
+}
+
+/// Title of a timed event.
+pub fn sent_title(unix_nanos: u128) -> String {
+    format!("bench {unix_nanos}")
+}
+
+/// Title of the end marker.
+pub const END_TITLE: &str = "bench-end";
+
+/// Looks at a text frame: `None` unless it is an `event` frame with an offset.
+pub fn view(frame: &str) -> Option<EventView> {
+    let bytes = frame.as_bytes();
+    if !frame.starts_with(r#"{"type":"event""#) {
+        return None;
+    }
+    let offset = number_after(bytes, br#""offset":"#)? as i64;
+    let mark = match memchr::memmem::find(bytes, br#""title":"bench"#) {
+        None => Mark::Other,
+        Some(at) => {
+            let rest = &bytes[at + br#""title":"bench"#.len()..];
+            match rest.first() {
+                Some(b' ') => number_at(&rest[1..]).map_or(Mark::Other, Mark::Sent),
+                Some(b'-') if rest.starts_with(b"-end\"") => Mark::End,
+                _ => Mark::Other,
+            }
+        }
+    };
+    Some(EventView { offset, mark })
+}
+
+fn number_after(bytes: &[u8], key: &[u8]) -> Option<u128> {
+    let at = memchr::memmem::find(bytes, key)?;
+    number_at(&bytes[at + key.len()..])
+}
+
+fn number_at(bytes: &[u8]) -> Option<u128> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 38 {
+        return None;
+    }
+    std::str::from_utf8(&bytes[..digits]).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_offset_and_mark() {
+        let f = r#"{"type":"event","room":"project:p","offset":42,"event":"task.created","data":{"id":"x","title":"bench 1700000000123456789","priority":0},"at":"2026-01-01T00:00:00Z"}"#;
+        assert_eq!(
+            view(f),
+            Some(EventView {
+                offset: 42,
+                mark: Mark::Sent(1_700_000_000_123_456_789)
+            })
+        );
+        let end = r#"{"type":"event","room":"project:p","offset":43,"event":"task.created","data":{"title":"bench-end"}}"#;
+        assert_eq!(view(end).unwrap().mark, Mark::End);
+        let other = r#"{"type":"event","room":"project:p","offset":44,"event":"task.created","data":{"title":"hello"}}"#;
+        assert_eq!(view(other).unwrap().mark, Mark::Other);
+        assert_eq!(view(r#"{"type":"pong"}"#), None);
+    }
+
+    #[test]
+    fn the_titles_it_writes_are_the_ones_it_reads() {
+        let f = format!(
+            r#"{{"type":"event","offset":1,"data":{{"title":"{}"}}}}"#,
+            sent_title(99)
+        );
+        assert_eq!(view(&f).unwrap().mark, Mark::Sent(99));
+    }
+}
