@@ -6,7 +6,7 @@
 //     token,                                   // a user token (JWT) or the admin token
 //     rooms: ["project:web", "user:alice"],
 //     onEvent: (event) => { ... },             // each logged event once, in offset order per room
-//     onState: (state, info) => { ... },       // connecting | live | reconnecting | degraded
+//     onState: (state, info) => { ... },       // connecting | live | reconnecting | degraded | offline
 //     onRecovery: ({ room, recovered }) => { ... }, // recovered: false = reload state via REST
 //     onTokenExpired: () => client.setToken(freshToken()),
 //   });
@@ -17,6 +17,11 @@
 // up as soon as one works. Every transport resumes from the last offset seen in each room, and
 // events are de-duplicated by offset, so switching and reconnecting lose nothing and repeat
 // nothing. Reconnects wait with exponential backoff and full jitter.
+//
+// In a browser it also follows the network: when the browser goes offline it drops its
+// transport and reports `offline` (no retries are wasted meanwhile); when the network is back it
+// reconnects at once, without waiting for a backoff, and resumes. `watchNetwork: false` turns
+// this off.
 
 const TRANSPORTS = ["websocket", "sse", "poll"];
 
@@ -37,6 +42,7 @@ export class TaskflowClient {
       backoffBase: 500,
       backoffCap: 30000,
       upgradeInterval: 30000,
+      watchNetwork: true,
       onEvent: () => {},
       onFrame: () => {},
       onState: () => {},
@@ -58,17 +64,20 @@ export class TaskflowClient {
     this.nextId = 1;
     this.upgradeTimer = null; // the one pending upgrade probe, while degraded
     this.probing = null; // the handle of a probe in flight
+    this.networkListeners = null; // the online/offline listeners, while watching the network
   }
 
   /** Starts (or restarts) with the best transport. */
   start() {
     this.closed = false;
+    this.watchNetwork();
     this.attempt(0, false);
   }
 
   /** Stops for good: closes the transport and cancels every retry. */
   close() {
     this.closed = true;
+    this.unwatchNetwork();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.upgradeTimer = null;
@@ -108,6 +117,49 @@ export class TaskflowClient {
     return Object.fromEntries(this.positions);
   }
 
+  // --- the network -------------------------------------------------------------------------
+
+  /** Whether the browser says it has no network at all (it never says so wrongly). */
+  isOffline() {
+    return Boolean(this.options.watchNetwork && globalThis.navigator && globalThis.navigator.onLine === false);
+  }
+
+  watchNetwork() {
+    if (!this.options.watchNetwork || this.networkListeners || typeof globalThis.addEventListener !== "function") return;
+    const offline = () => this.goOffline();
+    const online = () => this.backOnline();
+    globalThis.addEventListener("offline", offline);
+    globalThis.addEventListener("online", online);
+    this.networkListeners = { offline, online };
+  }
+
+  unwatchNetwork() {
+    if (!this.networkListeners) return;
+    globalThis.removeEventListener("offline", this.networkListeners.offline);
+    globalThis.removeEventListener("online", this.networkListeners.online);
+    this.networkListeners = null;
+  }
+
+  /** No network: drop the transport and every pending retry, and say so. */
+  goOffline() {
+    if (this.closed) return;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.upgradeTimer = null;
+    this.cancelUpgrade();
+    if (this.current) this.current.close();
+    this.current = null;
+    this.transport = null;
+    this.setState("offline", { transport: null });
+  }
+
+  /** The network is back: reconnect now (resuming from the last offsets), not after a backoff. */
+  backOnline() {
+    if (this.closed || this.state !== "offline") return;
+    this.failures = 0;
+    this.attempt(0, true);
+  }
+
   // --- state ---------------------------------------------------------------------------------
 
   setState(state, info = {}) {
@@ -143,6 +195,10 @@ export class TaskflowClient {
    */
   attempt(index, reconnecting) {
     if (this.closed) return;
+    if (this.isOffline()) {
+      this.goOffline();
+      return;
+    }
     if (index >= this.transports.length) {
       // Nothing connects: wait and start again from the best transport.
       const delay = this.backoff();
