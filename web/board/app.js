@@ -77,15 +77,16 @@ class App {
       // Someone changed the task meanwhile: show theirs, and say that ours was not saved.
       const fresh = await this.api.task(task.id);
       this.board.upsert(fresh, { force: true, flash: true });
-      this.board.note(task.id, "This task was changed elsewhere; it has been reloaded and your edit was not saved.");
+      throw new Error("This task was changed elsewhere: it has been reloaded, and your edit was not saved.");
     };
     const write = async (task, fields) => {
       try {
         apply(await this.api.updateTask(task.id, task.version, fields));
       } catch (err) {
         await stale(task, err);
+      } finally {
+        this.refreshNext();
       }
-      this.refreshNext();
     };
     return {
       update: (task, fields) => write(task, fields),

@@ -205,6 +205,7 @@ export class Board {
     blocked.hidden = unfinished.length === 0;
     blocked.textContent = unfinished.length ? `Blocked by ${unfinished.map((d) => `“${d.title}”`).join(", ")}` : "";
     card.classList.toggle("blocked", unfinished.length > 0);
+    card.querySelector(".card-top").hidden = task.id !== this.nextId && unfinished.length === 0;
     setValue(card.querySelector(".title"), task.title);
     setValue(card.querySelector(".priority"), String(task.priority));
     setValue(card.querySelector(".assignee"), task.assignee || "");
