@@ -18,14 +18,38 @@ pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src
 
 /// The page's files: name, content type, contents.
 const FILES: &[(&str, &str, &str)] = &[
-    ("board.css", CSS, include_str!("../../../../web/board/board.css")),
+    (
+        "board.css",
+        CSS,
+        include_str!("../../../../web/board/board.css"),
+    ),
     ("app.js", JS, include_str!("../../../../web/board/app.js")),
     ("api.js", JS, include_str!("../../../../web/board/api.js")),
-    ("board.js", JS, include_str!("../../../../web/board/board.js")),
-    ("people.js", JS, include_str!("../../../../web/board/people.js")),
-    ("status.js", JS, include_str!("../../../../web/board/status.js")),
-    ("admin.js", JS, include_str!("../../../../web/board/admin.js")),
-    ("icon.svg", "image/svg+xml", include_str!("../../../../web/board/icon.svg")),
+    (
+        "board.js",
+        JS,
+        include_str!("../../../../web/board/board.js"),
+    ),
+    (
+        "people.js",
+        JS,
+        include_str!("../../../../web/board/people.js"),
+    ),
+    (
+        "status.js",
+        JS,
+        include_str!("../../../../web/board/status.js"),
+    ),
+    (
+        "admin.js",
+        JS,
+        include_str!("../../../../web/board/admin.js"),
+    ),
+    (
+        "icon.svg",
+        "image/svg+xml",
+        include_str!("../../../../web/board/icon.svg"),
+    ),
 ];
 const INDEX: &str = include_str!("../../../../web/board/index.html");
 const CSS: &str = "text/css; charset=utf-8";
@@ -67,7 +91,10 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ),
-            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
             (
                 HeaderName::from_static("x-frame-options"),
                 HeaderValue::from_static("DENY"),

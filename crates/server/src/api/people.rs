@@ -115,17 +115,26 @@ async fn post_message(
 ) -> Result<(StatusCode, Json<LoggedEvent>), ApiError> {
     let text = body.text.trim();
     if text.is_empty() || text.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(
-            Invalid::new("text", format!("must be 1 to {MAX_MESSAGE_CHARS} characters")).into(),
-        );
+        return Err(Invalid::new(
+            "text",
+            format!("must be 1 to {MAX_MESSAGE_CHARS} characters"),
+        )
+        .into());
     }
-    if body.id.as_deref().is_some_and(|i| i.is_empty() || i.len() > 128) {
+    if body
+        .id
+        .as_deref()
+        .is_some_and(|i| i.is_empty() || i.len() > 128)
+    {
         return Err(Invalid::new("id", "must be 1 to 128 characters").into());
     }
     let id = open_project(&state, &caller, &id).await?;
+    // Stored as the WebSocket command stores its `id` (as JSON), so one id names one post
+    // whichever way it was sent.
+    let command_id = body.id.map(|i| serde_json::Value::String(i).to_string());
     let event = state
         .store()
-        .post_message(&id, caller.user(), text, body.id.as_deref())
+        .post_message(&id, caller.user(), text, command_id.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(event)))
 }
