@@ -147,6 +147,12 @@ test("the live board: two people, live changes, presence, chat, offline, restart
     await a.locator('#presence [data-user="bob"]').waitFor({ timeout: WAIT });
     await b.locator('#presence [data-user="alice"]').waitFor({ timeout: WAIT });
     assert.equal(await a.locator('#presence [data-user="alice"]').getAttribute("data-connections"), "1");
+    // A second tab of Bob's counts as his second connection.
+    const second = await B.context.newPage();
+    await second.goto(`${base}/#token=${bob}`);
+    await a.locator('#presence [data-user="bob"][data-connections="2"]').waitFor({ timeout: WAIT });
+    await second.close();
+    await a.locator('#presence [data-user="bob"][data-connections="1"]').waitFor({ timeout: WAIT });
   });
 
   await t.test("A creates a task and B sees it within one second", async () => {
@@ -157,6 +163,14 @@ test("the live board: two people, live changes, presence, chat, offline, restart
     await card(a, "Write the board", "todo").waitFor({ timeout: LIVE });
     // The only ready task is the project's next one.
     await card(b, "Write the board").locator(".next-badge").waitFor({ timeout: WAIT });
+  });
+
+  await t.test("assigning a task to B shows B a toast", async () => {
+    const assignee = card(a, "Write the board").getByLabel("Assignee");
+    await assignee.fill("bob");
+    await assignee.press("Enter");
+    await b.locator("#toasts .toast", { hasText: "Assigned to you: “Write the board”" }).waitFor({ timeout: WAIT });
+    assert.equal(await card(b, "Write the board").getByLabel("Assignee").inputValue(), "bob");
   });
 
   await t.test("B moves it (keyboard button, then drag and drop) and A sees it in done", async () => {

@@ -11,6 +11,8 @@ import { AdminView } from "./admin.js";
 
 const TOKEN_KEY = "taskflow.token";
 const PROJECT_KEY = "taskflow.project";
+/** How often the presence list is refreshed besides on join and leave frames. */
+const PRESENCE_POLL_MS = 5000;
 const $ = (id) => document.getElementById(id);
 
 /** The token from the sign-in link's fragment, moved to session storage and out of the URL. */
@@ -165,6 +167,7 @@ class App {
     });
     this.loadedOnce = false;
     this.reload();
+    this.pollPresence();
   }
 
   /** Loads the project's tasks and chat; events arriving meanwhile are applied after. */
@@ -176,6 +179,7 @@ class App {
       const [tasks, messages] = await Promise.all([this.api.tasks(project), this.api.messages(project)]);
       if (generation !== this.reloadGeneration || project !== this.project) return;
       this.board.replace(tasks);
+      this.chat.clear();
       for (const message of messages) this.chat.add(message, this.me.user);
       this.loadedOnce = true;
     } catch (err) {
@@ -244,6 +248,15 @@ class App {
         // Offline: the highlight stays until the next change.
       }
     }, 100);
+  }
+
+  /** The hub tells when a user's first tab joins and last tab leaves, not when tab counts change
+   * in between, so the list is also refreshed now and then while the page is visible. */
+  pollPresence() {
+    clearInterval(this.presencePoll);
+    this.presencePoll = setInterval(() => {
+      if (document.visibilityState === "visible" && ["live", "degraded"].includes(this.client?.state)) this.refreshPresence();
+    }, PRESENCE_POLL_MS);
   }
 
   refreshPresence() {

@@ -154,6 +154,9 @@ export class Board {
       });
     }
     card.querySelector(".delete").addEventListener("click", () => run(this.actions.remove(task())));
+    card.querySelector(".deps").addEventListener("toggle", (event) => {
+      if (event.target.open) this.fillCandidates(card, task());
+    });
     card.querySelector(".add-dep").addEventListener("click", () => {
       const dep = card.querySelector(".dep-select").value;
       if (dep) run(this.actions.addDependency(task(), dep));
@@ -244,14 +247,21 @@ export class Board {
         return item;
       }),
     );
+    if (card.querySelector(".deps").open) this.fillCandidates(card, task);
+  }
+
+  /** The tasks `task` could depend on, in its select; only while its dependencies are open (a
+   * board of n cards would otherwise hold n² options). */
+  fillCandidates(card, task) {
     const select = card.querySelector(".dep-select");
-    if (document.activeElement !== select) {
-      const options = [...this.tasks.values()]
-        .filter((t) => t.id !== task.id && !task.dependencies.includes(t.id))
-        .sort(byPriority)
-        .map((t) => el("option", { value: t.id, textContent: t.title }));
-      select.replaceChildren(el("option", { value: "", textContent: "choose a task" }), ...options);
-    }
+    if (document.activeElement === select) return;
+    const chosen = select.value;
+    const options = [...this.tasks.values()]
+      .filter((t) => t.id !== task.id && !task.dependencies.includes(t.id))
+      .sort(byPriority)
+      .map((t) => el("option", { value: t.id, textContent: t.title }));
+    select.replaceChildren(el("option", { value: "", textContent: "choose a task" }), ...options);
+    select.value = options.some((o) => o.value === chosen) ? chosen : "";
   }
 
   /** Shows a message on a card (e.g. why an edit was not saved). */

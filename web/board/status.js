@@ -31,9 +31,15 @@ export class ConnectionIndicator {
         if (info.tokenExpired) {
           this.label.textContent = "Signed out: the token expired";
         } else if (info.retryAt) {
+          // The countdown is for the eye; screen readers hear "Reconnecting" once, not every second.
+          this.label.textContent = "Reconnecting";
+          const countdown = document.createElement("span");
+          countdown.className = "retry";
+          countdown.setAttribute("aria-hidden", "true");
+          this.label.append(countdown);
           const tick = () => {
             const seconds = Math.max(0, Math.ceil((info.retryAt - Date.now()) / 1000));
-            this.label.textContent = seconds > 0 ? `Reconnecting: next try in ${seconds} s` : "Reconnecting: trying now";
+            countdown.textContent = seconds > 0 ? `: next try in ${seconds} s` : ": trying now";
           };
           tick();
           this.ticker = setInterval(tick, 1000);
