@@ -46,8 +46,10 @@ class Sparkline {
     ctx.strokeStyle = "#0b5cad";
     ctx.lineWidth = 2;
     ctx.beginPath();
+    // The latest sample at the right edge; a short history fills in from the right.
+    const first = POINTS - values.length;
     values.forEach((v, i) => {
-      const x = (i / (POINTS - 1)) * (width - 2) + 1;
+      const x = ((first + i) / (POINTS - 1)) * (width - 2) + 1;
       const y = height - 2 - (v / max) * (height - 4);
       if (i === 0) ctx.moveTo(x, y);
       else ctx.lineTo(x, y);

@@ -65,6 +65,7 @@ class App {
     );
     this.nextTimer = null;
     this.presenceTimer = null;
+    this.writing = new Set(); // ids of tasks this page is changing right now
   }
 
   room() {
@@ -82,11 +83,14 @@ class App {
       throw new Error("This task was changed elsewhere: it has been reloaded, and your edit was not saved.");
     };
     const write = async (task, fields) => {
+      // Our own change's event may arrive before the answer: it is not highlighted.
+      this.writing.add(task.id);
       try {
         apply(await this.api.updateTask(task.id, task.version, fields));
       } catch (err) {
         await stale(task, err);
       } finally {
+        this.writing.delete(task.id);
         this.refreshNext();
       }
     };
@@ -99,12 +103,26 @@ class App {
         this.refreshNext();
       },
       addDependency: async (task, dep) => {
-        apply(await this.api.addDependency(task.id, dep));
-        this.refreshNext();
+        this.writing.add(task.id);
+        try {
+          apply(await this.api.addDependency(task.id, dep));
+        } catch (err) {
+          // The server's message, with the tasks of a refused cycle named by their titles.
+          if (err.code === "dependency_cycle") err.message = this.board.withTitles(err.message);
+          throw err;
+        } finally {
+          this.writing.delete(task.id);
+          this.refreshNext();
+        }
       },
       removeDependency: async (task, dep) => {
-        apply(await this.api.removeDependency(task.id, dep));
-        this.refreshNext();
+        this.writing.add(task.id);
+        try {
+          apply(await this.api.removeDependency(task.id, dep));
+        } finally {
+          this.writing.delete(task.id);
+          this.refreshNext();
+        }
       },
     };
   }
@@ -212,14 +230,14 @@ class App {
       case "task.updated":
       case "task.moved":
       case "task.assigned":
-        this.board.upsert(frame.data, { flash });
+        this.board.upsert(frame.data, { flash: flash && !this.writing.has(frame.data.id) });
         break;
       case "task.deleted":
         this.board.remove(frame.data.id);
         break;
       case "dependency.added":
       case "dependency.removed":
-        this.board.upsert(frame.data.task, { flash });
+        this.board.upsert(frame.data.task, { flash: flash && !this.writing.has(frame.data.task.id) });
         break;
       case "message.created":
         this.chat.add(frame, this.me.user);

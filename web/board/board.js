@@ -88,13 +88,14 @@ export class Board {
         if (flashing.has(task.id)) flash(card);
         return card;
       });
-      // Move nodes only when the order changed: moving a node takes the focus out of it.
-      const current = [...list.children];
-      if (current.length !== wanted.length || current.some((c, i) => c !== wanted[i])) {
-        const focused = document.activeElement;
-        for (const card of wanted) list.appendChild(card);
-        if (focused && focused !== document.activeElement && document.contains(focused)) focused.focus();
-      }
+      // Move only the cards that are out of place: moving a node takes the focus out of it and
+      // restarts its highlight.
+      const focused = document.activeElement;
+      wanted.forEach((card, i) => {
+        if (list.children[i] !== card) list.insertBefore(card, list.children[i] || null);
+      });
+      while (list.children.length > wanted.length) list.lastElementChild.remove();
+      if (focused && focused !== document.activeElement && document.contains(focused)) focused.focus();
     }
   }
 
@@ -264,6 +265,13 @@ export class Board {
     select.value = options.some((o) => o.value === chosen) ? chosen : "";
   }
 
+  /** `text` with every task id the board knows replaced by the task's title. */
+  withTitles(text) {
+    return text.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, (id) =>
+      this.tasks.has(id) ? `“${this.tasks.get(id).title}”` : id,
+    );
+  }
+
   /** Shows a message on a card (e.g. why an edit was not saved). */
   note(id, message) {
     const card = this.cards.get(id);
@@ -292,6 +300,8 @@ function flash(card) {
   card.classList.remove("flash");
   void card.offsetWidth; // restart the animation
   card.classList.add("flash");
+  // Removed once done: a card moved in the DOM would otherwise replay it.
+  card.addEventListener("animationend", () => card.classList.remove("flash"), { once: true });
 }
 
 export function el(tag, props = {}, children = []) {
