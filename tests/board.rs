@@ -35,7 +35,7 @@ fn the_board_is_live_for_two_people_through_offline_spells_and_restarts() {
     );
     assert!(output.status.success(), "board tests failed:\n{report}");
     assert!(
-        report.contains("# pass 14") && report.contains("# fail 0"),
+        report.contains("# pass 15") && report.contains("# fail 0"),
         "every board scenario ran:\n{report}"
     );
 }

@@ -180,6 +180,13 @@ test("the live board: two people, live changes, presence, chat, offline, restart
     await card(a, "Write the board", "done").waitFor({ timeout: LIVE });
   });
 
+  await t.test("a task deleted by B disappears from A's board", async () => {
+    await a.locator("#new-title").fill("Delete me");
+    await a.getByRole("button", { name: "Add task" }).click();
+    await card(b, "Delete me").getByRole("button", { name: "Delete “Delete me”" }).click();
+    await card(a, "Delete me").waitFor({ state: "detached", timeout: LIVE });
+  });
+
   await t.test("a chat message and the typing indicator cross over", async () => {
     await a.locator("#chat-text").pressSequentially("Hello Bob", { delay: 20 });
     await b.locator("#typing", { hasText: "alice is typing" }).waitFor({ timeout: WAIT });

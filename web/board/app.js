@@ -173,17 +173,23 @@ class App {
       },
       onEvent: (frame) => this.receive(frame),
       onFrame: (frame) => this.ephemeral(frame),
-      // The first subscription, and any resume that could not be honoured: load from REST.
+      // After the first subscription (its stream starts "now", so a snapshot taken before it
+      // could miss what happened in between) and after any resume that could not be honoured:
+      // load from REST. Other resumes replay what was missed.
       onRecovery: ({ room: r, recovered }) => {
         if (r !== room) return;
-        if (!recovered || !this.loadedOnce) this.reload();
+        if (!recovered || !this.subscribedOnce) {
+          this.subscribedOnce = true;
+          this.reload();
+        }
       },
       onTokenExpired: () => {
         sessionStorage.removeItem(TOKEN_KEY);
         showSignIn("Your session expired. Open a new sign-in link or paste a fresh token.");
       },
     });
-    this.loadedOnce = false;
+    this.subscribedOnce = false;
+    // Shown at once; loaded again once subscribed (see onRecovery).
     this.reload();
     this.pollPresence();
   }
@@ -199,7 +205,6 @@ class App {
       this.board.replace(tasks);
       this.chat.clear();
       for (const message of messages) this.chat.add(message, this.me.user);
-      this.loadedOnce = true;
     } catch (err) {
       if (project === this.project) this.notice(`Could not load the project: ${err.message}`);
     } finally {
