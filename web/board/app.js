@@ -98,7 +98,15 @@ class App {
       update: (task, fields) => write(task, fields),
       move: (task, status) => write(task, { status }),
       remove: async (task) => {
-        await this.api.deleteTask(task.id);
+        try {
+          await this.api.deleteTask(task.id);
+        } catch (err) {
+          if (err.code === "has_dependents") {
+            const names = (err.details?.dependents || []).map((id) => this.board.withTitles(id));
+            err.message = `${names.join(", ")} ${names.length === 1 ? "depends" : "depend"} on this task: remove ${names.length === 1 ? "that dependency" : "those dependencies"} first.`;
+          }
+          throw err;
+        }
         this.board.remove(task.id);
         this.refreshNext();
       },
