@@ -295,9 +295,13 @@ fn sign_in_link(server: &Server, address: std::net::SocketAddr) -> String {
     } else {
         address.to_string()
     };
+    let lifetime = if ttl >= 3600 {
+        format!("{} h", ttl / 3600)
+    } else {
+        format!("{} min", ttl.div_ceil(60))
+    };
     format!(
-        "Board (signed in as admin for {} h; keep this link private):\n  http://{host}/#token={}",
-        ttl / 3600,
+        "Board (signed in as admin for {lifetime}; keep this link private):\n  http://{host}/#token={}",
         minted.token
     )
 }

@@ -33,6 +33,24 @@ async fn me_says_who_the_token_speaks_for(app: TestApp) {
 
     let res = app.client.get(app.url("/auth/me")).send().await.unwrap();
     assert_eq!(res.status(), 401);
+
+    // The new routes are in the OpenAPI document.
+    let openapi: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/auth/me",
+        "/projects/{id}/messages",
+        "/projects/{id}/presence",
+    ] {
+        assert!(openapi["paths"][path].is_object(), "{path} is documented");
+    }
 }
 
 async fn post(app: &TestApp, token: &str, project: &str, body: Value) -> reqwest::Response {
