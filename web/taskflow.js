@@ -54,6 +54,7 @@ export class TaskflowClient {
     this.rooms = [...new Set(this.options.rooms)];
     this.epoch = null;
     this.positions = new Map(); // room -> last offset received
+    this.lost = new Set(); // rooms whose positions a new epoch made meaningless, until resubscribed
     this.state = "connecting";
     this.transport = null; // the transport in use: websocket | sse | poll
     this.current = null; // its handle, with a close() method
@@ -333,7 +334,10 @@ export class TaskflowClient {
 
   noteEpoch(epoch) {
     if (this.epoch !== null && this.epoch !== epoch) {
-      // Another history (a new database): positions mean nothing there.
+      // Another history (a new database): positions mean nothing there. The rooms we had been
+      // following are reported `recovered: false` when they are subscribed again, so the
+      // application reloads them.
+      for (const room of this.positions.keys()) this.lost.add(room);
       this.positions.clear();
     }
     this.epoch = epoch;
@@ -342,10 +346,12 @@ export class TaskflowClient {
   /** A subscription took effect: note where its stream starts; report a failed resume. */
   subscribed(answer) {
     this.noteEpoch(answer.epoch);
+    const wasLost = this.lost.delete(answer.room);
+    const recovered = Boolean(answer.recovered) && !wasLost;
     if (answer.offset !== undefined && answer.offset !== null) {
-      if (!answer.recovered || !this.positions.has(answer.room)) this.positions.set(answer.room, answer.offset);
+      if (!recovered || !this.positions.has(answer.room)) this.positions.set(answer.room, answer.offset);
     }
-    this.options.onRecovery({ room: answer.room, recovered: answer.recovered });
+    this.options.onRecovery({ room: answer.room, recovered });
   }
 
   /** `since` for a room, when the client has been there. */
