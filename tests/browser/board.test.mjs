@@ -43,9 +43,9 @@ function freePort() {
 }
 
 /** Starts the server; resolves with it and the board's sign-in link it printed. */
-function startServer({ db, port }) {
+function startServer({ db, port, env = {} }) {
   const child = spawn(BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--database", `sqlite://${db}`], {
-    env: { ...process.env, TASKFLOW_ADMIN_TOKEN: TOKEN, TASKFLOW_LOG_LEVEL: "warn" },
+    env: { ...process.env, TASKFLOW_ADMIN_TOKEN: TOKEN, TASKFLOW_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   servers.add(child);
@@ -330,6 +330,77 @@ test("the live board: two people, live changes, presence, chat, offline, restart
 
   await A.context.close();
   await B.context.close();
+  server.kill("SIGKILL");
+  await stopped(server);
+});
+
+/** Waits until `condition()` (async) holds, checking every 100 ms; fails after `timeout`. */
+async function until(condition, what, timeout = WAIT) {
+  const deadline = Date.now() + timeout;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+test("degraded to SSE, and after a resume the server cannot honour, the board still converges", async (t) => {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  // WebSocket refused (as behind a proxy that breaks upgrades); each room keeps only its last
+  // event, compacted every second, so a client that misses a few cannot resume.
+  const { child: server } = await startServer({
+    db: join(scratch, "fallback.db"),
+    port,
+    env: { TASKFLOW_DISABLED_TRANSPORTS: "websocket", TASKFLOW_RETENTION_MAX_EVENTS: "1", TASKFLOW_RETENTION_INTERVAL_SECS: "1" },
+  });
+  await rest(base, "POST", "/projects", { id: "ops", name: "Operations", members: ["carol", "dave"] });
+  const carol = (await rest(base, "POST", "/auth/tokens", { user: "carol" })).token;
+  const dave = (await rest(base, "POST", "/auth/tokens", { user: "dave" })).token;
+  const C = await openBoard(`${base}/#token=${carol}`);
+  const D = await openBoard(`${base}/#token=${dave}`);
+  const c = C.page;
+  const d = D.page;
+
+  await t.test("the indicator says degraded, over Server-Sent Events", async () => {
+    await waitForState(c, "degraded");
+    await waitForState(d, "degraded");
+    assert.equal(await state(c).getAttribute("data-transport"), "sse");
+    assert.match(await state(c).textContent(), /Degraded: Server-Sent Events/);
+  });
+
+  await t.test("changes, presence and chat still cross over (chat and presence through REST)", async () => {
+    await c.locator("#new-title").fill("Rotate the keys");
+    await c.getByRole("button", { name: "Add task" }).click();
+    await card(d, "Rotate the keys", "todo").waitFor({ timeout: LIVE });
+    await c.locator('#presence [data-user="dave"]').waitFor({ timeout: WAIT });
+    await d.locator("#chat-text").fill("On it");
+    await d.locator("#chat-text").press("Enter");
+    await c.locator("#messages .message", { hasText: "On it" }).waitFor({ timeout: LIVE });
+  });
+
+  await t.test("a resume from compacted events is not recovered: the board reloads and shows everything once", async () => {
+    const reloads = await d.evaluate(() => window.taskflowBoard.reloads);
+    await D.context.setOffline(true);
+    await waitForState(d, "offline");
+    for (const title of ["Renew the certificate", "Patch the kernel", "Check the backups"]) {
+      await rest(base, "POST", "/tasks", { title, project_id: "ops" });
+    }
+    // The chat message is compacted away once later events exist: the log no longer has what
+    // Dave missed.
+    await until(async () => (await rest(base, "GET", "/projects/ops/messages")).length === 0, "compaction");
+    await D.context.setOffline(false);
+    await d.waitForFunction((before) => window.taskflowBoard.reloads > before, reloads, { timeout: WAIT });
+    for (const title of ["Rotate the keys", "Renew the certificate", "Patch the kernel", "Check the backups"]) {
+      await card(d, title, "todo").waitFor({ timeout: WAIT });
+      assert.equal(await card(d, title).count(), 1, title);
+    }
+    await waitForState(d, "degraded");
+    assert.deepEqual(C.problems, []);
+    assert.deepEqual(D.problems, []);
+  });
+
+  await C.context.close();
+  await D.context.close();
   server.kill("SIGKILL");
   await stopped(server);
 });

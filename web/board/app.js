@@ -48,6 +48,7 @@ class App {
     this.loading = 0; // reloads in flight; events wait in `buffer` meanwhile
     this.buffer = [];
     this.reloadGeneration = 0;
+    this.reloads = 0; // how many times the state was loaded from REST (the first load included)
     this.indicator = new ConnectionIndicator($("connection"));
     this.presence = new PresenceList($("presence"));
     this.toasts = new Toasts($("toasts"));
@@ -204,6 +205,7 @@ class App {
 
   /** Loads the project's tasks and chat; events arriving meanwhile are applied after. */
   async reload() {
+    this.reloads += 1;
     const generation = ++this.reloadGeneration;
     const project = this.project;
     this.loading += 1;
