@@ -174,8 +174,12 @@ test("the live board: two people, live changes, presence, chat, offline, restart
   });
 
   await t.test("B moves it (keyboard button, then drag and drop) and A sees it in done", async () => {
-    await card(b, "Write the board").getByRole("button", { name: "Move “Write the board” to In progress" }).click();
+    // With the keyboard: focus the button, press Enter; the focus stays on the moved card.
+    await card(b, "Write the board").getByRole("button", { name: "Move “Write the board” to In progress" }).focus();
+    await b.keyboard.press("Enter");
     await card(a, "Write the board", "in_progress").waitFor({ timeout: LIVE });
+    await card(b, "Write the board", "in_progress").waitFor({ timeout: WAIT });
+    assert.equal(await b.evaluate(() => document.activeElement.closest(".card")?.dataset.title), "Write the board");
     await card(b, "Write the board", "in_progress").dragTo(b.locator('.column[data-status="done"]'));
     await card(a, "Write the board", "done").waitFor({ timeout: LIVE });
   });

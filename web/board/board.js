@@ -73,6 +73,7 @@ export class Board {
   }
 
   render(flashing) {
+    const focused = document.activeElement;
     for (const { status } of COLUMNS) {
       const column = this.root.querySelector(`.column[data-status="${status}"]`);
       const list = column.querySelector(".cards");
@@ -90,12 +91,17 @@ export class Board {
       });
       // Move only the cards that are out of place: moving a node takes the focus out of it and
       // restarts its highlight.
-      const focused = document.activeElement;
       wanted.forEach((card, i) => {
         if (list.children[i] !== card) list.insertBefore(card, list.children[i] || null);
       });
       while (list.children.length > wanted.length) list.lastElementChild.remove();
-      if (focused && focused !== document.activeElement && document.contains(focused)) focused.focus();
+    }
+    if (focused && focused !== document.activeElement && document.contains(focused)) {
+      focused.focus();
+      // The button used to move a card may be hidden in its new column: keep the focus on the
+      // card for keyboard users.
+      const moved = focused.closest(".card");
+      if (document.activeElement !== focused && moved) moved.querySelector(".card-actions button:not([hidden])")?.focus();
     }
   }
 
