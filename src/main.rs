@@ -157,7 +157,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     println!("User tokens: taskflow token --user alice   (or POST /auth/tokens as admin)");
+    println!("{}", sign_in_link(&server, address));
     server.serve(listener, shutdown_signal()).await
+}
+
+/// The board's sign-in link for the local admin: a short-lived admin-role JWT, minted on every
+/// start (the admin token itself is shown only on the first), in the URL's fragment, which the
+/// browser never sends to the server. Printed to the terminal only, never logged.
+fn sign_in_link(server: &Server, address: std::net::SocketAddr) -> String {
+    let admin = UserId::parse("admin", "user").expect("a valid user id");
+    let ttl = server.state().config().token_ttl_secs;
+    let minted = server.state().keys().mint(&admin, Role::Admin, Some(ttl));
+    let host = if address.ip().is_loopback() || address.ip().is_unspecified() {
+        format!("localhost:{}", address.port())
+    } else {
+        address.to_string()
+    };
+    let lifetime = if ttl >= 3600 {
+        format!("{} h", ttl / 3600)
+    } else {
+        format!("{} min", ttl.div_ceil(60))
+    };
+    format!(
+        "Board (signed in as admin for {lifetime}; keep this link private):\n  http://{host}/#token={}",
+        minted.token
+    )
 }
 
 async fn token(args: TokenArgs) -> anyhow::Result<()> {

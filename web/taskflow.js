@@ -6,7 +6,7 @@
 //     token,                                   // a user token (JWT) or the admin token
 //     rooms: ["project:web", "user:alice"],
 //     onEvent: (event) => { ... },             // each logged event once, in offset order per room
-//     onState: (state, info) => { ... },       // connecting | live | reconnecting | degraded
+//     onState: (state, info) => { ... },       // connecting | live | reconnecting | degraded | offline
 //     onRecovery: ({ room, recovered }) => { ... }, // recovered: false = reload state via REST
 //     onTokenExpired: () => client.setToken(freshToken()),
 //   });
@@ -17,6 +17,11 @@
 // up as soon as one works. Every transport resumes from the last offset seen in each room, and
 // events are de-duplicated by offset, so switching and reconnecting lose nothing and repeat
 // nothing. Reconnects wait with exponential backoff and full jitter.
+//
+// In a browser it also follows the network: when the browser goes offline it drops its
+// transport and reports `offline` (no retries are wasted meanwhile); when the network is back it
+// reconnects at once, without waiting for a backoff, and resumes. `watchNetwork: false` turns
+// this off.
 
 const TRANSPORTS = ["websocket", "sse", "poll"];
 
@@ -37,6 +42,7 @@ export class TaskflowClient {
       backoffBase: 500,
       backoffCap: 30000,
       upgradeInterval: 30000,
+      watchNetwork: true,
       onEvent: () => {},
       onFrame: () => {},
       onState: () => {},
@@ -48,6 +54,7 @@ export class TaskflowClient {
     this.rooms = [...new Set(this.options.rooms)];
     this.epoch = null;
     this.positions = new Map(); // room -> last offset received
+    this.lost = new Set(); // rooms whose positions a new epoch made meaningless, until resubscribed
     this.state = "connecting";
     this.transport = null; // the transport in use: websocket | sse | poll
     this.current = null; // its handle, with a close() method
@@ -58,17 +65,20 @@ export class TaskflowClient {
     this.nextId = 1;
     this.upgradeTimer = null; // the one pending upgrade probe, while degraded
     this.probing = null; // the handle of a probe in flight
+    this.networkListeners = null; // the online/offline listeners, while watching the network
   }
 
   /** Starts (or restarts) with the best transport. */
   start() {
     this.closed = false;
+    this.watchNetwork();
     this.attempt(0, false);
   }
 
   /** Stops for good: closes the transport and cancels every retry. */
   close() {
     this.closed = true;
+    this.unwatchNetwork();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.upgradeTimer = null;
@@ -108,6 +118,49 @@ export class TaskflowClient {
     return Object.fromEntries(this.positions);
   }
 
+  // --- the network -------------------------------------------------------------------------
+
+  /** Whether the browser says it has no network at all (it never says so wrongly). */
+  isOffline() {
+    return Boolean(this.options.watchNetwork && globalThis.navigator && globalThis.navigator.onLine === false);
+  }
+
+  watchNetwork() {
+    if (!this.options.watchNetwork || this.networkListeners || typeof globalThis.addEventListener !== "function") return;
+    const offline = () => this.goOffline();
+    const online = () => this.backOnline();
+    globalThis.addEventListener("offline", offline);
+    globalThis.addEventListener("online", online);
+    this.networkListeners = { offline, online };
+  }
+
+  unwatchNetwork() {
+    if (!this.networkListeners) return;
+    globalThis.removeEventListener("offline", this.networkListeners.offline);
+    globalThis.removeEventListener("online", this.networkListeners.online);
+    this.networkListeners = null;
+  }
+
+  /** No network: drop the transport and every pending retry, and say so. */
+  goOffline() {
+    if (this.closed) return;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.upgradeTimer = null;
+    this.cancelUpgrade();
+    if (this.current) this.current.close();
+    this.current = null;
+    this.transport = null;
+    this.setState("offline", { transport: null });
+  }
+
+  /** The network is back: reconnect now (resuming from the last offsets), not after a backoff. */
+  backOnline() {
+    if (this.closed || this.state !== "offline") return;
+    this.failures = 0;
+    this.attempt(0, true);
+  }
+
   // --- state ---------------------------------------------------------------------------------
 
   setState(state, info = {}) {
@@ -143,6 +196,10 @@ export class TaskflowClient {
    */
   attempt(index, reconnecting) {
     if (this.closed) return;
+    if (this.isOffline()) {
+      this.goOffline();
+      return;
+    }
     if (index >= this.transports.length) {
       // Nothing connects: wait and start again from the best transport.
       const delay = this.backoff();
@@ -277,7 +334,10 @@ export class TaskflowClient {
 
   noteEpoch(epoch) {
     if (this.epoch !== null && this.epoch !== epoch) {
-      // Another history (a new database): positions mean nothing there.
+      // Another history (a new database): positions mean nothing there. The rooms we had been
+      // following are reported `recovered: false` when they are subscribed again, so the
+      // application reloads them.
+      for (const room of this.positions.keys()) this.lost.add(room);
       this.positions.clear();
     }
     this.epoch = epoch;
@@ -286,10 +346,12 @@ export class TaskflowClient {
   /** A subscription took effect: note where its stream starts; report a failed resume. */
   subscribed(answer) {
     this.noteEpoch(answer.epoch);
+    const wasLost = this.lost.delete(answer.room);
+    const recovered = Boolean(answer.recovered) && !wasLost;
     if (answer.offset !== undefined && answer.offset !== null) {
-      if (!answer.recovered || !this.positions.has(answer.room)) this.positions.set(answer.room, answer.offset);
+      if (!recovered || !this.positions.has(answer.room)) this.positions.set(answer.room, answer.offset);
     }
-    this.options.onRecovery({ room: answer.room, recovered: answer.recovered });
+    this.options.onRecovery({ room: answer.room, recovered });
   }
 
   /** `since` for a room, when the client has been there. */

@@ -198,3 +198,27 @@ test("after a server restart it resumes without loss", async () => {
   server.kill("SIGKILL");
   await stopped(server);
 });
+
+test("behind the same address, a new database (another epoch) is reported as not recovered", async () => {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  let server = await startServer({ db: join(scratch, "epoch-a.db"), port });
+  const { page, context } = await openPage(base);
+  await waitForState(page, "live:websocket");
+  await createTasks(base, 3, "old");
+  assert.deepEqual(await waitForCount(page, 3), range(1, 3));
+
+  server.kill("SIGKILL");
+  await stopped(server);
+  await page.waitForFunction(() => window.states.some((s) => s.startsWith("reconnecting")), null, { timeout: WAIT });
+  server = await startServer({ db: join(scratch, "epoch-b.db"), port });
+  await page.waitForFunction(() => window.recoveries.some((r) => !r.recovered), null, { timeout: WAIT });
+  const recoveries = await page.evaluate(() => window.recoveries);
+  assert.deepEqual(recoveries[recoveries.length - 1], { room: "project:default", recovered: false });
+  // The new history's events arrive from its start, not filtered by the old offsets.
+  await createTasks(base, 2, "new");
+  assert.deepEqual(await waitForCount(page, 5), [1, 2, 3, 1, 2]);
+  await context.close();
+  server.kill("SIGKILL");
+  await stopped(server);
+});

@@ -5,7 +5,8 @@
 //! - [`store`]: tasks, projects and the event log on SQLite or PostgreSQL. Every change and its
 //!   event are written in one transaction; the event log is what the real-time hub delivers.
 //! - [`auth`]: the admin token and user JWTs, and the [`auth::Caller`] handlers receive.
-//! - `api`: the REST handlers, one module per resource, and the router with its layers.
+//! - `api`: the REST handlers, one module per resource, the live task board's page (`/`), and
+//!   the router with its layers.
 //! - [`error`]: every failure, and the one place they become JSON error answers.
 //! - [`hub`]: sessions, rooms and ordered fan-out of committed events; knows no HTTP or SQL.
 //! - [`broker`]: carries committed events from the store to the hub (in-process for one node).

@@ -1,4 +1,4 @@
-//! `/auth/tokens`: the admin mints user tokens.
+//! `/auth/tokens`: the admin mints user tokens; `/auth/me`: who a token speaks for.
 
 use crate::auth::{Caller, MintedToken, Role};
 use crate::domain::UserId;
@@ -8,14 +8,16 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use taskflow_protocol::ErrorBody;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(mint_token))
+    OpenApiRouter::new()
+        .routes(routes!(mint_token))
+        .routes(routes!(who_am_i))
 }
 
 /// Body of `POST /auth/tokens`.
@@ -47,4 +49,32 @@ async fn mint_token(
         .keys()
         .mint(&user, body.role.unwrap_or(Role::Member), body.ttl_secs);
     Ok((StatusCode::CREATED, Json(minted)))
+}
+
+/// Who the caller is: what a page needs to know about its own token (whose tasks are "mine",
+/// whether to show the admin view, when to ask for a fresh token).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Me {
+    /// The user id (`admin` for the admin token).
+    user: String,
+    /// `admin` or `member`.
+    role: Role,
+    /// Expiry, seconds since the Unix epoch; absent for the admin token, which does not expire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<u64>,
+}
+
+/// The caller's user id, role and token expiry.
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+async fn who_am_i(caller: Caller) -> Json<Me> {
+    Json(Me {
+        user: caller.user().to_string(),
+        role: if caller.is_admin() {
+            Role::Admin
+        } else {
+            Role::Member
+        },
+        expires_at: (caller.expires_at() != u64::MAX).then_some(caller.expires_at()),
+    })
 }

@@ -5,6 +5,8 @@ mod auth;
 mod export;
 mod health;
 mod import;
+mod pages;
+mod people;
 mod projects;
 mod tasks;
 
@@ -65,6 +67,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let rest = OpenApiRouter::new()
         .merge(tasks::router())
         .merge(projects::router())
+        .merge(people::router())
         .merge(auth::router())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -88,7 +91,8 @@ pub(crate) fn router(state: AppState) -> Router {
             }),
         )
         .route("/metrics", axum::routing::get(health::metrics))
-        .merge(crate::transport::router());
+        .merge(crate::transport::router())
+        .merge(pages::router());
     with_layers(routes, &state).with_state(state)
 }
 

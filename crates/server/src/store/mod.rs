@@ -11,6 +11,7 @@
 //! have no holes or repeats, and rules that read before they write (cycle detection, claiming the
 //! next task) cannot race.
 
+mod chat;
 mod error;
 mod import;
 mod log;

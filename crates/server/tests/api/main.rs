@@ -6,6 +6,7 @@ mod common;
 
 mod auth;
 mod bad_input;
+mod board;
 mod concurrency;
 mod dependencies;
 mod io;

@@ -6,6 +6,7 @@ mod proxy;
 mod sse_client;
 mod ws;
 
+mod board_rest;
 mod delivery;
 mod handshake;
 mod lifecycle;
