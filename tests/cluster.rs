@@ -410,10 +410,21 @@ async fn writes_through_every_node_reach_every_client_once_in_order() {
     // Nothing extra arrives after the end: no duplicate came late.
     let late = tokio::time::timeout(Duration::from_millis(500), clients[0].frame()).await;
     assert!(late.is_err(), "no frame after the last event: {late:?}");
-    // Every node says the broker is up.
+    // Every node says the broker is up, and received events from the others through it.
     for node in &nodes {
         let (status, body) = get_json(&format!("http://{}/readyz", node.addr)).await;
         assert_eq!((status, body["broker"].as_str()), (200, Some("ok")), "{body}");
+        let metrics = reqwest::get(format!("http://{}/metrics", node.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let received = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("broker_received_total "))
+            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap());
+        assert!(received > 0.0, "events came through Redis");
     }
 }
 
@@ -614,6 +625,188 @@ async fn a_node_shut_down_with_sigterm_closes_its_clients_with_1001_and_they_res
     assert_eq!(writer(nodes[1].addr.clone(), "default", 5).await.unwrap(), 5);
     client.resume(&nodes[1].addr).await;
     let targets = last_offsets(&db, &["project:default"]).await;
+    assert!(client.read_until(&targets).await);
+    client.assert_complete(&targets);
+}
+
+/// `nginx` in front of the nodes, as docs/operations.md configures it, on a free port.
+struct Nginx {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(upstreams: &[&str]) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let servers: String = upstreams
+            .iter()
+            .map(|a| format!("    server {a} max_fails=1 fail_timeout=5s;\n"))
+            .collect();
+        let d = dir.path().display();
+        let config = format!(
+            r#"
+user root root;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  map $http_upgrade $connection_upgrade {{
+    default upgrade;
+    ''      "";
+  }}
+  upstream taskflow {{
+{servers}    keepalive 32;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://taskflow;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_buffering off;
+      proxy_read_timeout 1h;
+      proxy_connect_timeout 2s;
+      proxy_next_upstream error timeout http_502 http_503;
+    }}
+  }}
+}}
+"#
+        );
+        let file = dir.path().join("nginx.conf");
+        std::fs::write(&file, config).unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&file)
+            .arg("-p")
+            .arg(dir.path())
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx is installed (.ci/run installs it)");
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads SSE `event` frames from a response until `count` arrived; returns their offsets.
+async fn sse_offsets(res: reqwest::Response, count: usize) -> Vec<i64> {
+    let mut body = res.bytes_stream();
+    let mut buffer = String::new();
+    let mut offsets = Vec::new();
+    while offsets.len() < count {
+        let chunk = tokio::time::timeout(WAIT, body.next())
+            .await
+            .expect("SSE data in time")
+            .expect("the stream stays open")
+            .unwrap();
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            for line in block.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    let frame: Value = serde_json::from_str(data.trim_start()).unwrap();
+                    if frame["type"] == "event" {
+                        offsets.push(frame["offset"].as_i64().unwrap());
+                    }
+                }
+            }
+        }
+    }
+    offsets
+}
+
+/// The `ws_connections` gauge of a node.
+async fn connections_on(node: &Node) -> i64 {
+    let text = reqwest::get(format!("http://{}/metrics", node.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("ws_connections "))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as i64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_in_front_passes_websocket_and_sse_and_a_client_survives_its_node() {
+    let (db, mut nodes) = cluster(3).await;
+    let addrs: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
+    let nginx = Nginx::start(&addrs);
+    // SSE through the balancer, written through the balancer (so through any node).
+    let sse = reqwest::Client::new()
+        .get(format!("http://{}/events?rooms=project:default", nginx.addr))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    assert!(sse.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let reading = tokio::spawn(sse_offsets(sse, 10));
+    assert_eq!(writer(nginx.addr.clone(), "default", 10).await.unwrap(), 10);
+    let offsets = tokio::time::timeout(WAIT, reading).await.unwrap().unwrap();
+    assert_eq!(offsets, (1..=10).collect::<Vec<_>>(), "SSE passes through");
+    // A WebSocket client through the balancer; find the node it landed on.
+    let mut client = Client::connect(&nginx.addr, TOKEN, &["project:default"]).await;
+    let deadline = Instant::now() + WAIT;
+    let on = loop {
+        let mut counts = Vec::new();
+        for node in &nodes {
+            counts.push(connections_on(node).await);
+        }
+        if counts.iter().sum::<i64>() == 1 {
+            break counts.iter().position(|&c| c == 1).unwrap();
+        }
+        assert!(Instant::now() < deadline, "one connection in all: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(writer(nginx.addr.clone(), "default", 5).await.unwrap(), 5);
+    let fifteen: BTreeMap<String, i64> = [("project:default".to_owned(), 15)].into();
+    assert!(client.read_until(&fifteen).await);
+    nodes[on].kill();
+    client.read_until_closed().await;
+    // Writes go on through the balancer; the client comes back through it to another node.
+    assert_eq!(writer(nginx.addr.clone(), "default", 5).await.unwrap(), 5);
+    client.resume(&nginx.addr).await;
+    assert_eq!(writer(nginx.addr.clone(), "default", 5).await.unwrap(), 5);
+    let targets = last_offsets(&db, &["project:default"]).await;
+    assert_eq!(targets["project:default"], 25);
     assert!(client.read_until(&targets).await);
     client.assert_complete(&targets);
 }
