@@ -644,50 +644,29 @@ impl Nginx {
             .local_addr()
             .unwrap()
             .port();
-        let servers: String = upstreams
-            .iter()
-            .map(|a| format!("    server {a} max_fails=1 fail_timeout=5s;\n"))
-            .collect();
-        let d = dir.path().display();
-        let config = format!(
-            r#"
-user root root;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  map $http_upgrade $connection_upgrade {{
-    default upgrade;
-    ''      "";
-  }}
-  upstream taskflow {{
-{servers}    keepalive 32;
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://taskflow;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_buffering off;
-      proxy_read_timeout 1h;
-      proxy_connect_timeout 2s;
-      proxy_next_upstream error timeout http_502 http_503;
-    }}
-  }}
-}}
-"#
-        );
+        // The documented configuration itself, pointed at this test's nodes and port.
+        let documented = include_str!("../deploy/cluster/nginx.conf");
+        let mut config = String::from("user root root;\n");
+        let mut upstreams = upstreams.iter();
+        for line in documented.lines() {
+            let line = if line.trim_start().starts_with("server 127.0.0.1:300") {
+                match upstreams.next() {
+                    Some(addr) => format!("    server {addr} max_fails=1 fail_timeout=5s;"),
+                    None => continue,
+                }
+            } else if line.trim_start().starts_with("listen ") {
+                format!("    listen 127.0.0.1:{port};")
+            } else if line.starts_with("worker_processes") {
+                "worker_processes 1;".to_owned()
+            } else if line.starts_with("events") {
+                "events { worker_connections 1024; }".to_owned()
+            } else {
+                line.to_owned()
+            };
+            config.push_str(&line);
+            config.push('\n');
+        }
+        assert!(upstreams.next().is_none(), "the documented config has 3 nodes");
         let file = dir.path().join("nginx.conf");
         std::fs::write(&file, config).unwrap();
         let child = Command::new("nginx")
