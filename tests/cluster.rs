@@ -191,7 +191,9 @@ impl Client {
         };
         client.socket = Some(open_socket(addr, token).await);
         for room in rooms {
-            let answer = client.command(json!({ "type": "subscribe", "room": room })).await;
+            let answer = client
+                .command(json!({ "type": "subscribe", "room": room }))
+                .await;
             client.epoch = answer["epoch"].clone();
             client
                 .start
@@ -256,7 +258,10 @@ impl Client {
             assert!(
                 Instant::now() < deadline,
                 "events in time: {targets:?} vs {:?}",
-                self.got.iter().map(|(r, o)| (r, o.last())).collect::<Vec<_>>()
+                self.got
+                    .iter()
+                    .map(|(r, o)| (r, o.last()))
+                    .collect::<Vec<_>>()
             );
             if self.socket.is_none() || self.frame().await.is_none() {
                 return false;
@@ -413,7 +418,11 @@ async fn writes_through_every_node_reach_every_client_once_in_order() {
     // Every node says the broker is up, and received events from the others through it.
     for node in &nodes {
         let (status, body) = get_json(&format!("http://{}/readyz", node.addr)).await;
-        assert_eq!((status, body["broker"].as_str()), (200, Some("ok")), "{body}");
+        assert_eq!(
+            (status, body["broker"].as_str()),
+            (200, Some("ok")),
+            "{body}"
+        );
         let metrics = reqwest::get(format!("http://{}/metrics", node.addr))
             .await
             .unwrap()
@@ -609,20 +618,30 @@ async fn presence_spans_the_cluster_and_a_killed_node_leaves_no_ghosts() {
         killed_at.elapsed() >= Duration::from_secs(1),
         "it took the TTL, not luck"
     );
-    assert_eq!(presence(&mut bob_on_1, room).await, without, "every node agrees");
+    assert_eq!(
+        presence(&mut bob_on_1, room).await,
+        without,
+        "every node agrees"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_shut_down_with_sigterm_closes_its_clients_with_1001_and_they_resume_elsewhere() {
     let (db, mut nodes) = cluster(2).await;
     let mut client = Client::connect(&nodes[0].addr, TOKEN, &["project:default"]).await;
-    assert_eq!(writer(nodes[1].addr.clone(), "default", 5).await.unwrap(), 5);
+    assert_eq!(
+        writer(nodes[1].addr.clone(), "default", 5).await.unwrap(),
+        5
+    );
     let five: BTreeMap<String, i64> = [("project:default".to_owned(), 5)].into();
     assert!(client.read_until(&five).await);
     nodes[0].terminate();
     client.read_until_closed().await;
     assert_eq!(client.closes, [1001], "going away: reconnect elsewhere");
-    assert_eq!(writer(nodes[1].addr.clone(), "default", 5).await.unwrap(), 5);
+    assert_eq!(
+        writer(nodes[1].addr.clone(), "default", 5).await.unwrap(),
+        5
+    );
     client.resume(&nodes[1].addr).await;
     let targets = last_offsets(&db, &["project:default"]).await;
     assert!(client.read_until(&targets).await);
@@ -666,10 +685,18 @@ impl Nginx {
             config.push_str(&line);
             config.push('\n');
         }
-        assert!(upstreams.next().is_none(), "the documented config has 3 nodes");
+        assert!(
+            upstreams.next().is_none(),
+            "the documented config has 3 nodes"
+        );
         let file = dir.path().join("nginx.conf");
         std::fs::write(&file, config).unwrap();
-        let child = Command::new("nginx")
+        // Debian installs it in /usr/sbin, which is not on every user's PATH.
+        let program = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("nginx");
+        let child = Command::new(program)
             .arg("-c")
             .arg(&file)
             .arg("-p")
@@ -747,7 +774,10 @@ async fn nginx_in_front_passes_websocket_and_sse_and_a_client_survives_its_node(
     let nginx = Nginx::start(&addrs);
     // SSE through the balancer, written through the balancer (so through any node).
     let sse = reqwest::Client::new()
-        .get(format!("http://{}/events?rooms=project:default", nginx.addr))
+        .get(format!(
+            "http://{}/events?rooms=project:default",
+            nginx.addr
+        ))
         .bearer_auth(TOKEN)
         .send()
         .await
@@ -772,7 +802,10 @@ async fn nginx_in_front_passes_websocket_and_sse_and_a_client_survives_its_node(
         if counts.iter().sum::<i64>() == 1 {
             break counts.iter().position(|&c| c == 1).unwrap();
         }
-        assert!(Instant::now() < deadline, "one connection in all: {counts:?}");
+        assert!(
+            Instant::now() < deadline,
+            "one connection in all: {counts:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(writer(nginx.addr.clone(), "default", 5).await.unwrap(), 5);

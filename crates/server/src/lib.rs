@@ -178,7 +178,9 @@ fn cluster_options(config: &Config) -> anyhow::Result<Option<ClusterOptions>> {
         anyhow::bail!("broker must be \"local\" or a redis:// URL, not {url:?}");
     }
     if config.database.starts_with("sqlite:") {
-        anyhow::bail!("a cluster needs a shared store: use a postgres:// database with broker {url:?}");
+        anyhow::bail!(
+            "a cluster needs a shared store: use a postgres:// database with broker {url:?}"
+        );
     }
     Ok(Some(ClusterOptions {
         url: url.to_owned(),

@@ -34,6 +34,9 @@ mod tests {
         let addr = first.local_addr().unwrap();
         let second = super::bind(addr, true).expect("a second node binds the same port");
         assert_eq!(second.local_addr().unwrap(), addr);
-        assert!(super::bind(addr, false).is_err(), "without reuse_port the port is taken");
+        assert!(
+            super::bind(addr, false).is_err(),
+            "without reuse_port the port is taken"
+        );
     }
 }

@@ -68,7 +68,12 @@ pub(crate) fn encode_event(node: &str, room: &str, event: &Prepared) -> Bytes {
         Some((_, user, false)) => (MEMBER_REMOVED, user.as_str()),
         None => (0, ""),
     };
-    let flags = flags | if event.tasks_of.is_some() { TASK_EVENT } else { 0 };
+    let flags = flags
+        | if event.tasks_of.is_some() {
+            TASK_EVENT
+        } else {
+            0
+        };
     let mut out = BytesMut::with_capacity(32 + node.len() + room.len() + event.bytes.len());
     out.put_u8(EVENT);
     put_name8(&mut out, node);
@@ -230,7 +235,10 @@ mod tests {
         else {
             panic!("an ephemeral frame");
         };
-        assert_eq!((kind, user.as_str(), &frame[..]), (Ephemeral::Typing, "amy", &b"{}"[..]));
+        assert_eq!(
+            (kind, user.as_str(), &frame[..]),
+            (Ephemeral::Typing, "amy", &b"{}"[..])
+        );
         assert!(decode(wire.slice(..5)).is_err());
         assert!(decode(Bytes::from_static(b"Xz")).is_err());
     }

@@ -120,8 +120,7 @@ pub struct ClusterStart {
 impl Cluster {
     /// The handle and what [`Cluster::start`] needs; connects nothing yet.
     pub fn new(options: ClusterOptions) -> Result<(Self, ClusterStart), ClusterError> {
-        if options.node.is_empty() || options.node.len() > 255 || options.node.contains('\u{1f}')
-        {
+        if options.node.is_empty() || options.node.len() > 255 || options.node.contains('\u{1f}') {
             return Err(ClusterError::BadNodeId);
         }
         let client = redis::Client::open(options.url.as_str())?;
@@ -215,7 +214,10 @@ impl Cluster {
                 local
             }
             Err(_) => {
-                tracing::warn!(room, "cluster presence timed out; answering with this node's");
+                tracing::warn!(
+                    room,
+                    "cluster presence timed out; answering with this node's"
+                );
                 local
             }
         }

@@ -141,10 +141,8 @@ pub(super) async fn query(
         .filter(|(_, up)| *up)
         .map(|(n, _)| n.as_str())
         .collect();
-    let mut users: BTreeMap<String, u32> = local
-        .into_iter()
-        .map(|p| (p.user, p.connections))
-        .collect();
+    let mut users: BTreeMap<String, u32> =
+        local.into_iter().map(|p| (p.user, p.connections)).collect();
     let mut dead = Vec::new();
     for (field, n) in &entries {
         match split_presence_field(field) {

@@ -179,7 +179,9 @@ async fn unsubscribe(
 }
 
 /// A (un)subscription that takes longer than this counts as a lost connection.
-async fn timed(call: impl std::future::Future<Output = redis::RedisResult<()>>) -> redis::RedisResult<()> {
+async fn timed(
+    call: impl std::future::Future<Output = redis::RedisResult<()>>,
+) -> redis::RedisResult<()> {
     match tokio::time::timeout(Duration::from_secs(2), call).await {
         Ok(result) => result,
         Err(_) => Err(redis::RedisError::from((
