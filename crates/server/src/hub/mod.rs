@@ -426,7 +426,7 @@ impl Hub {
 
     /// Applies a membership change to the user's live sessions: what `tasks` shows them, and
     /// (on removal) their subscription to the project's room.
-    fn membership_changed(&self, project: &ProjectId, user: &str, member: bool) {
+    pub(crate) fn membership_changed(&self, project: &ProjectId, user: &str, member: bool) {
         let room = project.room();
         let affected: Vec<Arc<Session>> = self
             .inner

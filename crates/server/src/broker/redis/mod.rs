@@ -234,12 +234,11 @@ impl Cluster {
     }
 
     fn publish(&self, room: &str, message: Bytes) {
-        if self
-            .inner
-            .outgoing
-            .try_send((self.inner.names.channel(room), message))
-            .is_err()
-        {
+        self.publish_to(self.inner.names.channel(room), message);
+    }
+
+    fn publish_to(&self, channel: String, message: Bytes) {
+        if self.inner.outgoing.try_send((channel, message)).is_err() {
             metrics::publish_failed(1);
         }
     }
@@ -270,10 +269,11 @@ impl EventSink for ClusterSink {
         for event in events {
             let room = event.room.clone();
             let prepared = prepare(event);
-            self.cluster.publish(
-                &room,
-                envelope::encode_event(&self.cluster.inner.node, &room, &prepared),
-            );
+            let envelope = envelope::encode_event(&self.cluster.inner.node, &room, &prepared);
+            if prepared.membership.is_some() {
+                self.cluster.publish_to(self.cluster.inner.names.members(), envelope.clone());
+            }
+            self.cluster.publish(&room, envelope);
             self.dispatcher.publish_prepared(&room, prepared);
         }
     }

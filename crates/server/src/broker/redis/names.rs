@@ -22,6 +22,12 @@ impl Names {
         format!("{}:room:{room}", self.prefix)
     }
 
+    /// The channel every node always listens to for membership changes: a user's sessions on a
+    /// node that does not watch the project's room must still learn what `tasks` may show them.
+    pub(crate) fn members(&self) -> String {
+        format!("{}:members", self.prefix)
+    }
+
     /// What a node subscribes to for a watched room: a channel, or for `tasks` (which spans every
     /// project) the pattern of every project room's channel.
     pub(crate) fn subscription(&self, room: &str) -> Subscription {

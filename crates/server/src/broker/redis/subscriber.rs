@@ -87,14 +87,18 @@ pub(super) async fn run(mut sub: Subscriber) {
             continue;
         };
         let (mut sink, mut stream) = pubsub.split();
-        let mut resubscribed = true;
+        let members = sub.cluster.inner.names.members();
+        let mut resubscribed = timed(sink.subscribe(&members)).await;
         for room in &watched {
-            if subscribe(&mut sink, &sub.cluster, room).await.is_err() {
-                resubscribed = false;
+            if resubscribed.is_err() {
                 break;
             }
+            resubscribed = subscribe(&mut sink, &sub.cluster, room).await;
         }
-        if !resubscribed {
+        if let Err(err) = resubscribed {
+            tracing::warn!(error = %err, "could not subscribe in Redis; reconnecting");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(BACKOFF_MAX);
             continue;
         }
         delay = BACKOFF_MIN;
@@ -125,6 +129,7 @@ pub(super) async fn run(mut sub: Subscriber) {
                     Some(Command::Ready(tx)) => { let _ = tx.send(()); }
                 },
                 message = stream.next() => match message {
+                    Some(message) if message.get_channel_name() == members => membership(&sub, message),
                     Some(message) => receive(&sub, message),
                     None => break Ended::Lost,
                 },
@@ -218,6 +223,22 @@ fn receive(sub: &Subscriber, message: redis::Msg) {
         Err(err) => {
             metrics::unreadable();
             tracing::warn!(channel = message.get_channel_name(), error = %err, "unreadable broker message dropped");
+        }
+    }
+}
+
+/// A membership change from the members channel. Where the project's room has receivers here,
+/// its event arrives (or arrived) through the room, in order, and is applied there; elsewhere the
+/// user's sessions are updated now, so a later `tasks` subscription shows them the right projects.
+fn membership(sub: &Subscriber, message: redis::Msg) {
+    let payload = bytes::Bytes::copy_from_slice(message.get_payload_bytes());
+    if let Ok(Envelope::Event { node, room, event }) = decode(payload) {
+        let hub = sub.dispatcher.hub();
+        if node == sub.cluster.inner.node || hub.has_receivers(&room) {
+            return;
+        }
+        if let Some((project, user, added)) = &event.membership {
+            hub.membership_changed(project, user, *added);
         }
     }
 }
