@@ -822,3 +822,41 @@ async fn nginx_in_front_passes_websocket_and_sse_and_a_client_survives_its_node(
     assert!(client.read_until(&targets).await);
     client.assert_complete(&targets);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_change_reaches_a_node_that_does_not_watch_the_project() {
+    let (_db, nodes) = cluster(2).await;
+    create_project(&nodes[0].addr, "p3", &[]).await;
+    let dee = token_for(&nodes[0].addr, "dee").await;
+    // Dee is connected to node 1 before she is a member; node 1 watches nothing of p3.
+    let mut client = Client::connect(&nodes[1].addr, &dee, &[]).await;
+    let res = reqwest::Client::new()
+        .put(format!("http://{}/projects/p3/members/dee", nodes[0].addr))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    client
+        .command(json!({ "type": "subscribe", "room": "tasks" }))
+        .await;
+    // Her `tasks` feed now shows p3's task events, written through the other node.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert_eq!(writer(nodes[0].addr.clone(), "p3", 1).await.unwrap(), 1);
+        let got = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                match client.frame().await {
+                    Some(f) if f["type"] == "event" && f["room"] == "project:p3" => return true,
+                    Some(_) => {}
+                    None => return false,
+                }
+            }
+        })
+        .await;
+        if got == Ok(true) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "p3's events reach dee's tasks feed");
+    }
+}
