@@ -857,6 +857,9 @@ async fn a_membership_change_reaches_a_node_that_does_not_watch_the_project() {
         if got == Ok(true) {
             break;
         }
-        assert!(Instant::now() < deadline, "p3's events reach dee's tasks feed");
+        assert!(
+            Instant::now() < deadline,
+            "p3's events reach dee's tasks feed"
+        );
     }
 }

@@ -222,7 +222,7 @@ impl Dispatcher {
         session: &Arc<Session>,
         room: &str,
     ) -> Result<(bool, Option<i64>), SubscribeError> {
-        let _watching = self.sync_for_subscription(room).await;
+        let _watching = self.sync_for_subscription(room, &[], false).await;
         if room == crate::domain::Room::TASKS {
             return self
                 .inner
@@ -267,7 +267,9 @@ impl Dispatcher {
         // In a cluster, this node may be behind the store in these rooms (it hears a room only
         // while it has subscribers there): catch up first, so the position it answers is current
         // and a position the client got from another node can be resumed here.
-        let _watching = self.sync_for_subscription(room).await;
+        let _watching = self
+            .sync_for_subscription(room, &rooms, since.is_some())
+            .await;
         // Where the client stopped in each room (for tasks, a room it never saw starts at 0).
         let from: Vec<Option<i64>> = rooms
             .iter()

@@ -22,8 +22,10 @@ pub enum Ephemeral {
 pub trait RoomFeed: Send + Sync + 'static {
     /// One more local subscription of `room`: the node needs the room's events from now on.
     /// Balanced by [`RoomFeed::unwatch`]; the room is watched while the count is above zero.
-    /// `tasks` stands for every project room (it spans them).
-    fn watch(&self, room: &str);
+    /// `tasks` stands for every project room (it spans them). Returns whether the room was
+    /// already watched with the broker connected: this node then follows the room already (a
+    /// subscription that does not resume from a position need not catch up first).
+    fn watch(&self, room: &str) -> bool;
 
     /// One local subscription of `room` ended.
     fn unwatch(&self, room: &str);

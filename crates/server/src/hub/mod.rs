@@ -244,7 +244,7 @@ impl Hub {
         };
         metrics::subscribed();
         if let Some(feed) = &self.inner.feed {
-            feed.watch(room);
+            let _ = feed.watch(room);
             if connections > 0 && announces_presence(room) {
                 feed.presence(room, session.user().as_str(), connections);
             }

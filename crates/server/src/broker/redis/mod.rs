@@ -271,7 +271,8 @@ impl EventSink for ClusterSink {
             let prepared = prepare(event);
             let envelope = envelope::encode_event(&self.cluster.inner.node, &room, &prepared);
             if prepared.membership.is_some() {
-                self.cluster.publish_to(self.cluster.inner.names.members(), envelope.clone());
+                self.cluster
+                    .publish_to(self.cluster.inner.names.members(), envelope.clone());
             }
             self.cluster.publish(&room, envelope);
             self.dispatcher.publish_prepared(&room, prepared);
@@ -280,14 +281,16 @@ impl EventSink for ClusterSink {
 }
 
 impl RoomFeed for Cluster {
-    fn watch(&self, room: &str) {
+    fn watch(&self, room: &str) -> bool {
         let mut watches = self.inner.watches.lock().expect("never poisoned");
         let count = watches.entry(room.to_owned()).or_insert(0);
         *count += 1;
         if *count == 1 {
             let _ = self.inner.commands.send(Command::Watch(room.to_owned()));
             metrics::watched(watches.len());
+            return false;
         }
+        self.is_connected()
     }
 
     fn unwatch(&self, room: &str) {

@@ -30,18 +30,43 @@ impl Drop for WatchLease {
 
 impl Dispatcher {
     /// Watches `room` in the broker and brings this node up to the store in it (for `tasks`, in
-    /// every project room). The lease keeps the watch until the subscription holds its own.
-    pub(super) async fn sync_for_subscription(&self, room: &str) -> Option<WatchLease> {
+    /// `scope`, or in every project room when `scope` is empty). The lease keeps the watch until
+    /// the subscription holds its own.
+    ///
+    /// A subscription without a position to resume from skips the catch-up when the room was
+    /// already watched: its answer is the node's position, and every later event reaches it
+    /// (a room with receivers never skips ahead). A resume always catches up, because the
+    /// client's position may come from a node that is ahead of this one.
+    pub(super) async fn sync_for_subscription(
+        &self,
+        room: &str,
+        scope: &[String],
+        resuming: bool,
+    ) -> Option<WatchLease> {
         let feed = self.inner.hub.feed()?.clone();
-        feed.watch(room);
+        let following = feed.watch(room);
         let lease = WatchLease {
             feed: feed.clone(),
             room: room.to_owned(),
         };
+        if following && !resuming {
+            return Some(lease);
+        }
         // Subscribed in the broker before the store is read: an event committed after the read
         // is published after it, so it reaches this node live.
         feed.ready(room).await;
-        let latest = if room == crate::domain::Room::TASKS {
+        let latest = if room == crate::domain::Room::TASKS && !scope.is_empty() {
+            let mut latest = Vec::with_capacity(scope.len());
+            for r in scope {
+                match self.inner.source.last_offset(r).await {
+                    Ok(last) => latest.push((r.clone(), last)),
+                    Err(err) => {
+                        tracing::warn!(room = r, error = %err, "could not read the last offset")
+                    }
+                }
+            }
+            Ok(latest)
+        } else if room == crate::domain::Room::TASKS {
             self.inner.source.last_offsets().await.map(|all| {
                 all.into_iter()
                     .filter(|(r, _)| r.starts_with("project:"))
