@@ -174,7 +174,7 @@ fn cluster_options(config: &Config) -> anyhow::Result<Option<ClusterOptions>> {
     if url.is_empty() || url == "local" {
         return Ok(None);
     }
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+    if !url.starts_with("redis://") {
         anyhow::bail!("broker must be \"local\" or a redis:// URL, not {url:?}");
     }
     if config.database.starts_with("sqlite:") {
