@@ -863,3 +863,38 @@ async fn a_membership_change_reaches_a_node_that_does_not_watch_the_project() {
         );
     }
 }
+
+/// A counter of a node's `/metrics`.
+async fn counter(node: &Node, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", node.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_receives_only_the_rooms_it_has_subscribers_for() {
+    let (db, nodes) = cluster(2).await;
+    create_project(&nodes[0].addr, "p2", &[]).await;
+    let mut on_0 = Client::connect(&nodes[0].addr, TOKEN, &["project:default"]).await;
+    let mut on_1 = Client::connect(&nodes[1].addr, TOKEN, &["project:p2"]).await;
+    assert_eq!(
+        writer(nodes[0].addr.clone(), "default", 20).await.unwrap(),
+        20
+    );
+    assert_eq!(writer(nodes[0].addr.clone(), "p2", 10).await.unwrap(), 10);
+    let targets = last_offsets(&db, &["project:default", "project:p2"]).await;
+    let default: BTreeMap<String, i64> = [("project:default".to_owned(), 20)].into();
+    let p2: BTreeMap<String, i64> = [("project:p2".to_owned(), targets["project:p2"])].into();
+    assert!(on_0.read_until(&default).await);
+    assert!(on_1.read_until(&p2).await);
+    on_1.assert_complete(&p2);
+    // Node 1 got p2's ten events through Redis, and none of default's twenty.
+    assert_eq!(counter(&nodes[1], "broker_received_total").await, 10.0);
+    assert_eq!(counter(&nodes[1], "broker_watched_rooms").await, 1.0);
+}
