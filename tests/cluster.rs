@@ -27,9 +27,35 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The shared Redis, as `.ci/run` starts it.
 const REDIS: &str = "redis://127.0.0.1:6379/";
 
-/// A key prefix no other test (or run) uses.
-fn prefix() -> String {
-    format!("tftest-{}", uuid::Uuid::now_v7())
+/// A Redis key prefix no other test (or run) uses; its keys are deleted when it is dropped.
+struct Prefix(String);
+
+impl Prefix {
+    fn new() -> Prefix {
+        Prefix(format!("tftest-{}", uuid::Uuid::now_v7()))
+    }
+}
+
+impl std::ops::Deref for Prefix {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        // Presence hashes outlive their nodes; leave the shared Redis as it was.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "redis-cli -h 127.0.0.1 -p 6379 --scan --pattern '{}:*' | xargs -r redis-cli -h 127.0.0.1 -p 6379 del",
+                self.0
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 /// One `taskflow serve` node of a cluster.
@@ -75,13 +101,13 @@ impl Drop for Node {
 }
 
 /// Three nodes on a fresh PostgreSQL database and the shared Redis under a fresh prefix.
-async fn cluster(n: usize) -> (TestDb, Vec<Node>) {
+async fn cluster(n: usize) -> (TestDb, Vec<Node>, Prefix) {
     let db = TestDb::new(Backend::Postgres).await;
-    let prefix = prefix();
+    let prefix = Prefix::new();
     let nodes = (0..n)
         .map(|i| Node::start(&db, REDIS, &prefix, &format!("node{i}")))
         .collect();
-    (db, nodes)
+    (db, nodes, prefix)
 }
 
 /// A `redis-server` of this test's own, on a free port, that it may kill and restart.
@@ -391,7 +417,7 @@ const ROOMS: [&str; 2] = ["project:default", "project:p2"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_every_node_reach_every_client_once_in_order() {
-    let (db, nodes) = cluster(3).await;
+    let (db, nodes, _prefix) = cluster(3).await;
     create_project(&nodes[0].addr, "p2", &[]).await;
     let mut clients = Vec::new();
     for i in 0..6 {
@@ -439,7 +465,7 @@ async fn writes_through_every_node_reach_every_client_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_of_a_killed_node_resume_on_the_others_with_nothing_lost() {
-    let (db, mut nodes) = cluster(3).await;
+    let (db, mut nodes, _prefix) = cluster(3).await;
     create_project(&nodes[0].addr, "p2", &[]).await;
     let mut doomed = Vec::new();
     for _ in 0..2 {
@@ -479,7 +505,7 @@ async fn clients_of_a_killed_node_resume_on_the_others_with_nothing_lost() {
 async fn nothing_is_lost_when_redis_restarts_under_load() {
     let db = TestDb::new(Backend::Postgres).await;
     let mut redis = OwnRedis::start();
-    let prefix = prefix();
+    let prefix = Prefix::new();
     let nodes: Vec<Node> = (0..2)
         .map(|i| Node::start(&db, &redis.url(), &prefix, &format!("node{i}")))
         .collect();
@@ -562,7 +588,7 @@ async fn presence(client: &mut Client, room: &str) -> Vec<(String, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_spans_the_cluster_and_a_killed_node_leaves_no_ghosts() {
-    let (_db, mut nodes) = cluster(3).await;
+    let (_db, mut nodes, _prefix) = cluster(3).await;
     create_project(&nodes[0].addr, "p1", &["amy", "bob", "cyd"]).await;
     let amy = token_for(&nodes[0].addr, "amy").await;
     let bob = token_for(&nodes[0].addr, "bob").await;
@@ -627,7 +653,7 @@ async fn presence_spans_the_cluster_and_a_killed_node_leaves_no_ghosts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_shut_down_with_sigterm_closes_its_clients_with_1001_and_they_resume_elsewhere() {
-    let (db, mut nodes) = cluster(2).await;
+    let (db, mut nodes, _prefix) = cluster(2).await;
     let mut client = Client::connect(&nodes[0].addr, TOKEN, &["project:default"]).await;
     assert_eq!(
         writer(nodes[1].addr.clone(), "default", 5).await.unwrap(),
@@ -769,7 +795,7 @@ async fn connections_on(node: &Node) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_in_front_passes_websocket_and_sse_and_a_client_survives_its_node() {
-    let (db, mut nodes) = cluster(3).await;
+    let (db, mut nodes, _prefix) = cluster(3).await;
     let addrs: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
     let nginx = Nginx::start(&addrs);
     // SSE through the balancer, written through the balancer (so through any node).
@@ -825,7 +851,7 @@ async fn nginx_in_front_passes_websocket_and_sse_and_a_client_survives_its_node(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_membership_change_reaches_a_node_that_does_not_watch_the_project() {
-    let (_db, nodes) = cluster(2).await;
+    let (_db, nodes, _prefix) = cluster(2).await;
     create_project(&nodes[0].addr, "p3", &[]).await;
     let dee = token_for(&nodes[0].addr, "dee").await;
     // Dee is connected to node 1 before she is a member; node 1 watches nothing of p3.
@@ -879,7 +905,7 @@ async fn counter(node: &Node, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_receives_only_the_rooms_it_has_subscribers_for() {
-    let (db, nodes) = cluster(2).await;
+    let (db, nodes, _prefix) = cluster(2).await;
     create_project(&nodes[0].addr, "p2", &[]).await;
     let mut on_0 = Client::connect(&nodes[0].addr, TOKEN, &["project:default"]).await;
     let mut on_1 = Client::connect(&nodes[1].addr, TOKEN, &["project:p2"]).await;
