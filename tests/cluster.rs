@@ -755,10 +755,19 @@ impl Drop for Nginx {
 
 /// Reads SSE `event` frames from a response until `count` arrived; returns their offsets.
 async fn sse_offsets(res: reqwest::Response, count: usize) -> Vec<i64> {
+    sse_events(res, count)
+        .await
+        .into_iter()
+        .map(|(_, offset)| offset)
+        .collect()
+}
+
+/// Reads SSE `event` frames until `count` arrived; returns each one's `id:` and offset.
+async fn sse_events(res: reqwest::Response, count: usize) -> Vec<(String, i64)> {
     let mut body = res.bytes_stream();
     let mut buffer = String::new();
-    let mut offsets = Vec::new();
-    while offsets.len() < count {
+    let mut events = Vec::new();
+    while events.len() < count {
         let chunk = tokio::time::timeout(WAIT, body.next())
             .await
             .expect("SSE data in time")
@@ -767,17 +776,23 @@ async fn sse_offsets(res: reqwest::Response, count: usize) -> Vec<i64> {
         buffer.push_str(std::str::from_utf8(&chunk).unwrap());
         while let Some(end) = buffer.find("\n\n") {
             let block: String = buffer.drain(..end + 2).collect();
+            let mut id = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim_start().to_owned();
+                }
+            }
             for line in block.lines() {
                 if let Some(data) = line.strip_prefix("data:") {
                     let frame: Value = serde_json::from_str(data.trim_start()).unwrap();
                     if frame["type"] == "event" {
-                        offsets.push(frame["offset"].as_i64().unwrap());
+                        events.push((id.clone(), frame["offset"].as_i64().unwrap()));
                     }
                 }
             }
         }
     }
-    offsets
+    events
 }
 
 /// The `ws_connections` gauge of a node.
@@ -923,4 +938,50 @@ async fn a_node_receives_only_the_rooms_it_has_subscribers_for() {
     // Node 1 got p2's ten events through Redis, and none of default's twenty.
     assert_eq!(counter(&nodes[1], "broker_received_total").await, 10.0);
     assert_eq!(counter(&nodes[1], "broker_watched_rooms").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_client_resumes_on_another_node_with_its_last_event_id() {
+    let (db, mut nodes, _prefix) = cluster(2).await;
+    let url = |node: &Node| format!("http://{}/events?rooms=project:default", node.addr);
+    let first = reqwest::Client::new()
+        .get(url(&nodes[0]))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let reading = tokio::spawn(sse_events(first, 5));
+    assert_eq!(
+        writer(nodes[1].addr.clone(), "default", 5).await.unwrap(),
+        5
+    );
+    let seen = tokio::time::timeout(WAIT, reading).await.unwrap().unwrap();
+    assert_eq!(
+        seen.iter().map(|e| e.1).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    nodes[0].kill();
+    // Written while the client is away, through the surviving node.
+    assert_eq!(
+        writer(nodes[1].addr.clone(), "default", 5).await.unwrap(),
+        5
+    );
+    let last_id = &seen.last().unwrap().0;
+    assert!(!last_id.is_empty(), "SSE events carry an id");
+    let again = reqwest::Client::new()
+        .get(url(&nodes[1]))
+        .bearer_auth(TOKEN)
+        .header("Last-Event-ID", last_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let end = last_offsets(&db, &["project:default"]).await["project:default"];
+    let rest = sse_offsets(again, (end - 5) as usize).await;
+    assert_eq!(
+        rest,
+        (6..=end).collect::<Vec<_>>(),
+        "the rest, once, in order"
+    );
 }
