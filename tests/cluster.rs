@@ -118,14 +118,19 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start() -> OwnRedis {
+        let mut redis = OwnRedis::not_yet();
+        redis.restart();
+        redis
+    }
+
+    /// A free port where a Redis will run once [`OwnRedis::restart`] is called.
+    fn not_yet() -> OwnRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut redis = OwnRedis { child: None, port };
-        redis.restart();
-        redis
+        OwnRedis { child: None, port }
     }
 
     fn url(&self) -> String {
@@ -983,5 +988,51 @@ async fn an_sse_client_resumes_on_another_node_with_its_last_event_id() {
         rest,
         (6..=end).collect::<Vec<_>>(),
         "the rest, once, in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_and_serves_while_redis_is_unreachable_and_joins_when_it_comes() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut redis = OwnRedis::not_yet();
+    let prefix = Prefix::new();
+    let nodes: Vec<Node> = (0..2)
+        .map(|i| Node::start(&db, &redis.url(), &prefix, &format!("node{i}")))
+        .collect();
+    let (status, body) = get_json(&format!("http://{}/readyz", nodes[0].addr)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("degraded")),
+        "{body}"
+    );
+    // Without Redis, a write through node 1 still reaches node 0's client (from the log).
+    let mut client = Client::connect(&nodes[0].addr, TOKEN, &["project:default"]).await;
+    assert_eq!(
+        writer(nodes[1].addr.clone(), "default", 3).await.unwrap(),
+        3
+    );
+    let three: BTreeMap<String, i64> = [("project:default".to_owned(), 3)].into();
+    assert!(client.read_until(&three).await);
+    redis.restart();
+    for node in &nodes {
+        let deadline = Instant::now() + WAIT;
+        while get_json(&format!("http://{}/readyz", node.addr)).await.1["broker"] != "ok" {
+            assert!(
+                Instant::now() < deadline,
+                "the node connects once Redis is there"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(
+        writer(nodes[1].addr.clone(), "default", 3).await.unwrap(),
+        3
+    );
+    let six: BTreeMap<String, i64> = [("project:default".to_owned(), 6)].into();
+    assert!(client.read_until(&six).await);
+    client.assert_complete(&six);
+    assert!(
+        counter(&nodes[0], "broker_received_total").await > 0.0,
+        "once connected, events come through Redis"
     );
 }

@@ -186,10 +186,11 @@ impl Cluster {
         &self.inner.node
     }
 
-    /// Whether the pub/sub connection to Redis is up. While it is down the node still serves its
-    /// clients (its own writes, and the others' through the periodic catch-up from the log).
+    /// Whether the node is connected to Redis: its pub/sub connection is up and its command
+    /// connection (publishes, presence) exists. While it is not, the node still serves its clients
+    /// (its own writes, and the others' through the periodic catch-up from the log).
     pub fn is_connected(&self) -> bool {
-        self.inner.connected.load(Ordering::Relaxed)
+        self.inner.connected.load(Ordering::Relaxed) && self.inner.link.get().is_some()
     }
 
     fn set_connected(&self, up: bool) {
