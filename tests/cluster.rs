@@ -732,7 +732,9 @@ impl Nginx {
             .arg(&file)
             .arg("-p")
             .arg(dir.path())
-            .args(["-g", "daemon off;"])
+            // One process: nothing outlives the test's handle on it (workers of a killed master
+            // would).
+            .args(["-g", "daemon off; master_process off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -753,6 +755,17 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // SIGTERM: nginx's fast shutdown; SIGKILL only if that does not end it.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
