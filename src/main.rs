@@ -65,6 +65,15 @@ struct ServeArgs {
     /// Log format: pretty or json.
     #[arg(long, value_parser = ["pretty", "json"])]
     log_format: Option<String>,
+    /// `local` or redis://host:port/ to join a cluster [default: local].
+    #[arg(long)]
+    broker: Option<String>,
+    /// This node's id in a cluster [default: generated at start].
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Share the listening port with other nodes on this machine (SO_REUSEPORT).
+    #[arg(long)]
+    reuse_port: bool,
 }
 
 impl ServeArgs {
@@ -79,6 +88,9 @@ impl ServeArgs {
                     LogFormat::Pretty
                 }
             }),
+            broker: self.broker.clone(),
+            node_id: self.node_id.clone(),
+            reuse_port: self.reuse_port.then_some(true),
         };
         Config::load(self.config.as_deref(), &overrides).context("invalid configuration")
     }
@@ -139,14 +151,20 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.load()?;
     telemetry::init_logging(config.log_format, &config.log_level);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = taskflow_server::listener::bind(config.listen, config.reuse_port)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     let database = config.database.clone();
+    let broker = config.broker.clone();
     let server = Server::open(config).await?;
     // Printed to the terminal, not logged: tokens never go to the logs.
-    println!("Taskflow listening on http://{address} (store: {database})");
+    match server.state().cluster() {
+        Some(cluster) => println!(
+            "Taskflow listening on http://{address} (store: {database}, broker: {broker}, node: {})",
+            cluster.node()
+        ),
+        None => println!("Taskflow listening on http://{address} (store: {database})"),
+    }
     match server.generated_admin_token() {
         Some(token) => {
             println!("Admin token (generated now, shown only this once; only its hash is stored):");

@@ -130,6 +130,26 @@ pub struct Config {
     pub poll_timeout_secs: u64,
     /// How often an SSE stream sends a keep-alive comment, in seconds.
     pub sse_keepalive_secs: u64,
+    /// `local` (the default: one node, events go straight to this process's hub) or
+    /// `redis://host:port/` to join a cluster: nodes sharing one PostgreSQL store fan events out
+    /// to each other through Redis pub/sub. See docs/operations.md.
+    pub broker: String,
+    /// This node's id in the cluster. Unset: generated at start (a UUID), so a restarted node
+    /// is a new node and its predecessor's presence entries simply expire.
+    pub node_id: Option<String>,
+    /// Prefix of every Redis key and channel this cluster uses, so several clusters (or test
+    /// runs) can share one Redis.
+    pub broker_prefix: String,
+    /// How often each node compares the rooms it serves with the store's last offsets, in
+    /// milliseconds: bounds the delay of an event whose broker message was lost and that no later
+    /// event of its room reveals ("tail loss").
+    pub broker_check_interval_ms: u64,
+    /// How long a node's presence entries outlive its last heartbeat, in seconds: a node that
+    /// dies leaves no members behind for longer than this.
+    pub presence_ttl_secs: u64,
+    /// Bind the listening socket with SO_REUSEPORT, so several nodes on one machine share one
+    /// port and the kernel spreads connections over them.
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -170,6 +190,12 @@ impl Default for Config {
             disabled_transports: Vec::new(),
             poll_timeout_secs: 25,
             sse_keepalive_secs: 15,
+            broker: "local".to_owned(),
+            node_id: None,
+            broker_prefix: "taskflow".to_owned(),
+            broker_check_interval_ms: 1_000,
+            presence_ttl_secs: 15,
+            reuse_port: false,
         }
     }
 }
@@ -186,6 +212,15 @@ pub struct Overrides {
     /// `--log-format`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// `--broker`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
+    /// `--node-id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// `--reuse-port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuse_port: Option<bool>,
 }
 
 impl Config {

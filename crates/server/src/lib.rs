@@ -9,7 +9,8 @@
 //!   the router with its layers.
 //! - [`error`]: every failure, and the one place they become JSON error answers.
 //! - [`hub`]: sessions, rooms and ordered fan-out of committed events; knows no HTTP or SQL.
-//! - [`broker`]: carries committed events from the store to the hub (in-process for one node).
+//! - [`broker`]: carries committed events from the store to the hub: in-process for one node,
+//!   through Redis pub/sub between the nodes of a cluster (`broker = "redis://…"`).
 //! - `transport`: the WebSocket endpoint, a thin adapter between sockets and hub sessions.
 //!
 //! [`Server::open`] connects the store and loads the keys; [`Server::serve`] answers requests on
@@ -24,12 +25,14 @@ pub mod domain;
 pub mod error;
 mod extract;
 pub mod hub;
+pub mod listener;
 pub mod state;
 pub mod store;
 pub mod telemetry;
 mod transport;
 
 use crate::auth::{Keys, Secrets};
+use crate::broker::redis::{Cluster, ClusterOptions};
 use crate::broker::{LocalBroker, StoreSource};
 use crate::config::{Config, Secret};
 use crate::hub::dispatch::Dispatcher;
@@ -37,6 +40,7 @@ use crate::hub::session::QueueLimits;
 use crate::hub::{Hub, HubLimits};
 use crate::state::AppState;
 use crate::store::Store;
+use anyhow::Context;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +64,7 @@ impl Server {
             keys,
             generated_admin_token,
         } = Keys::load(&config, &store).await?;
-        let hub = Hub::new(HubLimits {
+        let limits = HubLimits {
             queue: QueueLimits {
                 messages: config.ws_queue_messages,
                 bytes: config.ws_queue_bytes,
@@ -68,7 +72,15 @@ impl Server {
             max_connections: config.ws_max_connections,
             max_connections_per_user: config.ws_max_connections_per_user,
             max_subscriptions: config.ws_max_subscriptions,
-        });
+        };
+        let cluster = cluster_options(&config)?
+            .map(Cluster::new)
+            .transpose()
+            .context("cannot set up the cluster broker")?;
+        let hub = match &cluster {
+            Some((cluster, _)) => Hub::with_feed(limits, Arc::new(cluster.clone())),
+            None => Hub::new(limits),
+        };
         // Streams start where the log stands now; the sink is set before any request is served.
         let dispatcher = Dispatcher::new(
             hub,
@@ -77,9 +89,20 @@ impl Server {
             store.epoch().to_owned(),
             store.room_offsets().await?,
         );
-        store.set_event_sink(Arc::new(LocalBroker::new(dispatcher.clone())));
+        let state = match cluster {
+            Some((cluster, start)) => {
+                tracing::info!(node = cluster.node(), "joining the cluster");
+                store.set_event_sink(Arc::new(cluster.sink(dispatcher.clone())));
+                cluster.start(start, dispatcher.clone(), store.clone());
+                AppState::clustered(store, keys, config, dispatcher, cluster)
+            }
+            None => {
+                store.set_event_sink(Arc::new(LocalBroker::new(dispatcher.clone())));
+                AppState::new(store, keys, config, dispatcher)
+            }
+        };
         Ok(Self {
-            state: AppState::new(store, keys, config, dispatcher),
+            state,
             generated_admin_token,
         })
     }
@@ -138,9 +161,38 @@ impl Server {
         pruner.abort();
         compactor.abort();
         state.hub().shutdown(deadline).await;
+        if let Some(cluster) = state.cluster() {
+            cluster.shutdown().await;
+        }
         state.store().close().await;
         result
     }
+}
+
+/// The cluster broker's options, or `None` for the in-process broker (`broker = "local"`).
+fn cluster_options(config: &Config) -> anyhow::Result<Option<ClusterOptions>> {
+    let url = config.broker.trim();
+    if url.is_empty() || url == "local" {
+        return Ok(None);
+    }
+    if !url.starts_with("redis://") {
+        anyhow::bail!("broker must be \"local\" or a redis:// URL, not {url:?}");
+    }
+    if config.database.starts_with("sqlite:") {
+        anyhow::bail!(
+            "a cluster needs a shared store: use a postgres:// database with broker {url:?}"
+        );
+    }
+    Ok(Some(ClusterOptions {
+        url: url.to_owned(),
+        node: config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+        prefix: config.broker_prefix.clone(),
+        check_interval: Duration::from_millis(config.broker_check_interval_ms),
+        presence_ttl: Duration::from_secs(config.presence_ttl_secs.max(1)),
+    }))
 }
 
 /// Enforces the log's retention every `retention_interval_secs`.

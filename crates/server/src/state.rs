@@ -1,6 +1,7 @@
 //! The state every handler shares: a cheap `Clone` handle over one `Arc`.
 
 use crate::auth::Keys;
+use crate::broker::redis::Cluster;
 use crate::config::Config;
 use crate::domain::UserId;
 use crate::error::ApiError;
@@ -30,11 +31,34 @@ struct Inner {
     limiter: DefaultKeyedRateLimiter<UserId>,
     /// Orders committed events and fans them out through the hub.
     dispatcher: Dispatcher,
+    /// The cluster broker, when this node is one of several.
+    cluster: Option<Cluster>,
 }
 
 impl AppState {
     /// Builds the state.
     pub fn new(store: Store, keys: Keys, config: Config, dispatcher: Dispatcher) -> Self {
+        Self::build(store, keys, config, dispatcher, None)
+    }
+
+    /// Builds the state of one node of a cluster.
+    pub fn clustered(
+        store: Store,
+        keys: Keys,
+        config: Config,
+        dispatcher: Dispatcher,
+        cluster: Cluster,
+    ) -> Self {
+        Self::build(store, keys, config, dispatcher, Some(cluster))
+    }
+
+    fn build(
+        store: Store,
+        keys: Keys,
+        config: Config,
+        dispatcher: Dispatcher,
+        cluster: Option<Cluster>,
+    ) -> Self {
         let per_sec = NonZeroU32::new(config.rate_limit_per_sec.max(1)).expect("at least 1");
         let burst = NonZeroU32::new(config.rate_limit_burst.max(1)).expect("at least 1");
         let limiter = RateLimiter::keyed(Quota::per_second(per_sec).allow_burst(burst));
@@ -45,6 +69,7 @@ impl AppState {
                 config,
                 limiter,
                 dispatcher,
+                cluster,
             }),
         }
     }
@@ -67,6 +92,20 @@ impl AppState {
     /// The dispatcher: ordered delivery of committed events.
     pub fn dispatcher(&self) -> &Dispatcher {
         &self.inner.dispatcher
+    }
+
+    /// The cluster broker, if this node is one of several.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// Who is in `room`: on this node, or across the cluster.
+    pub async fn presence(&self, room: &str) -> Vec<taskflow_protocol::Present> {
+        let local = self.hub().presence(room);
+        match self.cluster() {
+            Some(cluster) => cluster.presence(room, local).await,
+            None => local,
+        }
     }
 
     /// The configuration.

@@ -1,7 +1,11 @@
 //! Brokers carry committed events from the node that wrote them to the dispatchers that deliver
 //! them. One node needs no network: [`LocalBroker`] hands events straight to this node's
-//! dispatcher, and a cluster broker will put the same events on the wire for every node. The
-//! store knows only the [`EventSink`] it publishes to.
+//! dispatcher. In a cluster, [`redis::Cluster`] does the same and also puts the serialized event
+//! on Redis pub/sub for the other nodes (see [`envelope`] for the wire format). The store knows
+//! only the [`EventSink`] it publishes to; the hub only the `RoomFeed` it reports rooms to.
+
+pub mod envelope;
+pub mod redis;
 
 use crate::hub::dispatch::Dispatcher;
 use crate::hub::EventSource;
@@ -48,5 +52,13 @@ impl EventSource for StoreSource {
 
     fn events_oldest<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Option<i64>, String>> {
         Box::pin(async move { self.0.oldest_offset(room).await.map_err(|e| e.to_string()) })
+    }
+
+    fn last_offset<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<i64, String>> {
+        Box::pin(async move { self.0.last_offset(room).await.map_err(|e| e.to_string()) })
+    }
+
+    fn last_offsets(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, String>> {
+        Box::pin(async move { self.0.room_offsets().await.map_err(|e| e.to_string()) })
     }
 }

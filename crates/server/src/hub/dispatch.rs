@@ -15,18 +15,21 @@ use std::time::Duration;
 use taskflow_protocol::{EventFrame, EventKind, LoggedEvent, ServerFrame};
 use taskflow_protocol::{Since, Subscribed};
 
-/// An event ready to fan out: serialized once.
-struct Prepared {
+mod sync;
+
+/// An event ready to fan out: serialized once (on the node that committed it, also for the
+/// other nodes of a cluster: the broker forwards these bytes).
+pub struct Prepared {
     /// Its offset in the room.
-    offset: i64,
+    pub(crate) offset: i64,
     /// The project whose `tasks` subscribers also get it (task events only).
-    tasks_of: Option<ProjectId>,
+    pub(crate) tasks_of: Option<ProjectId>,
     /// A membership change it carries: project, user, added.
-    membership: Option<(ProjectId, String, bool)>,
+    pub(crate) membership: Option<(ProjectId, String, bool)>,
     /// The `event` frame.
-    bytes: Bytes,
+    pub(crate) bytes: Bytes,
     /// Commit time, for the commit-to-enqueue histogram.
-    at_ms: i64,
+    pub(crate) at_ms: i64,
 }
 
 /// Where a room's stream stands on this node.
@@ -109,6 +112,11 @@ impl Dispatcher {
             let room = event.room.clone();
             self.accept(&room, prepare(event));
         }
+    }
+
+    /// Takes one committed event already prepared (by the cluster broker), in any order.
+    pub fn publish_prepared(&self, room: &str, event: Prepared) {
+        self.accept(room, event);
     }
 
     fn accept(&self, room: &str, event: Prepared) {
@@ -209,11 +217,12 @@ impl Dispatcher {
     /// Subscribes a session to a room and returns the offset its stream starts after: every
     /// event with a greater offset reaches the session, none before. `None` for `tasks`, which
     /// spans many rooms.
-    pub fn subscribe(
+    pub async fn subscribe(
         &self,
         session: &Arc<Session>,
         room: &str,
     ) -> Result<(bool, Option<i64>), SubscribeError> {
+        let _watching = self.sync_for_subscription(room, &[], false).await;
         if room == crate::domain::Room::TASKS {
             return self
                 .inner
@@ -255,6 +264,12 @@ impl Dispatcher {
             vec![room.to_owned()]
         };
         let tasks = room == crate::domain::Room::TASKS;
+        // In a cluster, this node may be behind the store in these rooms (it hears a room only
+        // while it has subscribers there): catch up first, so the position it answers is current
+        // and a position the client got from another node can be resumed here.
+        let _watching = self
+            .sync_for_subscription(room, &rooms, since.is_some())
+            .await;
         // Where the client stopped in each room (for tasks, a room it never saw starts at 0).
         let from: Vec<Option<i64>> = rooms
             .iter()
@@ -441,7 +456,8 @@ impl Replay {
     }
 }
 
-fn prepare(event: LoggedEvent) -> Prepared {
+/// Serializes a committed event into its `event` frame, once.
+pub(crate) fn prepare(event: LoggedEvent) -> Prepared {
     let project = event
         .room
         .strip_prefix("project:")
@@ -527,7 +543,10 @@ mod tests {
         );
         let (session, mut outbox) =
             hub.connect(UserId::parse("admin", "u").unwrap(), true, HashSet::new());
-        let (_, position) = dispatcher.subscribe(&session, "project:default").unwrap();
+        let (_, position) = dispatcher
+            .subscribe(&session, "project:default")
+            .await
+            .unwrap();
         assert_eq!(position, Some(0));
         // 2 and 4 never come from the "broker"; 3 and 5 come before 1; 1 comes twice.
         dispatcher.publish(vec![

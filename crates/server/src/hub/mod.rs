@@ -10,12 +10,14 @@
 //! the log it goes through the [`EventSource`] trait.
 
 pub mod dispatch;
+pub mod feed;
 pub mod metrics;
 pub mod session;
 
 use crate::domain::{ProjectId, UserId};
 use bytes::Bytes;
 use dashmap::DashMap;
+use feed::{Ephemeral, RoomFeed};
 use futures::future::BoxFuture;
 use session::{ConnId, QueueLimits, Session};
 use std::collections::{HashMap, HashSet};
@@ -39,6 +41,13 @@ pub trait EventSource: Send + Sync + 'static {
 
     /// The oldest offset still retained in `room`, if any event is.
     fn events_oldest<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Option<i64>, String>>;
+
+    /// The last offset handed out in `room` (0 before its first event): where a node that may
+    /// have missed broker messages must catch up to.
+    fn last_offset<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<i64, String>>;
+
+    /// Every room's last offset, in one read (for the periodic tail-loss check).
+    fn last_offsets(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, String>>;
 }
 
 /// Limits the hub enforces.
@@ -112,6 +121,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Transport tasks, so shutdown can wait for them to finish closing.
     tasks: TaskTracker,
+    /// The cluster broker's view of this hub's rooms; `None` on a single node.
+    feed: Option<Arc<dyn RoomFeed>>,
 }
 
 /// A connection admitted against the limits; dropping it gives the slot back (also when the
@@ -138,8 +149,17 @@ impl Drop for Admission {
 }
 
 impl Hub {
-    /// A hub with these limits.
+    /// A hub with these limits, alone (no other node).
     pub fn new(limits: HubLimits) -> Self {
+        Self::build(limits, None)
+    }
+
+    /// A hub that is one node of a cluster: it reports its rooms and ephemeral frames to `feed`.
+    pub fn with_feed(limits: HubLimits, feed: Arc<dyn RoomFeed>) -> Self {
+        Self::build(limits, Some(feed))
+    }
+
+    fn build(limits: HubLimits, feed: Option<Arc<dyn RoomFeed>>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 rooms: DashMap::new(),
@@ -150,6 +170,7 @@ impl Hub {
                 limits,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                feed,
             }),
         }
     }
@@ -210,26 +231,33 @@ impl Hub {
         if !session.add_room(room) {
             return Ok(false);
         }
-        let first_of_user = {
+        let connections = {
             let mut members = self.inner.rooms.entry(room.to_owned()).or_default();
             members.sessions.insert(session.id(), session.clone());
             if session.is_silent() {
-                false
+                0
             } else {
                 let count = members.users.entry(session.user().clone()).or_insert(0);
                 *count += 1;
-                *count == 1
+                *count
             }
         };
         metrics::subscribed();
-        if first_of_user && announces_presence(room) {
+        if let Some(feed) = &self.inner.feed {
+            let _ = feed.watch(room);
+            if connections > 0 && announces_presence(room) {
+                feed.presence(room, session.user().as_str(), connections);
+            }
+        }
+        if connections == 1 && announces_presence(room) {
             let change = PresenceChange {
                 room: room.to_owned(),
                 user: session.user().to_string(),
             };
-            self.broadcast_except(
+            self.announce(
                 room,
-                session.id(),
+                session,
+                Ephemeral::Joined,
                 &frame_bytes(&ServerFrame::PresenceJoined(change)),
             );
         }
@@ -242,20 +270,21 @@ impl Hub {
             return false;
         }
         session.cancel_divert(room);
-        let last_of_user = match self.inner.rooms.get_mut(room) {
+        // The user's connections left in the room, if this one counted (silent ones do not).
+        let remaining: Option<u32> = match self.inner.rooms.get_mut(room) {
             Some(mut members) => {
                 members.sessions.remove(&session.id());
                 let last = match members.users.get_mut(session.user()) {
-                    _ if session.is_silent() => false,
+                    _ if session.is_silent() => None,
                     Some(n) if *n > 1 => {
                         *n -= 1;
-                        false
+                        Some(*n)
                     }
                     Some(_) => {
                         members.users.remove(session.user());
-                        true
+                        Some(0)
                     }
-                    None => false,
+                    None => None,
                 };
                 let empty = members.sessions.is_empty();
                 drop(members);
@@ -266,17 +295,24 @@ impl Hub {
                 }
                 last
             }
-            None => false,
+            None => None,
         };
         metrics::unsubscribed(1);
-        if last_of_user && announces_presence(room) {
+        if let Some(feed) = &self.inner.feed {
+            feed.unwatch(room);
+            if let Some(n) = remaining.filter(|_| announces_presence(room)) {
+                feed.presence(room, session.user().as_str(), n);
+            }
+        }
+        if remaining == Some(0) && announces_presence(room) {
             let change = PresenceChange {
                 room: room.to_owned(),
                 user: session.user().to_string(),
             };
-            self.broadcast_except(
+            self.announce(
                 room,
-                session.id(),
+                session,
+                Ephemeral::Left,
                 &frame_bytes(&ServerFrame::PresenceLeft(change)),
             );
         }
@@ -309,11 +345,49 @@ impl Hub {
             room: room.to_owned(),
             user: session.user().to_string(),
         };
-        self.broadcast_except(
+        self.announce(
             room,
-            session.id(),
+            session,
+            Ephemeral::Typing,
             &frame_bytes(&ServerFrame::Typing(change)),
         );
+    }
+
+    /// Queues an ephemeral frame to the room's other members here and on the other nodes.
+    fn announce(&self, room: &str, from: &Session, kind: Ephemeral, frame: &Bytes) {
+        self.broadcast_except(room, from.id(), frame);
+        if let Some(feed) = &self.inner.feed {
+            feed.ephemeral(room, kind, from.user().as_str(), frame);
+        }
+    }
+
+    /// Queues an ephemeral frame that another node sent to this node's members of `room`.
+    /// Presence changes are per node: a user who still has connections here, or already had
+    /// them, has not left or joined as far as these members can tell, so that frame is dropped.
+    pub fn relay(&self, room: &str, kind: Ephemeral, user: &str, frame: &Bytes) {
+        let Some(members) = self.inner.rooms.get(room) else {
+            return;
+        };
+        let here = members.users.keys().any(|u| u.as_str() == user);
+        if here && kind != Ephemeral::Typing {
+            return;
+        }
+        for session in members.sessions.values() {
+            let _ = session.offer(frame);
+        }
+    }
+
+    /// Whether a committed event of `room` would reach anyone here: a member of the room or,
+    /// for a project room, a `tasks` subscriber. A room nobody receives can skip ahead.
+    pub fn has_receivers(&self, room: &str) -> bool {
+        self.inner.rooms.contains_key(room)
+            || (room.starts_with("project:")
+                && self.inner.rooms.contains_key(crate::domain::Room::TASKS))
+    }
+
+    /// The cluster feed, if this hub is one node of several.
+    pub fn feed(&self) -> Option<&Arc<dyn RoomFeed>> {
+        self.inner.feed.as_ref()
     }
 
     /// Queues an ephemeral frame to every member of `room` but one.
@@ -352,7 +426,7 @@ impl Hub {
 
     /// Applies a membership change to the user's live sessions: what `tasks` shows them, and
     /// (on removal) their subscription to the project's room.
-    fn membership_changed(&self, project: &ProjectId, user: &str, member: bool) {
+    pub(crate) fn membership_changed(&self, project: &ProjectId, user: &str, member: bool) {
         let room = project.room();
         let affected: Vec<Arc<Session>> = self
             .inner

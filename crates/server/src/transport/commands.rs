@@ -217,7 +217,7 @@ async fn run(
         Command::Presence { room } => {
             let parsed = parse_room(&room)?;
             authorize(state, &conn.caller, &parsed).await?;
-            Ok(json!({ "room": room, "present": state.hub().presence(&room) }))
+            Ok(json!({ "room": room, "present": state.presence(&room).await }))
         }
         Command::Ping => Ok(json!({})),
     }

@@ -186,10 +186,12 @@ async fn run(
         // event of an automatic subscription would otherwise overtake their replay.
         let _ = state
             .dispatcher()
-            .subscribe(&session, &format!("user:{}", conn.caller.user()));
+            .subscribe(&session, &format!("user:{}", conn.caller.user()))
+            .await;
         let _ = state
             .dispatcher()
-            .subscribe(&session, crate::domain::Room::TASKS);
+            .subscribe(&session, crate::domain::Room::TASKS)
+            .await;
     }
     let (mut sink, stream) = socket.split();
     let end = session_loop(&state, &mut conn, &mut sink, stream, outbox).await;
