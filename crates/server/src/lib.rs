@@ -141,7 +141,10 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let deadline = Duration::from_secs(state.config().shutdown_timeout_secs);
         let hub = state.hub().clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        // `into_make_service`: each connection shares the router. Serving the `Router` itself
+        // would rebuild its whole route table for every connection (axum's `with_state` per
+        // accepted stream), several KiB that a WebSocket connection keeps for its lifetime.
+        let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, closing WebSockets with 1001, finishing requests");
             let _ = stop_tx.send(true);

@@ -239,18 +239,26 @@ async fn session_loop(
     let expires = expiry_instant(conn.caller.expires_at()).unwrap_or(far_future);
     let limiter = command_limiter(config.ws_commands_per_sec, config.ws_commands_burst);
     let mut refusals = 0u32;
+    // Created and registered once, not on every wake-up: the loop wakes for every frame, and
+    // re-arming timers and waiters each time would put the timer wheel and the (process-wide)
+    // shutdown token on the per-message path.
+    let closed = session.closed();
+    let cancelled = shutdown.cancelled();
+    let expiry = sleep_until(expires);
+    let pong = sleep_until(far_future);
+    tokio::pin!(closed, cancelled, expiry, pong);
 
     loop {
         tokio::select! {
-            reason = session.closed() => return End::Close(reason.code, reason.reason),
-            _ = shutdown.cancelled() => return End::Close(close::GOING_AWAY, "server shutting down"),
-            _ = sleep_until(expires) => return End::Close(close::TOKEN_EXPIRED, "token expired"),
+            reason = &mut closed => return End::Close(reason.code, reason.reason),
+            _ = &mut cancelled => return End::Close(close::GOING_AWAY, "server shutting down"),
+            _ = &mut expiry => return End::Close(close::TOKEN_EXPIRED, "token expired"),
             frame = outbox.recv() => {
                 let Some(frame) = frame else { return End::Gone };
                 let batch = tokio::select! {
                     result = write_batch(sink, &session, frame, &mut outbox) => result,
-                    reason = session.closed() => return End::Close(reason.code, reason.reason),
-                    _ = shutdown.cancelled() => return End::Close(close::GOING_AWAY, "server shutting down"),
+                    reason = &mut closed => return End::Close(reason.code, reason.reason),
+                    _ = &mut cancelled => return End::Close(close::GOING_AWAY, "server shutting down"),
                 };
                 if batch.is_err() {
                     return End::Gone;
@@ -262,11 +270,13 @@ async fn session_loop(
                 }
                 if pong_due == far_future {
                     pong_due = Instant::now() + pong_timeout;
+                    pong.as_mut().reset(pong_due);
                 }
             }
-            _ = sleep_until(pong_due) => {
+            _ = &mut pong => {
                 missed += 1;
                 pong_due = far_future;
+                pong.as_mut().reset(far_future);
                 if missed >= config.ws_max_missed_pongs {
                     metrics::heartbeat_termination();
                     tracing::info!(connection = session.id(), "peer stopped answering pings; terminated");
@@ -294,7 +304,9 @@ async fn session_loop(
                             continue;
                         }
                         refusals = 0;
-                        let outcome = commands::handle(state, conn, &text).await;
+                        // Boxed: commands await the store, and their large futures would
+                        // otherwise be part of every idle connection's task.
+                        let outcome = Box::pin(commands::handle(state, conn, &text)).await;
                         if let Some(reply) = outcome.reply {
                             if send(sink, frame_bytes(&reply)).await.is_err() {
                                 return End::Gone;
@@ -320,7 +332,10 @@ async fn session_loop(
                     }
                     Message::Pong(_) => {
                         missed = 0;
-                        pong_due = far_future;
+                        if pong_due != far_future {
+                            pong_due = far_future;
+                            pong.as_mut().reset(far_future);
+                        }
                     }
                     // The WebSocket library answers pings by itself.
                     Message::Ping(_) => {}
