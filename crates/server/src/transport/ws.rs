@@ -217,14 +217,14 @@ async fn session_loop(
 ) -> End {
     let config = state.config();
     let session = conn.session.clone();
-    let hello = ServerFrame::Hello(Hello {
+    let hello = frame_bytes(&ServerFrame::Hello(Hello {
         connection_id: session.id().to_string(),
         user: conn.caller.user().to_string(),
         heartbeat_interval_ms: config.ws_heartbeat_interval_ms,
         server_time: chrono::Utc::now(),
         epoch: state.store().epoch().to_owned(),
-    });
-    if send(sink, frame_bytes(&hello)).await.is_err() {
+    }));
+    if send(sink, hello).await.is_err() {
         return End::Gone;
     }
     let shutdown = state.hub().shutdown_token();
@@ -265,7 +265,7 @@ async fn session_loop(
                 }
             }
             _ = heartbeat.tick() => {
-                if write_within(sink.send(Message::Ping(bytes::Bytes::from_static(b"hb")))).await.is_err() {
+                if Box::pin(write_within(sink.send(Message::Ping(bytes::Bytes::from_static(b"hb"))))).await.is_err() {
                     return End::Gone;
                 }
                 if pong_due == far_future {
@@ -363,13 +363,15 @@ fn read_error(err: axum::Error) -> End {
 }
 
 /// Sends one frame at once (hello, replies): they bypass the queue, which is for broadcasts.
+/// The write is boxed: it is rare, and its timer would otherwise take room in every idle
+/// connection's task.
 async fn send(
     sink: &mut SplitSink<WebSocket, Message>,
     frame: bytes::Bytes,
 ) -> Result<(), axum::Error> {
     let len = frame.len();
     let text = Utf8Bytes::try_from(frame).expect("frames are serialized JSON");
-    write_within(sink.send(Message::Text(text))).await?;
+    Box::pin(write_within(sink.send(Message::Text(text)))).await?;
     metrics::frames_out(1, len);
     Ok(())
 }

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Every figure of docs/performance.md, from one command:
+#   scripts/bench-all.sh [ROUNDS] [OUTDIR]
+# Builds the release binary, then for each scenario starts a fresh server on a new SQLite file
+# pinned to core 0 and runs `taskflow bench` pinned to core 1, ROUNDS times (default 3). Each
+# run's JSON report goes to OUTDIR (default target/bench-results/<time>); a summary of medians is
+# printed at the end (scripts/bench-summary.py). Loopback only; every run is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+out=${2:-target/bench-results/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
+cargo build --release --quiet
+bin=$PWD/target/release/taskflow
+ulimit -n 20000 # the hard limit on these machines; the server and the bench each need ~19,000
+token=bench-$RANDOM$RANDOM
+port=39${RANDOM:0:3}
+db_dir=$(mktemp -d)
+server_pid=
+stop_server() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  server_pid=
+}
+trap 'stop_server; rm -rf "$db_dir"' EXIT
+
+start_server() {
+  stop_server
+  rm -f "$db_dir"/bench.db*
+  TASKFLOW_ADMIN_TOKEN=$token TASKFLOW_LOG_LEVEL=warn \
+    taskset -c 0 "$bin" serve --database "sqlite://$db_dir/bench.db" --listen "127.0.0.1:$port" \
+    >"$out/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && return; sleep 0.1; done
+  echo "server did not start" >&2; exit 1
+}
+
+bench() { # name, then bench arguments
+  local name=$1; shift
+  for round in $(seq "$rounds"); do
+    start_server
+    echo "== $name (round $round of $rounds)" >&2
+    TASKFLOW_ADMIN_TOKEN=$token taskset -c 1 "$bin" bench --target "127.0.0.1:$port" \
+      --server-pid "$server_pid" --sources 16 --json --plot "$out/$name-$round.svg" "$@" \
+      >"$out/$name-$round.json"
+  done
+}
+
+bench idle-19k connections --count 19000 --rate 2000 --concurrency 200 --hold 5
+bench fanout-10k-5 fanout --subscribers 10000 --rooms 1 --rate 5 --duration 20
+bench fanout-10k-20 fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20
+bench fanout-10k-saturation fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 4 --duration 15
+bench fanout-1k-50 fanout --subscribers 1000 --rooms 1 --rate 50 --duration 20
+bench churn-1000 churn --rate 1000 --duration 60 --warmup 5 --concurrency 200
+stop_server
+python3 scripts/bench-summary.py "$out"
