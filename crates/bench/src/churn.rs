@@ -65,8 +65,11 @@ pub async fn run(target: &Target, plan: &ChurnPlan) -> Result<ChurnReport, Bench
     setup.project(&room).await?;
     // Enough users for the per-user limits: at most CONNECTIONS_PER_USER in flight each, and
     // at most half the server's default request rate (200/s per user) in handshakes.
-    let slots = plan.concurrency.max(plan.rate as usize / 100 * setup::CONNECTIONS_PER_USER);
-    let users = setup::users_for(&setup, &format!("churn-{run}"), slots.max(1), Some(&room)).await?;
+    let slots = plan
+        .concurrency
+        .max(plan.rate as usize / 100 * setup::CONNECTIONS_PER_USER);
+    let users =
+        setup::users_for(&setup, &format!("churn-{run}"), slots.max(1), Some(&room)).await?;
     let users = Arc::new(users);
     let dialer = Arc::new(Dialer::new(target, plan.sources));
     let room = Arc::new(format!("project:{room}"));

@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::time::Duration;
 use taskflow_protocol::{close, Hello, ServerFrame};
-use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
+use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 
 /// Frames written per flush at most: enough to amortize the write, small enough to keep one
@@ -193,8 +193,8 @@ async fn run(
             .subscribe(&session, crate::domain::Room::TASKS)
             .await;
     }
-    let (mut sink, stream) = socket.split();
-    let end = session_loop(&state, &mut conn, &mut sink, stream, outbox).await;
+    let (mut sink, mut stream) = socket.split();
+    let end = session_loop(&state, &mut conn, &mut sink, &mut stream, outbox).await;
     // Out of every room first (no more frames queued, presence.left announced), then the close
     // frame: it waits behind whatever the socket already holds, for a bounded time.
     state.hub().disconnect(&session);
@@ -203,7 +203,20 @@ async fn run(
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            if sink.send(Message::Close(Some(frame))).await.is_err() {
+                return;
+            }
+            // The closing handshake: read (and drop) what the client still sends until its close
+            // frame. Closing the socket with its input unread would make the kernel answer with a
+            // reset, and the client could lose our close frame, and with it the reason.
+            while let Some(Ok(message)) = stream.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     drop(admission);
 }
@@ -212,7 +225,7 @@ async fn session_loop(
     state: &AppState,
     conn: &mut Connection,
     sink: &mut SplitSink<WebSocket, Message>,
-    mut stream: SplitStream<WebSocket>,
+    stream: &mut SplitStream<WebSocket>,
     mut outbox: Outbox,
 ) -> End {
     let config = state.config();
@@ -227,32 +240,31 @@ async fn session_loop(
     if send(sink, hello).await.is_err() {
         return End::Gone;
     }
-    let shutdown = state.hub().shutdown_token();
     let every = Duration::from_millis(config.ws_heartbeat_interval_ms.max(1));
-    let mut heartbeat = interval_at(Instant::now() + every, every);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let pong_timeout = Duration::from_millis(config.ws_pong_timeout_ms);
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-    // When the outstanding ping's pong is due; far in the future when none is outstanding.
-    let mut pong_due = far_future;
+    let mut clock = Deadlines {
+        ping: Instant::now() + every,
+        pong: far_future,
+        expires: expiry_instant(conn.caller.expires_at()).unwrap_or(far_future),
+    };
     let mut missed = 0u32;
-    let expires = expiry_instant(conn.caller.expires_at()).unwrap_or(far_future);
     let limiter = command_limiter(config.ws_commands_per_sec, config.ws_commands_burst);
     let mut refusals = 0u32;
-    // Created and registered once, not on every wake-up: the loop wakes for every frame, and
-    // re-arming timers and waiters each time would put the timer wheel and the (process-wide)
-    // shutdown token on the per-message path.
+    // Everything below is created and registered once, not on every wake-up: the loop wakes for
+    // every frame. A child of the shutdown token, so that waiting on it locks this connection's
+    // own node, never the process-wide one; and one timer for the heartbeat, the pong deadline
+    // and the token's expiry, so a wake-up polls one timer instead of three.
+    let shutdown = state.hub().shutdown_token().child_token();
     let closed = session.closed();
     let cancelled = shutdown.cancelled();
-    let expiry = sleep_until(expires);
-    let pong = sleep_until(far_future);
-    tokio::pin!(closed, cancelled, expiry, pong);
+    let timer = sleep_until(clock.next());
+    tokio::pin!(closed, cancelled, timer);
 
     loop {
         tokio::select! {
             reason = &mut closed => return End::Close(reason.code, reason.reason),
             _ = &mut cancelled => return End::Close(close::GOING_AWAY, "server shutting down"),
-            _ = &mut expiry => return End::Close(close::TOKEN_EXPIRED, "token expired"),
             frame = outbox.recv() => {
                 let Some(frame) = frame else { return End::Gone };
                 let batch = tokio::select! {
@@ -264,24 +276,31 @@ async fn session_loop(
                     return End::Gone;
                 }
             }
-            _ = heartbeat.tick() => {
-                if Box::pin(write_within(sink.send(Message::Ping(bytes::Bytes::from_static(b"hb"))))).await.is_err() {
-                    return End::Gone;
+            _ = &mut timer => {
+                let now = Instant::now();
+                if now >= clock.expires {
+                    return End::Close(close::TOKEN_EXPIRED, "token expired");
                 }
-                if pong_due == far_future {
-                    pong_due = Instant::now() + pong_timeout;
-                    pong.as_mut().reset(pong_due);
+                if now >= clock.pong {
+                    missed += 1;
+                    clock.pong = far_future;
+                    if missed >= config.ws_max_missed_pongs {
+                        metrics::heartbeat_termination();
+                        tracing::info!(connection = session.id(), "peer stopped answering pings; terminated");
+                        return End::Close(close::HEARTBEAT_TIMEOUT, "no pong: connection considered dead");
+                    }
                 }
-            }
-            _ = &mut pong => {
-                missed += 1;
-                pong_due = far_future;
-                pong.as_mut().reset(far_future);
-                if missed >= config.ws_max_missed_pongs {
-                    metrics::heartbeat_termination();
-                    tracing::info!(connection = session.id(), "peer stopped answering pings; terminated");
-                    return End::Close(close::HEARTBEAT_TIMEOUT, "no pong: connection considered dead");
+                if now >= clock.ping {
+                    if Box::pin(write_within(sink.send(Message::Ping(bytes::Bytes::from_static(b"hb"))))).await.is_err() {
+                        return End::Gone;
+                    }
+                    let now = Instant::now();
+                    if clock.pong == far_future {
+                        clock.pong = now + pong_timeout;
+                    }
+                    clock.ping = now + every;
                 }
+                timer.as_mut().reset(clock.next());
             }
             incoming = stream.next() => {
                 let message = match incoming {
@@ -331,11 +350,10 @@ async fn session_loop(
                         }
                     }
                     Message::Pong(_) => {
+                        // The timer may still be set for the old pong deadline: it then finds
+                        // nothing due and re-arms for the next ping.
                         missed = 0;
-                        if pong_due != far_future {
-                            pong_due = far_future;
-                            pong.as_mut().reset(far_future);
-                        }
+                        clock.pong = far_future;
                     }
                     // The WebSocket library answers pings by itself.
                     Message::Ping(_) => {}
@@ -343,6 +361,23 @@ async fn session_loop(
                 }
             }
         }
+    }
+}
+
+/// When the session loop must next act on its own: ping, give up on a pong, or close for an
+/// expired token.
+struct Deadlines {
+    /// The next heartbeat ping.
+    ping: Instant,
+    /// When the outstanding ping's pong is due; far in the future when none is outstanding.
+    pong: Instant,
+    /// When the token expires.
+    expires: Instant,
+}
+
+impl Deadlines {
+    fn next(&self) -> Instant {
+        self.ping.min(self.pong).min(self.expires)
     }
 }
 
