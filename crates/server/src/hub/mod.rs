@@ -9,6 +9,7 @@
 //! committed events (through [`dispatch::Dispatcher`], an `EventSink`), and where it must read
 //! the log it goes through the [`EventSource`] trait.
 
+pub mod bench_api;
 pub mod dispatch;
 pub mod feed;
 pub mod metrics;
