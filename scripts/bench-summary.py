@@ -21,7 +21,10 @@ out = pathlib.Path(sys.argv[1])
 runs = {}
 for f in sorted(out.glob("*.json")):
     name = f.stem.rsplit("-", 1)[0]
-    runs.setdefault(name, []).append(json.loads(f.read_text()))
+    try:
+        runs.setdefault(name, []).append(json.loads(f.read_text()))
+    except json.JSONDecodeError:
+        print(f"{f.name}: not a report (run failed or still running)", file=sys.stderr)
 for name, reports in runs.items():
     kind = reports[0]["scenario"]
     cells = []
