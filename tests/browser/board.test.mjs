@@ -264,8 +264,10 @@ test("the live board: two people, live changes, presence, chat, offline, restart
     ({ child: server } = await startServer({ db, port }));
     // Written before the pages are back: they get it from the resume.
     await rest(base, "POST", "/tasks", { title: "After the restart", project_id: "web", priority: 3 });
-    await waitForState(a, "live");
-    await waitForState(b, "live");
+    // The pages retry with jittered backoff (at most 10 s apart), possibly through the SSE and
+    // polling fallbacks first: allow two full ceilings and then some on a loaded machine.
+    await waitForState(a, "live", 2 * WAIT);
+    await waitForState(b, "live", 2 * WAIT);
     const truth = Object.fromEntries((await rest(base, "GET", "/tasks?project=web&limit=500")).items.map((t) => [t.id, t.status]));
     assert.equal(Object.keys(truth).length, 4);
     for (const page of [a, b]) {

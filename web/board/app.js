@@ -176,6 +176,9 @@ class App {
     this.client = connect({
       token: this.token,
       rooms: [room, `user:${this.me.user}`],
+      // A page someone is looking at: after an outage, retry at least every 10 s (the library's
+      // default ceiling, 30 s, suits unattended clients better).
+      backoffCap: 10000,
       onState: (state, info) => {
         this.indicator.show(state, info);
         if (state === "live" || state === "degraded") this.refreshPresence();
