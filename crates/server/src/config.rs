@@ -174,7 +174,7 @@ impl Default for Config {
             ws_pong_timeout_ms: 5_000,
             ws_max_missed_pongs: 3,
             ws_max_message_bytes: 64 * 1024,
-            ws_read_buffer_bytes: 1024,
+            ws_read_buffer_bytes: 256,
             ws_queue_messages: 1024,
             ws_queue_bytes: 4 * 1024 * 1024,
             ws_max_subscriptions: 100,

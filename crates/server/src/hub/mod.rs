@@ -24,11 +24,11 @@ use session::{ConnId, QueueLimits, Session};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use taskflow_protocol::{LoggedEvent, PresenceChange, Present, ServerFrame};
+use taskflow_protocol::{close, LoggedEvent, PresenceChange, Present, ServerFrame};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use session::{CloseReason, OfferError, Outbox};
+pub use session::{CloseReason, Empty, OfferError, Outbox, Ready};
 
 /// Reads the event log; implemented over the store, used to fill gaps.
 pub trait EventSource: Send + Sync + 'static {
@@ -209,6 +209,10 @@ impl Hub {
         let (session, outbox) = Session::new(id, user, admin, projects, self.inner.limits.queue);
         self.inner.sessions.insert(id, session.clone());
         metrics::connection_opened();
+        // Shutdown closes the sessions it finds; one registered after it looked closes here.
+        if self.inner.shutdown.is_cancelled() {
+            session.close(close::GOING_AWAY, SHUTTING_DOWN);
+        }
         (session, outbox)
     }
 
@@ -460,11 +464,16 @@ impl Hub {
     /// Tells every session to close with 1001 and refuses new ones; returns at once.
     pub fn begin_shutdown(&self) {
         self.inner.shutdown.cancel();
+        // Each session is told through its own close signal, which its transport waits on
+        // anyway: no connection has to watch a process-wide token on every wake-up.
+        for session in self.inner.sessions.iter() {
+            session.close(close::GOING_AWAY, SHUTTING_DOWN);
+        }
     }
 
     /// Closes every session with 1001 and waits (up to `deadline`) for the transports to finish.
     pub async fn shutdown(&self, deadline: std::time::Duration) {
-        self.inner.shutdown.cancel();
+        self.begin_shutdown();
         self.inner.tasks.close();
         if tokio::time::timeout(deadline, self.inner.tasks.wait())
             .await
@@ -482,6 +491,9 @@ impl Hub {
         self.inner.sessions.len()
     }
 }
+
+/// The close reason every session gets at shutdown.
+const SHUTTING_DOWN: &str = "server shutting down";
 
 /// Presence is announced in project rooms; `tasks` and `user:` rooms are private feeds.
 fn announces_presence(room: &str) -> bool {

@@ -4,10 +4,13 @@
 
 use crate::domain::{ProjectId, UserId};
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use futures::task::AtomicWaker;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use tokio::sync::{mpsc, Notify};
+use std::task::{Context, Poll};
+use tokio::sync::Notify;
 
 /// A connection id, unique within this process.
 pub type ConnId = u64;
@@ -40,8 +43,16 @@ pub struct Session {
     user: UserId,
     /// Admins see every project.
     admin: bool,
-    /// Frames waiting to be written. Bounded in count here and in bytes by `queued_bytes`.
-    queue: mpsc::Sender<Bytes>,
+    /// Frames waiting to be written, bounded in count by `capacity` and in bytes by
+    /// `queued_bytes`. A plain deque behind an uncontended lock rather than a channel: it
+    /// allocates nothing while the connection is idle (a channel's first block is 1 KiB), and
+    /// the writer takes everything queued in one swap.
+    queue: Mutex<VecDeque<Bytes>>,
+    /// The transport task waiting for frames or for the close signal. Woken only when the queue
+    /// stops being empty, or when the session starts closing: a burst of frames costs one wake.
+    writer: AtomicWaker,
+    /// The transport dropped its outbox: nothing will ever drain the queue again.
+    detached: AtomicBool,
     /// Bytes currently queued; the writer subtracts what it has written.
     queued_bytes: AtomicUsize,
     /// The most bytes that may wait in the queue.
@@ -52,11 +63,14 @@ pub struct Session {
     close_signal: Notify,
     /// The projects whose task events reach this session through the `tasks` room (members
     /// only; unused for admins). Read per delivery, written only on membership changes: a
-    /// reader-writer lock, never held across an await.
-    projects: RwLock<HashSet<ProjectId>>,
-    /// The rooms this session is subscribed to, so leaving costs O(its rooms). Never held
-    /// across an await.
-    rooms: Mutex<HashSet<String>>,
+    /// reader-writer lock, never held across an await. A sorted list, searched by bisection:
+    /// smaller than a hash set for the few projects a user belongs to.
+    projects: RwLock<Vec<ProjectId>>,
+    /// The rooms this session is subscribed to, so leaving costs O(its rooms). A short list
+    /// (bounded by `ws_max_subscriptions`) rather than a hash set: most sessions hold two or
+    /// three rooms, and a set's table would cost every connection more than the search saves.
+    /// Never held across an await.
+    rooms: Mutex<Vec<Box<str>>>,
     /// Live frames held back per subscription while that subscription's missed events are
     /// replayed from the log; flushed behind the replay. Never held across an await.
     diverted: Mutex<HashMap<String, Diversion>>,
@@ -69,11 +83,12 @@ pub struct Session {
     next_diversion: AtomicU64,
     /// The capacity of the queue, for the replay's high-water mark.
     capacity: usize,
-    /// Woken whenever the writer has taken frames off the queue: replays wait on it for room.
+    /// Woken, while a subscription is diverted, whenever the writer has written frames: replays
+    /// wait on it for room.
     drained: Notify,
     /// A listener that does not count as present (a long poll, which comes and goes with every
     /// request): its joins and leaves announce nothing.
-    silent: std::sync::atomic::AtomicBool,
+    silent: AtomicBool,
 }
 
 /// Live frames held back while a subscription's missed events are replayed.
@@ -85,8 +100,116 @@ struct Diversion {
     held: std::collections::VecDeque<Bytes>,
 }
 
-/// The receiving end of a session's queue, owned by its transport.
-pub type Outbox = mpsc::Receiver<Bytes>;
+/// The receiving end of a session's queue, owned by its transport. It takes the queued frames
+/// a whole queue at a time, so draining a burst locks once, not once per frame.
+#[derive(Debug)]
+pub struct Outbox {
+    /// The session whose queue this drains.
+    session: Arc<Session>,
+    /// Frames taken from the queue and not handed out yet, oldest first.
+    taken: VecDeque<Bytes>,
+}
+
+/// What woke the writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ready {
+    /// Frames are waiting: take them with [`Outbox::try_recv`].
+    Frames,
+    /// The session must close, for this reason. Takes precedence over queued frames.
+    Closing(CloseReason),
+}
+
+/// The queue was empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Empty;
+
+impl Outbox {
+    /// Frames waiting, or the session closing; registers the task to be woken otherwise.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Ready> {
+        let session = &self.session;
+        if let Some(reason) = session.closing.get() {
+            return Poll::Ready(Ready::Closing(reason.clone()));
+        }
+        if !self.taken.is_empty() {
+            return Poll::Ready(Ready::Frames);
+        }
+        session.writer.register(cx.waker());
+        // Checked again after registering: a frame or a close that came in between has either
+        // seen the registration (and woken us) or is visible now.
+        if let Some(reason) = session.closing.get() {
+            return Poll::Ready(Ready::Closing(reason.clone()));
+        }
+        if self.take() {
+            Poll::Ready(Ready::Frames)
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Waits for frames or for the close signal.
+    pub async fn ready(&mut self) -> Ready {
+        poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
+    /// The next frame, waiting for one. Closing does not end the wait: transports that care
+    /// watch [`Session::closed`] beside it.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        poll_fn(|cx| {
+            if let Ok(frame) = self.try_recv() {
+                return Poll::Ready(Some(frame));
+            }
+            self.session.writer.register(cx.waker());
+            match self.try_recv() {
+                Ok(frame) => Poll::Ready(Some(frame)),
+                Err(Empty) => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// The next frame, if one is queued.
+    pub fn try_recv(&mut self) -> Result<Bytes, Empty> {
+        if let Some(frame) = self.taken.pop_front() {
+            return Ok(frame);
+        }
+        if self.take() {
+            Ok(self.taken.pop_front().expect("just taken"))
+        } else {
+            Err(Empty)
+        }
+    }
+
+    /// Moves everything queued into `taken`; false if nothing was. `taken` is empty here, so the
+    /// two deques trade places and keep their capacity, unless a burst grew it past the usual.
+    fn take(&mut self) -> bool {
+        debug_assert!(self.taken.is_empty());
+        let mut queue = self.session.queue.lock().expect("never poisoned");
+        if queue.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut *queue, &mut self.taken);
+        if queue.capacity() > KEPT_CAPACITY {
+            *queue = VecDeque::new();
+        }
+        true
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.session.detached.store(true, Ordering::Release);
+        // Whatever is still queued will never be written: free it now, not with the session.
+        let dropped = std::mem::take(&mut *self.session.queue.lock().expect("never poisoned"));
+        let bytes: usize = dropped.iter().chain(&self.taken).map(Bytes::len).sum();
+        self.session
+            .queued_bytes
+            .fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Slots a queue keeps between bursts: a connection that once received a burst does not hold
+/// the burst's worth of memory for the rest of its life.
+const KEPT_CAPACITY: usize = 16;
 
 /// Limits of one session's queue.
 #[derive(Debug, Clone, Copy)]
@@ -106,26 +229,35 @@ impl Session {
         projects: HashSet<ProjectId>,
         limits: QueueLimits,
     ) -> (Arc<Self>, Outbox) {
-        let (queue, outbox) = mpsc::channel(limits.messages.max(1));
         let session = Arc::new(Self {
             id,
             user,
             admin,
-            queue,
+            queue: Mutex::new(VecDeque::new()),
+            writer: AtomicWaker::new(),
+            detached: AtomicBool::new(false),
             queued_bytes: AtomicUsize::new(0),
             max_queued_bytes: limits.bytes,
             closing: OnceLock::new(),
             close_signal: Notify::new(),
-            projects: RwLock::new(projects),
-            rooms: Mutex::new(HashSet::new()),
+            projects: RwLock::new({
+                let mut projects: Vec<_> = projects.into_iter().collect();
+                projects.sort_unstable();
+                projects
+            }),
+            rooms: Mutex::new(Vec::new()),
             diverted: Mutex::new(HashMap::new()),
             diverting: AtomicUsize::new(0),
             max_diverted: limits.messages.max(1),
             next_diversion: AtomicU64::new(1),
             capacity: limits.messages.max(1),
             drained: Notify::new(),
-            silent: std::sync::atomic::AtomicBool::new(false),
+            silent: AtomicBool::new(false),
         });
+        let outbox = Outbox {
+            session: session.clone(),
+            taken: VecDeque::new(),
+        };
         (session, outbox)
     }
 
@@ -155,12 +287,11 @@ impl Session {
         let result = if queued > self.max_queued_bytes {
             Err(OfferError::Slow)
         } else {
-            match self.queue.try_send(frame.clone()) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(_)) => Err(OfferError::Slow),
-                Err(mpsc::error::TrySendError::Closed(_)) => Err(OfferError::Closed),
-            }
+            self.push(frame.clone(), self.capacity)
         };
+        if result.is_ok() {
+            return result;
+        }
         self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
         if result == Err(OfferError::Slow) {
             super::metrics::slow_consumer();
@@ -170,6 +301,32 @@ impl Session {
             );
         }
         result
+    }
+
+    /// Appends a frame if the queue holds fewer than `limit`; wakes the writer if the queue was
+    /// empty (otherwise it is already awake or about to be). Does not count bytes.
+    fn push(&self, frame: Bytes, limit: usize) -> Result<(), OfferError> {
+        if self.detached.load(Ordering::Acquire) {
+            return Err(OfferError::Closed);
+        }
+        let was_empty = {
+            let mut queue = self.queue.lock().expect("never poisoned");
+            if queue.len() >= limit {
+                return Err(OfferError::Slow);
+            }
+            let was_empty = queue.is_empty();
+            queue.push_back(frame);
+            was_empty
+        };
+        if was_empty {
+            self.writer.wake();
+        }
+        Ok(())
+    }
+
+    /// How many frames wait in the queue (not counting those the writer has already taken).
+    fn queued(&self) -> usize {
+        self.queue.lock().expect("never poisoned").len()
     }
 
     /// Queues a frame of the subscription `via`: held back if that subscription is being
@@ -208,9 +365,13 @@ impl Session {
             if self.closing.get().is_some() || !self.is_diverted(via, id) {
                 return Err(OfferError::Closed);
             }
-            if self.queue.capacity() > self.capacity / 2 {
-                self.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed);
-                return self.queue.try_send(frame).map_err(|_| OfferError::Closed);
+            if self.queued() < self.capacity - self.capacity / 2 {
+                let size = frame.len();
+                self.queued_bytes.fetch_add(size, Ordering::Relaxed);
+                return self.push(frame, self.capacity).map_err(|_| {
+                    self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                    OfferError::Closed
+                });
             }
             drained.await;
         }
@@ -250,7 +411,7 @@ impl Session {
                 let Some(diversion) = diverted.get_mut(via).filter(|d| d.id == id) else {
                     return;
                 };
-                while self.queue.capacity() > 0 {
+                while self.queued() < self.capacity {
                     let Some(frame) = diversion.held.pop_front() else {
                         break;
                     };
@@ -297,13 +458,31 @@ impl Session {
     /// Records that the transport wrote `bytes` taken from the queue.
     pub fn written(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        self.drained.notify_waiters();
+        // Only replays wait for room, and only while a subscription is diverted: the common
+        // case skips the notifier's lock.
+        if self.diverting.load(Ordering::Acquire) > 0 {
+            self.drained.notify_waiters();
+        }
     }
 
     /// Asks the transport to close the session. The first reason wins.
     pub fn close(&self, code: u16, reason: &'static str) {
         if self.closing.set(CloseReason { code, reason }).is_ok() {
+            self.writer.wake();
             self.close_signal.notify_one();
+        }
+    }
+
+    /// The close reason once the session has been asked to close; registers the task to be
+    /// woken otherwise. For the transport that owns the outbox, while it writes.
+    pub fn poll_closing(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        if let Some(reason) = self.closing.get() {
+            return Poll::Ready(reason.clone());
+        }
+        self.writer.register(cx.waker());
+        match self.closing.get() {
+            Some(reason) => Poll::Ready(reason.clone()),
+            None => Poll::Pending,
         }
     }
 
@@ -325,7 +504,8 @@ impl Session {
                 .projects
                 .read()
                 .expect("never poisoned: no panics under lock")
-                .contains(project)
+                .binary_search(project)
+                .is_ok()
     }
 
     /// Updates what the session may see after a membership change.
@@ -334,24 +514,35 @@ impl Session {
             .projects
             .write()
             .expect("never poisoned: no panics under lock");
-        if member {
-            projects.insert(project.clone());
-        } else {
-            projects.remove(project);
+        match (projects.binary_search(project), member) {
+            (Err(at), true) => projects.insert(at, project.clone()),
+            (Ok(at), false) => {
+                projects.remove(at);
+            }
+            _ => {}
         }
     }
 
     /// Notes a subscription; false if it was already there.
     pub(crate) fn add_room(&self, room: &str) -> bool {
-        self.rooms
-            .lock()
-            .expect("never poisoned")
-            .insert(room.to_owned())
+        let mut rooms = self.rooms.lock().expect("never poisoned");
+        if rooms.iter().any(|r| &**r == room) {
+            return false;
+        }
+        rooms.push(room.into());
+        true
     }
 
     /// Forgets a subscription; false if it was not there.
     pub(crate) fn remove_room(&self, room: &str) -> bool {
-        self.rooms.lock().expect("never poisoned").remove(room)
+        let mut rooms = self.rooms.lock().expect("never poisoned");
+        match rooms.iter().position(|r| &**r == room) {
+            Some(at) => {
+                rooms.swap_remove(at);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The rooms the session is subscribed to.
@@ -360,7 +551,7 @@ impl Session {
             .lock()
             .expect("never poisoned")
             .iter()
-            .cloned()
+            .map(|r| r.to_string())
             .collect()
     }
 

@@ -7,7 +7,7 @@ use super::commands::{self, Connection};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::hub::session::Session;
-use crate::hub::{frame_bytes, metrics, Admission, Outbox};
+use crate::hub::{frame_bytes, metrics, Admission, Outbox, Ready};
 use crate::state::AppState;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -15,11 +15,12 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::HashSet;
+use std::future::{poll_fn, Future};
 use std::num::NonZeroU32;
+use std::task::Poll;
 use std::time::Duration;
 use taskflow_protocol::{close, Hello, ServerFrame};
 use tokio::time::{sleep_until, Instant};
@@ -34,6 +35,10 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// After this many consecutive commands refused for rate, the connection is closed (1008).
 const MAX_RATE_REFUSALS: u32 = 20;
+
+/// While frames keep coming, the socket is read first at least once per this many write
+/// batches: pongs and commands are not starved by a busy room.
+const READ_TURN: u32 = 8;
 
 /// The handshake: upgrade checks (426), Origin allow-list (403), token (401), connection
 /// limits (503), then the upgrade.
@@ -163,69 +168,92 @@ enum End {
 }
 
 /// One connection, from hello to close.
-async fn run(
+///
+/// This future is the connection's task for its whole life, so its size is memory per
+/// connection: it is an `async move` block rather than an `async fn`, whose arguments would be
+/// stored twice (as arguments, then as the locals they are moved into), and every await that
+/// happens once or rarely is boxed, since the task keeps the size of its largest state.
+#[allow(clippy::manual_async_fn)]
+fn run(
     state: AppState,
-    socket: WebSocket,
+    mut socket: WebSocket,
     caller: Caller,
     projects: HashSet<crate::domain::ProjectId>,
     admission: Admission,
     automatic: bool,
-) {
-    let (session, outbox) = state
-        .hub()
-        .connect(caller.user().clone(), caller.is_admin(), projects);
-    let mut conn = Connection {
-        caller,
-        session: session.clone(),
-        implicit_tasks: automatic,
-    };
-    if automatic {
-        // Every tab of a user gets its direct notifications; a client that never subscribes
-        // gets `tasks`, so the simplest client works unchanged. Clients that resume connect
-        // with `?auto=false` and subscribe to each room from their own position instead: a live
-        // event of an automatic subscription would otherwise overtake their replay.
-        let _ = state
-            .dispatcher()
-            .subscribe(&session, &format!("user:{}", conn.caller.user()))
-            .await;
-        let _ = state
-            .dispatcher()
-            .subscribe(&session, crate::domain::Room::TASKS)
-            .await;
-    }
-    let (mut sink, mut stream) = socket.split();
-    let end = session_loop(&state, &mut conn, &mut sink, &mut stream, outbox).await;
-    // Out of every room first (no more frames queued, presence.left announced), then the close
-    // frame: it waits behind whatever the socket already holds, for a bounded time.
-    state.hub().disconnect(&session);
-    if let End::Close(code, reason) = end {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
+) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let (session, outbox) =
+            state
+                .hub()
+                .connect(caller.user().clone(), caller.is_admin(), projects);
+        let mut conn = Connection {
+            caller,
+            session: session.clone(),
+            implicit_tasks: automatic,
         };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-            if sink.send(Message::Close(Some(frame))).await.is_err() {
-                return;
-            }
-            // The closing handshake: read (and drop) what the client still sends until its close
-            // frame. Closing the socket with its input unread would make the kernel answer with a
-            // reset, and the client could lose our close frame, and with it the reason.
-            while let Some(Ok(message)) = stream.next().await {
-                if matches!(message, Message::Close(_)) {
-                    break;
+        if automatic {
+            // Every tab of a user gets its direct notifications; a client that never subscribes
+            // gets `tasks`, so the simplest client works unchanged. Clients that resume connect
+            // with `?auto=false` and subscribe to each room from their own position instead: a live
+            // event of an automatic subscription would otherwise overtake their replay.
+            let _ = Box::pin(
+                state
+                    .dispatcher()
+                    .subscribe(&session, &format!("user:{}", conn.caller.user())),
+            )
+            .await;
+            let _ = Box::pin(
+                state
+                    .dispatcher()
+                    .subscribe(&session, crate::domain::Room::TASKS),
+            )
+            .await;
+        }
+        // One task owns the socket whole, reading and writing it in turn: no lock shared by two
+        // halves, and nothing on the read side is polled when the wake-up was for frames.
+        let end = session_loop(&state, &mut conn, &mut socket, outbox).await;
+        // Out of every room first (no more frames queued, presence.left announced), then the close
+        // frame: it waits behind whatever the socket already holds, for a bounded time.
+        state.hub().disconnect(&session);
+        if let End::Close(code, reason) = end {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, async {
+                if socket.send(Message::Close(Some(frame))).await.is_err() {
+                    return;
                 }
-            }
-        })
-        .await;
+                // The closing handshake: read (and drop) what the client still sends until its close
+                // frame. Closing the socket with its input unread would make the kernel answer with a
+                // reset, and the client could lose our close frame, and with it the reason.
+                while let Some(Ok(message)) = socket.next().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            }))
+            .await;
+        }
+        drop(admission);
     }
-    drop(admission);
+}
+
+/// What woke the session loop.
+enum Wake {
+    /// Frames to write, or the close signal.
+    Outbox(Ready),
+    /// The heartbeat, pong or expiry timer.
+    Timer,
+    /// Something from the client (or the end of its stream).
+    Read(Option<Result<Message, axum::Error>>),
 }
 
 async fn session_loop(
     state: &AppState,
     conn: &mut Connection,
-    sink: &mut SplitSink<WebSocket, Message>,
-    stream: &mut SplitStream<WebSocket>,
+    socket: &mut WebSocket,
     mut outbox: Outbox,
 ) -> End {
     let config = state.config();
@@ -237,7 +265,7 @@ async fn session_loop(
         server_time: chrono::Utc::now(),
         epoch: state.store().epoch().to_owned(),
     }));
-    if send(sink, hello).await.is_err() {
+    if Box::pin(send(socket, hello)).await.is_err() {
         return End::Gone;
     }
     let every = Duration::from_millis(config.ws_heartbeat_interval_ms.max(1));
@@ -251,32 +279,59 @@ async fn session_loop(
     let mut missed = 0u32;
     let limiter = command_limiter(config.ws_commands_per_sec, config.ws_commands_burst);
     let mut refusals = 0u32;
-    // Everything below is created and registered once, not on every wake-up: the loop wakes for
-    // every frame. A child of the shutdown token, so that waiting on it locks this connection's
-    // own node, never the process-wide one; and one timer for the heartbeat, the pong deadline
-    // and the token's expiry, so a wake-up polls one timer instead of three.
-    let shutdown = state.hub().shutdown_token().child_token();
-    let closed = session.closed();
-    let cancelled = shutdown.cancelled();
+    // One timer for the heartbeat, the pong deadline and the token's expiry, created once: a
+    // wake-up polls one timer instead of three. Shutdown arrives as the session's close signal.
     let timer = sleep_until(clock.next());
-    tokio::pin!(closed, cancelled, timer);
+    tokio::pin!(timer);
+    let mut batches_since_read = 0u32;
 
     loop {
-        tokio::select! {
-            reason = &mut closed => return End::Close(reason.code, reason.reason),
-            _ = &mut cancelled => return End::Close(close::GOING_AWAY, "server shutting down"),
-            frame = outbox.recv() => {
-                let Some(frame) = frame else { return End::Gone };
-                let batch = tokio::select! {
-                    result = write_batch(sink, &session, frame, &mut outbox) => result,
-                    reason = &mut closed => return End::Close(reason.code, reason.reason),
-                    _ = &mut cancelled => return End::Close(close::GOING_AWAY, "server shutting down"),
-                };
-                if batch.is_err() {
-                    return End::Gone;
+        // Polled by hand, in an order that fits the traffic: the queue first, as almost every
+        // wake-up is for frames, and the socket last, so a wake-up for frames does not also
+        // attempt a read; except every READ_TURN batches, when the socket goes first.
+        let read_first = batches_since_read >= READ_TURN;
+        let wake = poll_fn(|cx| {
+            if read_first {
+                if let Poll::Ready(incoming) = socket.poll_next_unpin(cx) {
+                    return Poll::Ready(Wake::Read(incoming));
                 }
             }
-            _ = &mut timer => {
+            if let Poll::Ready(ready) = outbox.poll_ready(cx) {
+                return Poll::Ready(Wake::Outbox(ready));
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+            if !read_first {
+                if let Poll::Ready(incoming) = socket.poll_next_unpin(cx) {
+                    return Poll::Ready(Wake::Read(incoming));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match wake {
+            Wake::Outbox(Ready::Closing(reason)) => return End::Close(reason.code, reason.reason),
+            Wake::Outbox(Ready::Frames) => {
+                batches_since_read += 1;
+                // A write to a client that does not read can wait; the close signal cannot.
+                // Boxed: an idle connection's task need not have room for a write in progress.
+                let batch = Box::pin(async {
+                    let closing = poll_fn(|cx| session.poll_closing(cx));
+                    tokio::select! {
+                        biased;
+                        reason = closing => Err(Some(reason)),
+                        result = write_batch(socket, &session, &mut outbox) => result.map_err(|_| None),
+                    }
+                })
+                .await;
+                match batch {
+                    Ok(()) => {}
+                    Err(Some(reason)) => return End::Close(reason.code, reason.reason),
+                    Err(None) => return End::Gone,
+                }
+            }
+            Wake::Timer => {
                 let now = Instant::now();
                 if now >= clock.expires {
                     return End::Close(close::TOKEN_EXPIRED, "token expired");
@@ -286,12 +341,23 @@ async fn session_loop(
                     clock.pong = far_future;
                     if missed >= config.ws_max_missed_pongs {
                         metrics::heartbeat_termination();
-                        tracing::info!(connection = session.id(), "peer stopped answering pings; terminated");
-                        return End::Close(close::HEARTBEAT_TIMEOUT, "no pong: connection considered dead");
+                        tracing::info!(
+                            connection = session.id(),
+                            "peer stopped answering pings; terminated"
+                        );
+                        return End::Close(
+                            close::HEARTBEAT_TIMEOUT,
+                            "no pong: connection considered dead",
+                        );
                     }
                 }
                 if now >= clock.ping {
-                    if Box::pin(write_within(sink.send(Message::Ping(bytes::Bytes::from_static(b"hb"))))).await.is_err() {
+                    if Box::pin(write_within(
+                        socket.send(Message::Ping(bytes::Bytes::from_static(b"hb"))),
+                    ))
+                    .await
+                    .is_err()
+                    {
                         return End::Gone;
                     }
                     let now = Instant::now();
@@ -302,53 +368,14 @@ async fn session_loop(
                 }
                 timer.as_mut().reset(clock.next());
             }
-            incoming = stream.next() => {
+            Wake::Read(incoming) => {
+                batches_since_read = 0;
                 let message = match incoming {
                     None => return End::Gone,
                     Some(Ok(message)) => message,
                     Some(Err(err)) => return read_error(err),
                 };
                 match message {
-                    Message::Text(text) => {
-                        metrics::frame_in(text.len());
-                        if limiter.check().is_err() {
-                            refusals += 1;
-                            if refusals >= MAX_RATE_REFUSALS {
-                                return End::Close(close::POLICY_VIOLATION, "command rate exceeded");
-                            }
-                            let reply = rate_refusal(&text);
-                            if send(sink, frame_bytes(&reply)).await.is_err() {
-                                return End::Gone;
-                            }
-                            continue;
-                        }
-                        refusals = 0;
-                        // Boxed: commands await the store, and their large futures would
-                        // otherwise be part of every idle connection's task.
-                        let outcome = Box::pin(commands::handle(state, conn, &text)).await;
-                        if let Some(reply) = outcome.reply {
-                            if send(sink, frame_bytes(&reply)).await.is_err() {
-                                return End::Gone;
-                            }
-                        }
-                        if let Some(replay) = outcome.replay {
-                            // The reply is out; the missed events follow through the queue,
-                            // which this loop keeps draining.
-                            tokio::spawn(replay.run());
-                        }
-                    }
-                    Message::Binary(data) => {
-                        metrics::frame_in(data.len());
-                        let reply = ServerFrame::Error { error: taskflow_protocol::ErrorDetail {
-                            code: "unsupported".into(),
-                            message: "binary frames are not part of the protocol; send JSON text".into(),
-                            request_id: None,
-                            details: None,
-                        }};
-                        if send(sink, frame_bytes(&reply)).await.is_err() {
-                            return End::Gone;
-                        }
-                    }
                     Message::Pong(_) => {
                         // The timer may still be set for the old pong deadline: it then finds
                         // nothing due and re-arms for the next ping.
@@ -358,9 +385,83 @@ async fn session_loop(
                     // The WebSocket library answers pings by itself.
                     Message::Ping(_) => {}
                     Message::Close(_) => return End::ClientClosed,
+                    // Boxed: commands await the store, and their large futures would otherwise
+                    // be part of every idle connection's task.
+                    message => {
+                        if let Some(end) = Box::pin(on_message(
+                            state,
+                            conn,
+                            socket,
+                            &limiter,
+                            &mut refusals,
+                            message,
+                        ))
+                        .await
+                        {
+                            return end;
+                        }
+                    }
                 }
             }
         }
+    }
+}
+
+/// A text or binary message from the client: a command to run and answer. Returns how the
+/// connection ends, if it does.
+async fn on_message(
+    state: &AppState,
+    conn: &mut Connection,
+    socket: &mut WebSocket,
+    limiter: &DefaultDirectRateLimiter,
+    refusals: &mut u32,
+    message: Message,
+) -> Option<End> {
+    match message {
+        Message::Text(text) => {
+            metrics::frame_in(text.len());
+            if limiter.check().is_err() {
+                *refusals += 1;
+                if *refusals >= MAX_RATE_REFUSALS {
+                    return Some(End::Close(close::POLICY_VIOLATION, "command rate exceeded"));
+                }
+                let reply = rate_refusal(&text);
+                return send(socket, frame_bytes(&reply))
+                    .await
+                    .err()
+                    .map(|_| End::Gone);
+            }
+            *refusals = 0;
+            let outcome = commands::handle(state, conn, &text).await;
+            if let Some(reply) = outcome.reply {
+                if send(socket, frame_bytes(&reply)).await.is_err() {
+                    return Some(End::Gone);
+                }
+            }
+            if let Some(replay) = outcome.replay {
+                // The reply is out; the missed events follow through the queue, which the
+                // session loop keeps draining.
+                tokio::spawn(replay.run());
+            }
+            None
+        }
+        Message::Binary(data) => {
+            metrics::frame_in(data.len());
+            let reply = ServerFrame::Error {
+                error: taskflow_protocol::ErrorDetail {
+                    code: "unsupported".into(),
+                    message: "binary frames are not part of the protocol; send JSON text".into(),
+                    request_id: None,
+                    details: None,
+                },
+            };
+            send(socket, frame_bytes(&reply))
+                .await
+                .err()
+                .map(|_| End::Gone)
+        }
+        // Pings, pongs and close are the session loop's.
+        _ => None,
     }
 }
 
@@ -400,13 +501,10 @@ fn read_error(err: axum::Error) -> End {
 /// Sends one frame at once (hello, replies): they bypass the queue, which is for broadcasts.
 /// The write is boxed: it is rare, and its timer would otherwise take room in every idle
 /// connection's task.
-async fn send(
-    sink: &mut SplitSink<WebSocket, Message>,
-    frame: bytes::Bytes,
-) -> Result<(), axum::Error> {
+async fn send(socket: &mut WebSocket, frame: bytes::Bytes) -> Result<(), axum::Error> {
     let len = frame.len();
     let text = Utf8Bytes::try_from(frame).expect("frames are serialized JSON");
-    Box::pin(write_within(sink.send(Message::Text(text)))).await?;
+    Box::pin(write_within(socket.send(Message::Text(text)))).await?;
     metrics::frames_out(1, len);
     Ok(())
 }
@@ -424,27 +522,23 @@ async fn write_within(
     }
 }
 
-/// Writes `first` and whatever else is already queued, then flushes once: one write carries
+/// Writes whatever is queued (up to `MAX_BATCH` frames), then flushes once: one write carries
 /// them all.
 async fn write_batch(
-    sink: &mut SplitSink<WebSocket, Message>,
+    socket: &mut WebSocket,
     session: &Session,
-    first: bytes::Bytes,
     outbox: &mut Outbox,
 ) -> Result<(), axum::Error> {
     let mut frames = 0;
     let mut bytes = 0;
-    let mut next = Some(first);
-    while let Some(frame) = next.take() {
+    while frames < MAX_BATCH {
+        let Ok(frame) = outbox.try_recv() else { break };
         bytes += frame.len();
         frames += 1;
         let text = Utf8Bytes::try_from(frame).expect("frames are serialized JSON");
-        sink.feed(Message::Text(text)).await?;
-        if frames < MAX_BATCH {
-            next = outbox.try_recv().ok();
-        }
+        socket.feed(Message::Text(text)).await?;
     }
-    sink.flush().await?;
+    socket.flush().await?;
     session.written(bytes);
     metrics::frames_out(frames, bytes);
     Ok(())
