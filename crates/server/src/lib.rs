@@ -150,6 +150,14 @@ impl Server {
         // `into_make_service`: each connection shares the router. Serving the `Router` itself
         // would rebuild its whole route table for every connection (axum's `with_state` per
         // accepted stream), several KiB that a WebSocket connection keeps for its lifetime.
+        // TCP_NODELAY: a pushed event or a reply goes out at once, instead of waiting (up to a
+        // delayed ACK, 40 ms) behind an earlier small write still unacknowledged. The hub already
+        // batches what is queued into one write.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "could not set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, closing WebSockets with 1001, finishing requests");
