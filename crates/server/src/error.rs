@@ -216,10 +216,8 @@ impl From<StoreError> for ApiError {
                 details: Some(json!({ "dependents": ids })),
             },
             StoreError::Dependency(dep) => dep.into(),
-            StoreError::Database(sqlx::Error::PoolTimedOut) => ApiError::Unavailable("the database is busy; retry"),
-            StoreError::Database(sqlx::Error::Database(db)) if is_transient(db.code().as_deref()) => {
-                ApiError::Unavailable("the database is busy; retry")
-            }
+            StoreError::Database(ref db) if is_busy(db) => ApiError::Unavailable("the database is busy; retry"),
+            StoreError::NotCommitted(Some(ref db)) if is_busy(db) => ApiError::Unavailable("the database is busy; retry"),
             StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => ApiError::Conflict {
                 code: "conflict",
                 message: "a concurrent request created the same thing; retry".into(),
@@ -256,6 +254,16 @@ impl From<DependencyError> for ApiError {
                 details: Some(json!({ "cycle": cycle })),
             },
         }
+    }
+}
+
+/// The database was busy (a pool wait timed out, or a lock or serialization conflict): a retry
+/// may succeed. Also said of a write whose shared (group) commit failed that way.
+fn is_busy(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => is_transient(db.code().as_deref()),
+        _ => false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! What can go wrong in the store. The API maps these to HTTP answers in one place
 //! (`crate::error`).
 
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A store operation that did not happen, and why.
@@ -38,6 +39,11 @@ pub enum StoreError {
     /// The database failed or was unreachable.
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// The write was not stored: it shared its transaction with other writes (SQLite's group
+    /// commit) and that transaction could not be started or committed (the shared database
+    /// error), or the writer stopped (none).
+    #[error("database error: the write was not committed")]
+    NotCommitted(#[source] Option<Arc<sqlx::Error>>),
     /// The embedded migrations could not be applied.
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),

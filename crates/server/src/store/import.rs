@@ -12,9 +12,10 @@
 use super::log::lock_room;
 use super::rows::fetch_row;
 use super::tasks::{insert_row, log_created, project_edges};
-use super::tx::WriteTx;
+use super::tx::{publish, SinkSlot, WriteTx};
 use super::{DependencyError, Result, Store, StoreError};
 use crate::domain::{tasks_on_cycles, NewTask, ProjectId};
+use sqlx::{Any, Transaction};
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
@@ -38,11 +39,14 @@ pub struct LineError {
     pub reason: String,
 }
 
-/// An import in progress: an open write transaction. Dropping it without [`Importer::commit`]
+/// An import in progress: an open write transaction of its own (with SQLite, the writer
+/// connection, taken from the group commit's turn). Dropping it without [`Importer::commit`]
 /// rolls everything back.
 pub struct Importer {
     /// The transaction every line goes into.
-    tx: WriteTx,
+    tx: Transaction<'static, Any>,
+    /// Where the import's events go once it has committed.
+    sink: SinkSlot,
     /// The projects the import writes to, in lock order; lines refer to them by index.
     projects: Vec<ProjectId>,
     /// Every imported task in line order: id, index into `projects`, line. Events are logged in
@@ -61,7 +65,7 @@ impl Store {
         projects: BTreeSet<ProjectId>,
         assignees: BTreeSet<String>,
     ) -> Result<Importer> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.write.begin().await?;
         for project in &projects {
             lock_room(&mut tx, &project.room()).await?;
         }
@@ -70,6 +74,7 @@ impl Store {
         }
         Ok(Importer {
             tx,
+            sink: self.sink.clone(),
             projects: projects.into_iter().collect(),
             imported: Vec::new(),
             edges: Vec::new(),
@@ -161,11 +166,14 @@ impl Importer {
             bad.sort_by_key(|e| e.line);
             return Ok(Err(bad));
         }
+        let mut logged = WriteTx::new(&mut self.tx);
         for &(id, project, _) in &self.imported {
-            log_created(&mut self.tx, id, &self.projects[project as usize]).await?;
+            log_created(&mut logged, id, &self.projects[project as usize]).await?;
         }
+        let events = logged.into_events();
         let count = self.imported.len() as u64;
         self.tx.commit().await?;
+        publish(&self.sink, events);
         Ok(Ok(count))
     }
 }

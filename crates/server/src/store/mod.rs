@@ -9,10 +9,12 @@
 //! Every write runs in one transaction that also appends its events to the log. Its first
 //! statement locks the room's row in `rooms`, so writers of one project are serialized: offsets
 //! have no holes or repeats, and rules that read before they write (cycle detection, claiming the
-//! next task) cannot race.
+//! next task) cannot race. With SQLite, concurrent writes share a transaction (group commit,
+//! [`group`]): each still succeeds or fails alone, and is answered only once committed.
 
 mod chat;
 mod error;
+mod group;
 mod import;
 mod log;
 mod meta;
@@ -26,6 +28,7 @@ pub use import::{ImportSpec, Importer, LineError};
 pub use tasks::{TaskCursor, TaskFilter};
 pub use tx::EventSink;
 
+use futures::future::BoxFuture;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Executor};
@@ -72,6 +75,9 @@ pub struct Store {
     backend: Backend,
     /// Receives the events of every committed write.
     sink: tx::SinkSlot,
+    /// SQLite's group commit, which every write goes through; `None` for PostgreSQL, where each
+    /// write is its own transaction on a connection of its own.
+    group: Option<group::GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,12 +117,16 @@ impl Store {
             }
         };
         let epoch = meta::ensure_epoch(&write).await?;
+        let sink = tx::SinkSlot::default();
+        let group = (backend == Backend::Sqlite)
+            .then(|| group::GroupCommit::start(write.clone(), sink.clone()));
         Ok(Self {
             read,
             write,
             epoch,
             backend,
-            sink: tx::SinkSlot::default(),
+            sink,
+            group,
         })
     }
 
@@ -136,12 +146,25 @@ impl Store {
         let _ = self.sink.set(sink);
     }
 
-    /// Starts a write transaction whose events reach the sink after it commits.
-    pub(crate) async fn begin_write(&self) -> Result<tx::WriteTx> {
-        Ok(tx::WriteTx::new(
-            self.write.begin().await?,
-            self.sink.clone(),
-        ))
+    /// Runs `op` as one write: in a transaction, committed if `op` succeeds and rolled back if
+    /// it fails; the events it appended reach the sink after the commit, before this returns.
+    /// With SQLite, `op` runs on the group-commit task and may share its transaction with other
+    /// writes (each in its own savepoint), which changes nothing of the above.
+    pub(crate) async fn write<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'t, 'c> FnOnce(&'t mut tx::WriteTx<'c>) -> BoxFuture<'t, Result<T>> + Send + 'static,
+    {
+        if let Some(group) = &self.group {
+            return group.write(op).await;
+        }
+        let mut db = self.write.begin().await?;
+        let mut tx = tx::WriteTx::new(&mut db);
+        let value = op(&mut tx).await?;
+        let events = tx.into_events();
+        db.commit().await?;
+        tx::publish(&self.sink, events);
+        Ok(value)
     }
 
     /// Answers whether the database is reachable, for `/readyz`.

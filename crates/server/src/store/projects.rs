@@ -34,30 +34,35 @@ impl Store {
         members: &[UserId],
     ) -> Result<Project> {
         let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
-            .bind(id.as_str().to_owned())
-            .bind(name.to_owned())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::ProjectExists(id.to_string()));
-        }
-        sqlx::query(
-            "INSERT INTO rooms (room, last_offset) VALUES ($1, 0) ON CONFLICT (room) DO NOTHING",
-        )
-        .bind(id.room())
-        .execute(&mut *tx)
-        .await?;
-        for member in members {
-            sqlx::query("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(id.as_str().to_owned())
-                .bind(member.as_str().to_owned())
-                .execute(&mut *tx)
+        let (project, name, members) = (id.clone(), name.to_owned(), members.to_vec());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+                    .bind(project.as_str().to_owned())
+                    .bind(name)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::ProjectExists(project.to_string()));
+                }
+                sqlx::query(
+                    "INSERT INTO rooms (room, last_offset) VALUES ($1, 0) ON CONFLICT (room) DO NOTHING",
+                )
+                .bind(project.room())
+                .execute(&mut **tx)
                 .await?;
-        }
-        tx.commit().await?;
+                for member in members {
+                    sqlx::query("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(project.as_str().to_owned())
+                        .bind(member.as_str().to_owned())
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
         self.get_project(id).await
     }
 
@@ -152,21 +157,26 @@ impl Store {
         } else {
             "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2"
         };
-        let mut tx = self.begin_write().await?;
-        lock_room(&mut tx, &project.room()).await?;
-        let done = sqlx::query(sql)
-            .bind(project.as_str().to_owned())
-            .bind(user.as_str().to_owned())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 1 {
-            let data = MemberChange {
-                project_id: project.as_str(),
-                user: user.as_str(),
-            };
-            tx.append(&project.room(), change, &data, now_ms()).await?;
-        }
-        tx.commit().await?;
+        let (room, project_id, user_id) = (project.room(), project.clone(), user.clone());
+        self.write(move |tx| {
+            Box::pin(async move {
+                lock_room(tx, &room).await?;
+                let done = sqlx::query(sql)
+                    .bind(project_id.as_str().to_owned())
+                    .bind(user_id.as_str().to_owned())
+                    .execute(&mut **tx)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    let data = MemberChange {
+                        project_id: project_id.as_str(),
+                        user: user_id.as_str(),
+                    };
+                    tx.append(&room, change, &data, now_ms()).await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
         self.get_project(project).await
     }
 
@@ -181,44 +191,44 @@ impl Store {
         text: &str,
         command_id: Option<&str>,
     ) -> Result<LoggedEvent> {
-        let mut tx = self.begin_write().await?;
-        lock_room(&mut tx, &project.room()).await?;
-        if let Some(id) = command_id {
-            let earlier: Option<String> = sqlx::query_scalar(
-                "SELECT result FROM command_results WHERE user_id = $1 AND command_id = $2",
-            )
-            .bind(user.as_str().to_owned())
-            .bind(id.to_owned())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(earlier) = earlier {
-                return serde_json::from_str(&earlier)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()));
-            }
-        }
-        let message = ChatMessage {
-            user: user.as_str(),
-            text,
-        };
-        tx.append(
-            &project.room(),
-            EventKind::MessageCreated,
-            &message,
-            now_ms(),
-        )
-        .await?;
-        let event = tx.last_event().expect("just appended");
-        if let Some(id) = command_id {
-            sqlx::query("INSERT INTO command_results (user_id, command_id, result, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(user.as_str().to_owned())
-                .bind(id.to_owned())
-                .bind(serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(event)
+        let (room, user, text) = (project.room(), user.clone(), text.to_owned());
+        let command_id = command_id.map(str::to_owned);
+        self.write(move |tx| {
+            Box::pin(async move {
+                lock_room(tx, &room).await?;
+                if let Some(id) = &command_id {
+                    let earlier: Option<String> = sqlx::query_scalar(
+                        "SELECT result FROM command_results WHERE user_id = $1 AND command_id = $2",
+                    )
+                    .bind(user.as_str().to_owned())
+                    .bind(id.clone())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    if let Some(earlier) = earlier {
+                        return serde_json::from_str(&earlier)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()));
+                    }
+                }
+                let message = ChatMessage {
+                    user: user.as_str(),
+                    text: &text,
+                };
+                tx.append(&room, EventKind::MessageCreated, &message, now_ms())
+                    .await?;
+                let event = tx.last_event().expect("just appended");
+                if let Some(id) = command_id {
+                    sqlx::query("INSERT INTO command_results (user_id, command_id, result, created_at) VALUES ($1, $2, $3, $4)")
+                        .bind(user.as_str().to_owned())
+                        .bind(id)
+                        .bind(serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                        .bind(now_ms())
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(event)
+            })
+        })
+        .await
     }
 
     /// The projects `user` is a member of.

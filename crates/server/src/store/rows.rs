@@ -39,6 +39,11 @@ impl TaskRow {
         })
     }
 
+    /// The task of a row just inserted, which has no dependencies yet.
+    pub(crate) fn into_new_task(self) -> Result<Task> {
+        self.into_task(Vec::new())
+    }
+
     fn into_task(self, dependencies: Vec<(Uuid, TaskStatus)>) -> Result<Task> {
         Ok(Task {
             id: self.uuid()?,

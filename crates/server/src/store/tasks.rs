@@ -96,11 +96,13 @@ const READY: &str = "t.status = 'todo' AND NOT EXISTS (SELECT 1 FROM task_depend
 impl Store {
     /// Creates a task and logs `task.created`.
     pub async fn create_task(&self, new: NewTask) -> Result<Task> {
-        let mut tx = self.begin_write().await?;
-        lock_room(&mut tx, &new.project_id.room()).await?;
-        let task = insert_task(&mut tx, Uuid::now_v7(), &new).await?;
-        tx.commit().await?;
-        Ok(task)
+        self.write(move |tx| {
+            Box::pin(async move {
+                lock_room(tx, &new.project_id.room()).await?;
+                insert_task(tx, Uuid::now_v7(), &new).await
+            })
+        })
+        .await
     }
 
     /// One task.
@@ -201,89 +203,45 @@ impl Store {
         if_match: Option<i64>,
     ) -> Result<Task> {
         let project = self.task_project(id).await?;
-        let mut tx = self.begin_write().await?;
-        lock_room(&mut tx, &project.room()).await?;
-        let row = fetch_row(&mut tx, id)
-            .await?
-            .ok_or(StoreError::TaskNotFound(id))?;
-        if let Some(expected) = if_match {
-            if expected != row.version {
-                return Err(StoreError::StaleVersion {
-                    expected,
-                    current: row.version,
-                });
-            }
-        }
-        let moved = change
-            .priority
-            .is_some_and(|p| i64::from(p.get()) != row.priority);
-        let description = match change.description {
-            Some(d) => d.map(|d| d.as_str().to_owned()),
-            None => row.description,
-        };
-        let previous_assignee = row.assignee.clone();
-        let assignee = match change.assignee {
-            Some(a) => a.map(|a| a.as_str().to_owned()),
-            None => row.assignee,
-        };
-        sqlx::query(
-            "UPDATE tasks SET title = $1, description = $2, status = $3, priority = $4, assignee = $5, \
-             updated_at = $6, version = version + 1 WHERE id = $7",
-        )
-        .bind(change.title.map_or(row.title, |t| t.as_str().to_owned()))
-        .bind(description)
-        .bind(change.status.map_or(row.status, |s| s.as_str().to_owned()))
-        .bind(change.priority.map_or(row.priority, |p| i64::from(p.get())))
-        .bind(assignee)
-        .bind(now_ms())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let task = fetch_task(&mut tx, id).await?;
-        let kind = if moved {
-            EventKind::TaskMoved
-        } else {
-            EventKind::TaskUpdated
-        };
-        tx.append(&project.room(), kind, &task, now_ms()).await?;
-        log_assignment(&mut tx, &task, previous_assignee.as_deref()).await?;
-        tx.commit().await?;
-        Ok(task)
+        self.write(move |tx| Box::pin(update(tx, project, id, change, if_match)))
+            .await
     }
 
     /// Deletes a task and logs `task.deleted`. Tasks that depend on it make this a conflict,
     /// unless `cascade` removes those edges first (each logged as `dependency.removed`).
     pub async fn delete_task(&self, id: Uuid, cascade: bool) -> Result<Task> {
-        let project = self.task_project(id).await?;
-        let room = project.room();
-        let mut tx = self.begin_write().await?;
-        lock_room(&mut tx, &room).await?;
-        let task = fetch_task(&mut tx, id).await?;
-        let dependents: Vec<String> = sqlx::query_scalar(
-            "SELECT task_id FROM task_dependencies WHERE depends_on = $1 ORDER BY task_id",
-        )
-        .bind(id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        if !dependents.is_empty() && !cascade {
-            let ids = dependents
-                .iter()
-                .map(|d| parse_uuid(d))
-                .collect::<Result<_>>()?;
-            return Err(StoreError::HasDependents(ids));
-        }
-        for dependent in dependents {
-            let dependent = parse_uuid(&dependent)?;
-            remove_edge(&mut tx, &room, dependent, id).await?;
-        }
-        sqlx::query("DELETE FROM tasks WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.append(&room, EventKind::TaskDeleted, &task, now_ms())
-            .await?;
-        tx.commit().await?;
-        Ok(task)
+        let room = self.task_project(id).await?.room();
+        self.write(move |tx| {
+            Box::pin(async move {
+                lock_room(tx, &room).await?;
+                let task = fetch_task(tx, id).await?;
+                let dependents: Vec<String> = sqlx::query_scalar(
+                    "SELECT task_id FROM task_dependencies WHERE depends_on = $1 ORDER BY task_id",
+                )
+                .bind(id.to_string())
+                .fetch_all(&mut **tx)
+                .await?;
+                if !dependents.is_empty() && !cascade {
+                    let ids = dependents
+                        .iter()
+                        .map(|d| parse_uuid(d))
+                        .collect::<Result<_>>()?;
+                    return Err(StoreError::HasDependents(ids));
+                }
+                for dependent in dependents {
+                    let dependent = parse_uuid(&dependent)?;
+                    remove_edge(tx, &room, dependent, id).await?;
+                }
+                sqlx::query("DELETE FROM tasks WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+                tx.append(&room, EventKind::TaskDeleted, &task, now_ms())
+                    .await?;
+                Ok(task)
+            })
+        })
+        .await
     }
 
     /// The highest-priority ready task of a project (`todo`, no unfinished dependency), oldest
@@ -299,28 +257,32 @@ impl Store {
     /// Takes the next ready task for `user`: sets it `in_progress`, assigns it, logs
     /// `task.updated`. The room lock makes concurrent claims take turns, so no two get one task.
     pub async fn claim_next(&self, project: &ProjectId, user: &UserId) -> Result<Option<Task>> {
-        let room = project.room();
-        let mut tx = self.begin_write().await?;
-        lock_room(&mut tx, &room).await?;
-        let Some(id) = next_ready_id(&mut tx, project).await? else {
-            return Ok(None);
-        };
-        let previous = fetch_row(&mut tx, id).await?.and_then(|row| row.assignee);
-        sqlx::query(
-            "UPDATE tasks SET status = 'in_progress', assignee = $1, updated_at = $2, version = version + 1 \
-             WHERE id = $3",
-        )
-        .bind(user.as_str().to_owned())
-        .bind(now_ms())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let task = fetch_task(&mut tx, id).await?;
-        tx.append(&room, EventKind::TaskUpdated, &task, now_ms())
-            .await?;
-        log_assignment(&mut tx, &task, previous.as_deref()).await?;
-        tx.commit().await?;
-        Ok(Some(task))
+        let (project, user) = (project.clone(), user.clone());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let room = project.room();
+                lock_room(tx, &room).await?;
+                let Some(id) = next_ready_id(tx, &project).await? else {
+                    return Ok(None);
+                };
+                let previous = fetch_row(tx, id).await?.and_then(|row| row.assignee);
+                sqlx::query(
+                    "UPDATE tasks SET status = 'in_progress', assignee = $1, updated_at = $2, version = version + 1 \
+                     WHERE id = $3",
+                )
+                .bind(user.as_str().to_owned())
+                .bind(now_ms())
+                .bind(id.to_string())
+                .execute(&mut **tx)
+                .await?;
+                let task = fetch_task(tx, id).await?;
+                tx.append(&room, EventKind::TaskUpdated, &task, now_ms())
+                    .await?;
+                log_assignment(tx, &task, previous.as_deref()).await?;
+                Ok(Some(task))
+            })
+        })
+        .await
     }
 
     /// Makes `task` depend on `dependency` and logs `dependency.added`. Idempotent: an existing
@@ -330,58 +292,20 @@ impl Store {
             return Err(DependencyError::OnItself.into());
         }
         let project = self.task_project(task).await?;
-        let room = project.room();
-        let mut tx = self.begin_write().await?;
-        lock_room(&mut tx, &room).await?;
-        let row = fetch_row(&mut tx, task)
-            .await?
-            .ok_or(StoreError::TaskNotFound(task))?;
-        let dep = fetch_row(&mut tx, dependency)
-            .await?
-            .ok_or(DependencyError::Missing(dependency))?;
-        if dep.project_id != row.project_id {
-            return Err(DependencyError::OtherProject {
-                dependency,
-                task_project: row.project_id,
-            }
-            .into());
-        }
-        let edges = project_edges(&mut tx, &project).await?;
-        if edges.contains(&(task, dependency)) {
-            let current = fetch_task(&mut tx, task).await?;
-            return Ok(current);
-        }
-        if let Some(path) = find_path(&edges, dependency, task) {
-            let mut cycle = Vec::with_capacity(path.len() + 1);
-            cycle.push(task);
-            cycle.extend(path);
-            return Err(DependencyError::Cycle(cycle).into());
-        }
-        sqlx::query("INSERT INTO task_dependencies (task_id, depends_on) VALUES ($1, $2)")
-            .bind(task.to_string())
-            .bind(dependency.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let updated = touch(&mut tx, task).await?;
-        let change = DependencyChange {
-            task: &updated,
-            dependency_id: dependency,
-        };
-        tx.append(&room, EventKind::DependencyAdded, &change, now_ms())
-            .await?;
-        tx.commit().await?;
-        Ok(updated)
+        self.write(move |tx| Box::pin(add_edge(tx, project, task, dependency)))
+            .await
     }
 
     /// Removes the edge `task → dependency` and logs `dependency.removed`.
     pub async fn remove_dependency(&self, task: Uuid, dependency: Uuid) -> Result<Task> {
-        let project = self.task_project(task).await?;
-        let room = project.room();
-        let mut tx = self.begin_write().await?;
-        lock_room(&mut tx, &room).await?;
-        let updated = remove_edge(&mut tx, &room, task, dependency).await?;
-        tx.commit().await?;
-        Ok(updated)
+        let room = self.task_project(task).await?.room();
+        self.write(move |tx| {
+            Box::pin(async move {
+                lock_room(tx, &room).await?;
+                remove_edge(tx, &room, task, dependency).await
+            })
+        })
+        .await
     }
 
     /// Every task of a project in an order that respects dependencies, ties broken by priority
@@ -416,35 +340,156 @@ impl Store {
     }
 }
 
-/// Inserts a new task (created by the caller's validation) and logs `task.created`. The caller
-/// holds the room lock.
-pub(crate) async fn insert_task(conn: &mut WriteTx, id: Uuid, new: &NewTask) -> Result<Task> {
-    insert_row(conn, id, new).await?;
-    log_created(conn, id, &new.project_id).await
+/// [`Store::update_task`] inside its transaction.
+async fn update(
+    tx: &mut WriteTx<'_>,
+    project: ProjectId,
+    id: Uuid,
+    change: TaskChange,
+    if_match: Option<i64>,
+) -> Result<Task> {
+    lock_room(tx, &project.room()).await?;
+    let row = fetch_row(tx, id)
+        .await?
+        .ok_or(StoreError::TaskNotFound(id))?;
+    if let Some(expected) = if_match {
+        if expected != row.version {
+            return Err(StoreError::StaleVersion {
+                expected,
+                current: row.version,
+            });
+        }
+    }
+    let moved = change
+        .priority
+        .is_some_and(|p| i64::from(p.get()) != row.priority);
+    let description = match change.description {
+        Some(d) => d.map(|d| d.as_str().to_owned()),
+        None => row.description,
+    };
+    let previous_assignee = row.assignee.clone();
+    let assignee = match change.assignee {
+        Some(a) => a.map(|a| a.as_str().to_owned()),
+        None => row.assignee,
+    };
+    sqlx::query(
+        "UPDATE tasks SET title = $1, description = $2, status = $3, priority = $4, assignee = $5, \
+         updated_at = $6, version = version + 1 WHERE id = $7",
+    )
+    .bind(change.title.map_or(row.title, |t| t.as_str().to_owned()))
+    .bind(description)
+    .bind(change.status.map_or(row.status, |s| s.as_str().to_owned()))
+    .bind(change.priority.map_or(row.priority, |p| i64::from(p.get())))
+    .bind(assignee)
+    .bind(now_ms())
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    let task = fetch_task(tx, id).await?;
+    let kind = if moved {
+        EventKind::TaskMoved
+    } else {
+        EventKind::TaskUpdated
+    };
+    tx.append(&project.room(), kind, &task, now_ms()).await?;
+    log_assignment(tx, &task, previous_assignee.as_deref()).await?;
+    Ok(task)
 }
 
-/// Inserts the row of a new task, without its event (imports log events once edges are in).
-pub(crate) async fn insert_row(conn: &mut AnyConnection, id: Uuid, new: &NewTask) -> Result<()> {
-    let now = now_ms();
-    sqlx::query(
-        "INSERT INTO tasks (id, project_id, title, description, status, priority, assignee, created_at, updated_at, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1)",
+/// [`Store::add_dependency`] inside its transaction.
+async fn add_edge(
+    tx: &mut WriteTx<'_>,
+    project: ProjectId,
+    task: Uuid,
+    dependency: Uuid,
+) -> Result<Task> {
+    let room = project.room();
+    lock_room(tx, &room).await?;
+    let row = fetch_row(tx, task)
+        .await?
+        .ok_or(StoreError::TaskNotFound(task))?;
+    let dep = fetch_row(tx, dependency)
+        .await?
+        .ok_or(DependencyError::Missing(dependency))?;
+    if dep.project_id != row.project_id {
+        return Err(DependencyError::OtherProject {
+            dependency,
+            task_project: row.project_id,
+        }
+        .into());
+    }
+    let edges = project_edges(tx, &project).await?;
+    if edges.contains(&(task, dependency)) {
+        return fetch_task(tx, task).await;
+    }
+    if let Some(path) = find_path(&edges, dependency, task) {
+        let mut cycle = Vec::with_capacity(path.len() + 1);
+        cycle.push(task);
+        cycle.extend(path);
+        return Err(DependencyError::Cycle(cycle).into());
+    }
+    sqlx::query("INSERT INTO task_dependencies (task_id, depends_on) VALUES ($1, $2)")
+        .bind(task.to_string())
+        .bind(dependency.to_string())
+        .execute(&mut **tx)
+        .await?;
+    let updated = touch(tx, task).await?;
+    let change = DependencyChange {
+        task: &updated,
+        dependency_id: dependency,
+    };
+    tx.append(&room, EventKind::DependencyAdded, &change, now_ms())
+        .await?;
+    Ok(updated)
+}
+
+/// Inserts a new task (created by the caller's validation) and logs `task.created`. The caller
+/// holds the room lock. A new task has no dependencies yet, so the inserted row is the whole
+/// task: nothing is read back.
+pub(crate) async fn insert_task(tx: &mut WriteTx<'_>, id: Uuid, new: &NewTask) -> Result<Task> {
+    let task = insert_row(tx, id, new).await?.into_new_task()?;
+    tx.append(
+        &new.project_id.room(),
+        EventKind::TaskCreated,
+        &task,
+        now_ms(),
     )
-    .bind(id.to_string())
-    .bind(new.project_id.as_str().to_owned())
-    .bind(new.title.as_str().to_owned())
-    .bind(new.description.as_ref().map(|d| d.as_str().to_owned()))
-    .bind(new.status.as_str())
-    .bind(i64::from(new.priority.get()))
-    .bind(new.assignee.as_ref().map(|a| a.as_str().to_owned()))
-    .bind(now)
-    .execute(&mut *conn)
     .await?;
-    Ok(())
+    log_assignment(tx, &task, None).await?;
+    Ok(task)
+}
+
+/// Inserts the row of a new task, without its event (imports log events once edges are in), and
+/// returns the row as stored.
+pub(crate) async fn insert_row(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    new: &NewTask,
+) -> Result<TaskRow> {
+    let now = now_ms();
+    let sql = format!(
+        "INSERT INTO tasks ({TASK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1) \
+         RETURNING {TASK_COLUMNS}"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(id.to_string())
+        .bind(new.project_id.as_str().to_owned())
+        .bind(new.title.as_str().to_owned())
+        .bind(new.description.as_ref().map(|d| d.as_str().to_owned()))
+        .bind(new.status.as_str())
+        .bind(i64::from(new.priority.get()))
+        .bind(new.assignee.as_ref().map(|a| a.as_str().to_owned()))
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?)
 }
 
 /// Logs `task.created` for a task as it now stands.
-pub(crate) async fn log_created(conn: &mut WriteTx, id: Uuid, project: &ProjectId) -> Result<Task> {
+pub(crate) async fn log_created(
+    conn: &mut WriteTx<'_>,
+    id: Uuid,
+    project: &ProjectId,
+) -> Result<Task> {
     let task = fetch_task(conn, id).await?;
     conn.append(&project.room(), EventKind::TaskCreated, &task, now_ms())
         .await?;
@@ -454,7 +499,7 @@ pub(crate) async fn log_created(conn: &mut WriteTx, id: Uuid, project: &ProjectI
 
 /// Logs `task.assigned` in the assignee's user room when the task now has an assignee it did
 /// not have before, so every connection of that user hears of it.
-async fn log_assignment(tx: &mut WriteTx, task: &Task, previous: Option<&str>) -> Result<()> {
+async fn log_assignment(tx: &mut WriteTx<'_>, task: &Task, previous: Option<&str>) -> Result<()> {
     if let Some(assignee) = task.assignee.as_deref().filter(|a| Some(*a) != previous) {
         let room = format!("user:{assignee}");
         lock_room(tx, &room).await?;
@@ -465,7 +510,12 @@ async fn log_assignment(tx: &mut WriteTx, task: &Task, previous: Option<&str>) -
 }
 
 /// Deletes one edge, bumps the dependent's version and logs `dependency.removed`.
-async fn remove_edge(conn: &mut WriteTx, room: &str, task: Uuid, dependency: Uuid) -> Result<Task> {
+async fn remove_edge(
+    conn: &mut WriteTx<'_>,
+    room: &str,
+    task: Uuid,
+    dependency: Uuid,
+) -> Result<Task> {
     let done = sqlx::query("DELETE FROM task_dependencies WHERE task_id = $1 AND depends_on = $2")
         .bind(task.to_string())
         .bind(dependency.to_string())

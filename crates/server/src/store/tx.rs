@@ -1,17 +1,17 @@
-//! Write transactions that carry their events: every event appended during the transaction is
-//! handed to the [`EventSink`] once, and only once, the transaction has committed.
+//! Write transactions that carry their events: every event appended during a write is handed to
+//! the [`EventSink`] once, and only once, the transaction holding it has committed.
 
 use super::log::insert_event;
 use super::Result;
 use serde::Serialize;
-use sqlx::{Any, AnyConnection, Transaction};
+use sqlx::AnyConnection;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, OnceLock};
 use taskflow_protocol::{EventKind, LoggedEvent};
 
-/// Receives the events of each committed write transaction, in offset order per room. This is
-/// the outbox's relay: the real-time hub (through the broker) implements it. It is called on the
-/// writer's task right after the commit, so it must not block.
+/// Receives the events of each committed write, in offset order per room. This is the outbox's
+/// relay: the real-time hub (through the broker) implements it. It is called on the writer's
+/// task right after the commit, so it must not block.
 pub trait EventSink: Send + Sync + 'static {
     /// Events that are now durable in the log.
     fn committed(&self, events: Vec<LoggedEvent>);
@@ -20,22 +20,21 @@ pub trait EventSink: Send + Sync + 'static {
 /// Where committed events go; set once, after the store is opened (the hub needs the store too).
 pub(crate) type SinkSlot = Arc<OnceLock<Arc<dyn EventSink>>>;
 
-/// A write transaction and the events it has appended so far.
-pub(crate) struct WriteTx {
-    /// The database transaction; rolled back if dropped uncommitted.
-    tx: Transaction<'static, Any>,
-    /// Events appended in this transaction, published after commit.
+/// One write operation's view of its transaction: the connection, and the events the operation
+/// has appended so far. Whoever runs the operation commits the transaction and then publishes
+/// the events ([`publish`]); the operation itself never commits.
+pub(crate) struct WriteTx<'c> {
+    /// The connection, inside the transaction (or savepoint) the operation runs in.
+    conn: &'c mut AnyConnection,
+    /// Events appended by this operation, published after commit.
     events: Vec<LoggedEvent>,
-    /// Where to publish them.
-    sink: SinkSlot,
 }
 
-impl WriteTx {
-    pub(crate) fn new(tx: Transaction<'static, Any>, sink: SinkSlot) -> Self {
+impl<'c> WriteTx<'c> {
+    pub(crate) fn new(conn: &'c mut AnyConnection) -> Self {
         Self {
-            tx,
+            conn,
             events: Vec::new(),
-            sink,
         }
     }
 
@@ -48,7 +47,7 @@ impl WriteTx {
         data: &impl Serialize,
         at_ms: i64,
     ) -> Result<()> {
-        let event = insert_event(&mut self.tx, room, kind, data, at_ms).await?;
+        let event = insert_event(self.conn, room, kind, data, at_ms).await?;
         self.events.push(event);
         Ok(())
     }
@@ -58,28 +57,31 @@ impl WriteTx {
         self.events.last().cloned()
     }
 
-    /// Commits, then publishes the events.
-    pub(crate) async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
-        if !self.events.is_empty() {
-            if let Some(sink) = self.sink.get() {
-                sink.committed(self.events);
-            }
-        }
-        Ok(())
+    /// The events appended, for publishing once the transaction has committed.
+    pub(crate) fn into_events(self) -> Vec<LoggedEvent> {
+        self.events
     }
 }
 
-impl Deref for WriteTx {
+/// Hands committed events to the sink. Call only after the transaction holding them committed.
+pub(crate) fn publish(sink: &SinkSlot, events: Vec<LoggedEvent>) {
+    if !events.is_empty() {
+        if let Some(sink) = sink.get() {
+            sink.committed(events);
+        }
+    }
+}
+
+impl Deref for WriteTx<'_> {
     type Target = AnyConnection;
 
     fn deref(&self) -> &AnyConnection {
-        &self.tx
+        self.conn
     }
 }
 
-impl DerefMut for WriteTx {
+impl DerefMut for WriteTx<'_> {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        self.conn
     }
 }
