@@ -51,6 +51,9 @@ pub struct Session {
     /// The transport task waiting for frames or for the close signal. Woken only when the queue
     /// stops being empty, or when the session starts closing: a burst of frames costs one wake.
     writer: AtomicWaker,
+    /// Frames the writer has taken off the queue and not written yet: they still count against
+    /// the queue's limit, so the limit holds for everything waiting, wherever it waits.
+    taken: AtomicUsize,
     /// The transport dropped its outbox: nothing will ever drain the queue again.
     detached: AtomicBool,
     /// Bytes currently queued; the writer subtracts what it has written.
@@ -169,14 +172,11 @@ impl Outbox {
 
     /// The next frame, if one is queued.
     pub fn try_recv(&mut self) -> Result<Bytes, Empty> {
-        if let Some(frame) = self.taken.pop_front() {
-            return Ok(frame);
+        if self.taken.is_empty() && !self.take() {
+            return Err(Empty);
         }
-        if self.take() {
-            Ok(self.taken.pop_front().expect("just taken"))
-        } else {
-            Err(Empty)
-        }
+        self.session.taken.fetch_sub(1, Ordering::Relaxed);
+        Ok(self.taken.pop_front().expect("not empty"))
     }
 
     /// Moves everything queued into `taken`; false if nothing was. `taken` is empty here, so the
@@ -188,6 +188,9 @@ impl Outbox {
             return false;
         }
         std::mem::swap(&mut *queue, &mut self.taken);
+        self.session
+            .taken
+            .store(self.taken.len(), Ordering::Relaxed);
         if queue.capacity() > KEPT_CAPACITY {
             *queue = VecDeque::new();
         }
@@ -235,6 +238,7 @@ impl Session {
             admin,
             queue: Mutex::new(VecDeque::new()),
             writer: AtomicWaker::new(),
+            taken: AtomicUsize::new(0),
             detached: AtomicBool::new(false),
             queued_bytes: AtomicUsize::new(0),
             max_queued_bytes: limits.bytes,
@@ -311,7 +315,7 @@ impl Session {
         }
         let was_empty = {
             let mut queue = self.queue.lock().expect("never poisoned");
-            if queue.len() >= limit {
+            if queue.len() + self.taken.load(Ordering::Relaxed) >= limit {
                 return Err(OfferError::Slow);
             }
             let was_empty = queue.is_empty();
@@ -324,9 +328,9 @@ impl Session {
         Ok(())
     }
 
-    /// How many frames wait in the queue (not counting those the writer has already taken).
+    /// How many frames wait to be written.
     fn queued(&self) -> usize {
-        self.queue.lock().expect("never poisoned").len()
+        self.queue.lock().expect("never poisoned").len() + self.taken.load(Ordering::Relaxed)
     }
 
     /// Queues a frame of the subscription `via`: held back if that subscription is being
@@ -558,5 +562,75 @@ impl Session {
     /// How many rooms the session is subscribed to.
     pub fn room_count(&self) -> usize {
         self.rooms.lock().expect("never poisoned").len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    fn session(messages: usize) -> (Arc<Session>, Outbox) {
+        let limits = QueueLimits {
+            messages,
+            bytes: 1 << 20,
+        };
+        let user = UserId::parse("u", "user").expect("valid");
+        Session::new(1, user, false, HashSet::new(), limits)
+    }
+
+    fn frame(n: u8) -> Bytes {
+        Bytes::from(vec![n; 10])
+    }
+
+    #[test]
+    fn frames_come_out_in_order_and_the_limit_counts_what_the_writer_took() {
+        let (session, mut outbox) = session(4);
+        for n in 0..3 {
+            session.offer(&frame(n)).expect("room");
+        }
+        // The writer takes the whole queue but has handed out only one frame: the two it still
+        // holds count, so two more fit, not four.
+        assert_eq!(outbox.try_recv(), Ok(frame(0)));
+        session.offer(&frame(3)).expect("room");
+        session.offer(&frame(4)).expect("room");
+        assert_eq!(session.offer(&frame(5)), Err(OfferError::Slow));
+        assert_eq!(
+            session.closing.get().map(|r| r.code),
+            Some(taskflow_protocol::close::SLOW_CONSUMER)
+        );
+        let mut rest = Vec::new();
+        while let Ok(frame) = outbox.try_recv() {
+            rest.push(frame[0]);
+        }
+        assert_eq!(rest, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn the_writer_wakes_for_frames_and_for_the_close_signal() {
+        let (session, mut outbox) = session(8);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(outbox.poll_ready(&mut cx), Poll::Pending);
+        session.offer(&frame(1)).expect("room");
+        assert_eq!(outbox.poll_ready(&mut cx), Poll::Ready(Ready::Frames));
+        assert_eq!(outbox.try_recv(), Ok(frame(1)));
+        assert_eq!(outbox.poll_ready(&mut cx), Poll::Pending);
+        session.close(4000, "test");
+        assert!(matches!(
+            outbox.poll_ready(&mut cx),
+            Poll::Ready(Ready::Closing(CloseReason { code: 4000, .. }))
+        ));
+        assert_eq!(session.closed().now_or_never().map(|r| r.code), Some(4000));
+    }
+
+    #[test]
+    fn a_dropped_outbox_refuses_frames_and_frees_the_queue() {
+        let (session, outbox) = session(8);
+        session.offer(&frame(1)).expect("room");
+        drop(outbox);
+        assert_eq!(session.offer(&frame(2)), Err(OfferError::Closed));
+        assert_eq!(session.queued(), 0);
+        assert_eq!(session.queued_bytes.load(Ordering::Relaxed), 0);
     }
 }
