@@ -262,13 +262,20 @@ mod tests {
             .await
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failing_write_is_rolled_back_alone_and_the_batch_commits() {
+    /// A store on a fresh SQLite file (kept while the directory lives) whose published events are
+    /// recorded.
+    async fn recorded_store() -> (tempfile::TempDir, Store, Arc<Recorder>) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = Store::connect(&url).await.unwrap();
         let sink = Arc::new(Recorder::default());
         store.set_event_sink(sink.clone());
+        (dir, store, sink)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_is_rolled_back_alone_and_the_batch_commits() {
+        let (_dir, store, sink) = recorded_store().await;
         // Writes 0 and 3, 7 and 11 fail. 0 is the first of its batch (no savepoint: its
         // transaction is rolled back whole); the others share the next batch with 1 to 10.
         let failing = |n: u32| [0, 3, 7, 11].contains(&n);
@@ -315,11 +322,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_that_cannot_start_fails_every_write_and_publishes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::connect(&url).await.unwrap();
-        let sink = Arc::new(Recorder::default());
-        store.set_event_sink(sink.clone());
+        let (_dir, store, sink) = recorded_store().await;
         store.write.close().await;
         let results = futures::future::join_all((0..3).map(|n| write(&store, n, false))).await;
         for result in results {
