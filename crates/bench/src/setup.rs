@@ -79,32 +79,51 @@ impl Setup {
         .map(drop)
     }
 
+    /// One REST call. A 429 is waited out for as long as the server asks (`Retry-After`), up to
+    /// [`RATE_LIMITED_ATTEMPTS`] times: setting up thousands of users goes through the same
+    /// per-caller rate limit as any client, and the bench must work against default limits.
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Value,
     ) -> Result<Value, BenchError> {
-        let mut request = self
-            .http
-            .request(method, self.target.http(path))
-            .bearer_auth(&self.target.token);
-        if !body.is_null() {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| BenchError::Setup(format!("{path}: {e}")))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(BenchError::Setup(format!("{path}: {status} {body}")))
+        let mut attempt = 1;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), self.target.http(path))
+                .bearer_auth(&self.target.token);
+            if !body.is_null() {
+                request = request.json(&body);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| BenchError::Setup(format!("{path}: {e}")))?;
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1);
+            let body_text: Value = response.json().await.unwrap_or(Value::Null);
+            if status.is_success() {
+                return Ok(body_text);
+            }
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS && attempt < RATE_LIMITED_ATTEMPTS {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(retry_after.clamp(1, 10))).await;
+                continue;
+            }
+            return Err(BenchError::Setup(format!("{path}: {status} {body_text}")));
         }
     }
 }
+
+/// How many times a rate-limited setup call is tried before the run gives up.
+const RATE_LIMITED_ATTEMPTS: u32 = 30;
 
 /// Mints users named `<prefix>-<k>` for `connections` connections, [`CONNECTIONS_PER_USER`]
 /// each, optionally making them members of `project`.
