@@ -111,6 +111,11 @@ pub struct Outbox {
     session: Arc<Session>,
     /// Frames taken from the queue and not handed out yet, oldest first.
     taken: VecDeque<Bytes>,
+    /// How much of the oldest taken frame a writer has already sent, in bytes of its own
+    /// encoding (see [`Outbox::peek`]). Kept here, not in the writer, so that a write interrupted
+    /// half-way through a frame (by the close signal) can still be completed before the close
+    /// frame: the client must never see half a frame followed by another.
+    sent_of_front: usize,
 }
 
 /// What woke the writer.
@@ -172,11 +177,41 @@ impl Outbox {
 
     /// The next frame, if one is queued.
     pub fn try_recv(&mut self) -> Result<Bytes, Empty> {
+        debug_assert_eq!(self.sent_of_front, 0, "a frame is half written");
         if self.taken.is_empty() && !self.take() {
             return Err(Empty);
         }
         self.session.taken.fetch_sub(1, Ordering::Relaxed);
         Ok(self.taken.pop_front().expect("not empty"))
+    }
+
+    /// The frames waiting, oldest first, without handing them out: a writer that encodes them
+    /// straight to its socket leaves them here until each is fully written ([`Outbox::sent`]),
+    /// so they still count against the queue's limit while a slow socket holds them up.
+    pub fn peek(&mut self) -> &VecDeque<Bytes> {
+        if self.taken.is_empty() {
+            self.take();
+        }
+        &self.taken
+    }
+
+    /// How much of the oldest frame [`Outbox::peek`] showed has been written already.
+    pub fn sent_of_front(&self) -> usize {
+        self.sent_of_front
+    }
+
+    /// Records a write: `frames` of the frames [`Outbox::peek`] showed are written in full, and
+    /// `partial` bytes of the next one. Returns the payload bytes of the frames completed.
+    pub fn sent(&mut self, frames: usize, partial: usize) -> usize {
+        debug_assert!(frames <= self.taken.len());
+        let bytes = self.taken.drain(..frames).map(|f| f.len()).sum();
+        self.session.taken.fetch_sub(frames, Ordering::Relaxed);
+        self.sent_of_front = if frames > 0 {
+            partial
+        } else {
+            self.sent_of_front + partial
+        };
+        bytes
     }
 
     /// Moves everything queued into `taken`; false if nothing was. `taken` is empty here, so the
@@ -261,6 +296,7 @@ impl Session {
         let outbox = Outbox {
             session: session.clone(),
             taken: VecDeque::new(),
+            sent_of_front: 0,
         };
         (session, outbox)
     }

@@ -8,6 +8,8 @@ mod poll;
 mod script;
 mod sse;
 mod ws;
+mod ws_frames;
+mod ws_handshake;
 
 use crate::state::AppState;
 use axum::routing::get;

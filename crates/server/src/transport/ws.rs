@@ -4,13 +4,13 @@
 
 use super::access::{authenticate, query_param, require_enabled};
 use super::commands::{self, Connection};
+use super::ws_frames;
+use super::ws_handshake::{Rejection, Socket, Upgrade};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::hub::session::Session;
 use crate::hub::{frame_bytes, metrics, Admission, Outbox, Ready};
 use crate::state::AppState;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -25,6 +25,8 @@ use std::time::Duration;
 use taskflow_protocol::{close, Hello, ServerFrame};
 use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Frames written per flush at most: enough to amortize the write, small enough to keep one
 /// slow socket from hogging its task.
@@ -42,23 +44,15 @@ const READ_TURN: u32 = 8;
 
 /// The handshake: upgrade checks (426), Origin allow-list (403), token (401), connection
 /// limits (503), then the upgrade.
-pub(super) async fn upgrade(
-    State(state): State<AppState>,
-    parts: Parts,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    match handshake(&state, &parts, ws).await {
+pub(super) async fn upgrade(State(state): State<AppState>, mut parts: Parts) -> Response {
+    match handshake(&state, &mut parts).await {
         Ok(response) => response,
         Err(response) => response,
     }
 }
 
-async fn handshake(
-    state: &AppState,
-    parts: &Parts,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Result<Response, Response> {
-    let ws = ws.map_err(upgrade_required)?;
+async fn handshake(state: &AppState, parts: &mut Parts) -> Result<Response, Response> {
+    let upgrade = Upgrade::from_parts(parts).map_err(upgrade_required)?;
     if !origin_allowed(state, parts) {
         return Err(
             ApiError::Forbidden("this Origin may not open WebSocket connections".into())
@@ -95,27 +89,28 @@ async fn handshake(
     let automatic = !matches!(query_param(parts, "auto").as_deref(), Some("false" | "0"));
     let config = state.config();
     let state = state.clone();
-    Ok(ws
-        .read_buffer_size(config.ws_read_buffer_bytes)
-        .max_message_size(config.ws_max_message_bytes)
-        .max_frame_size(config.ws_max_message_bytes)
-        .on_upgrade(move |socket| async move {
+    let (response, socket) = upgrade.accept(
+        WebSocketConfig::default()
+            .read_buffer_size(config.ws_read_buffer_bytes)
+            .max_message_size(Some(config.ws_max_message_bytes))
+            .max_frame_size(Some(config.ws_max_message_bytes)),
+    );
+    // The connection's own task starts once the 101 is out; this one only waits for that, so
+    // the connection task holds nothing of the handshake.
+    tokio::spawn(async move {
+        if let Some(socket) = socket.await {
             let hub = state.hub().clone();
             hub.spawn(run(state, socket, caller, projects, admission, automatic));
-        }))
+        }
+    });
+    Ok(response)
 }
 
 /// 426 for anything that is not a valid WebSocket upgrade; a wrong version also says which one
 /// we speak.
-fn upgrade_required(rejection: WebSocketUpgradeRejection) -> Response {
-    let version = matches!(
-        rejection,
-        WebSocketUpgradeRejection::InvalidWebSocketVersionHeader(_)
-    );
-    let message = format!(
-        "this endpoint speaks WebSocket (RFC 6455): {}",
-        rejection.body_text()
-    );
+fn upgrade_required(rejection: Rejection) -> Response {
+    let version = matches!(rejection, Rejection::WrongVersion);
+    let message = format!("this endpoint speaks WebSocket (RFC 6455): {rejection}");
     let mut response = ApiError::UpgradeRequired(message).into_response();
     response
         .headers_mut()
@@ -176,7 +171,7 @@ enum End {
 #[allow(clippy::manual_async_fn)]
 fn run(
     state: AppState,
-    mut socket: WebSocket,
+    mut socket: Socket,
     caller: Caller,
     projects: HashSet<crate::domain::ProjectId>,
     admission: Admission,
@@ -212,16 +207,25 @@ fn run(
         }
         // One task owns the socket whole, reading and writing it in turn: no lock shared by two
         // halves, and nothing on the read side is polled when the wake-up was for frames.
-        let end = session_loop(&state, &mut conn, &mut socket, outbox).await;
+        let mut outbox = outbox;
+        let end = session_loop(&state, &mut conn, &mut socket, &mut outbox).await;
         // Out of every room first (no more frames queued, presence.left announced), then the close
         // frame: it waits behind whatever the socket already holds, for a bounded time.
         state.hub().disconnect(&session);
         if let End::Close(code, reason) = end {
             let frame = CloseFrame {
-                code,
+                code: code.into(),
                 reason: Utf8Bytes::from_static(reason),
             };
             let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, async {
+                // A batch cut short by the close signal may have left a frame half written:
+                // the close frame must not land in the middle of it.
+                if ws_frames::finish_front(socket.get_mut(), &mut outbox)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
                 if socket.send(Message::Close(Some(frame))).await.is_err() {
                     return;
                 }
@@ -236,6 +240,7 @@ fn run(
             }))
             .await;
         }
+        drop(outbox);
         drop(admission);
     }
 }
@@ -247,14 +252,14 @@ enum Wake {
     /// The heartbeat, pong or expiry timer.
     Timer,
     /// Something from the client (or the end of its stream).
-    Read(Option<Result<Message, axum::Error>>),
+    Read(Option<Result<Message, WsError>>),
 }
 
 async fn session_loop(
     state: &AppState,
     conn: &mut Connection,
-    socket: &mut WebSocket,
-    mut outbox: Outbox,
+    socket: &mut Socket,
+    outbox: &mut Outbox,
 ) -> End {
     let config = state.config();
     let session = conn.session.clone();
@@ -321,7 +326,7 @@ async fn session_loop(
                     tokio::select! {
                         biased;
                         reason = closing => Err(Some(reason)),
-                        result = write_batch(socket, &session, &mut outbox) => result.map_err(|_| None),
+                        result = write_batch(socket, &session, outbox) => result.map_err(|_| None),
                     }
                 })
                 .await;
@@ -412,7 +417,7 @@ async fn session_loop(
 async fn on_message(
     state: &AppState,
     conn: &mut Connection,
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     limiter: &DefaultDirectRateLimiter,
     refusals: &mut u32,
     message: Message,
@@ -483,11 +488,8 @@ impl Deadlines {
 }
 
 /// The close code for a read error: the library enforces the limits we configured.
-fn read_error(err: axum::Error) -> End {
-    let Ok(err) = err.into_inner().downcast::<WsError>() else {
-        return End::Gone;
-    };
-    match *err {
+fn read_error(err: WsError) -> End {
+    match err {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
             End::Close(close::MESSAGE_TOO_BIG, "message too big")
         }
@@ -501,7 +503,7 @@ fn read_error(err: axum::Error) -> End {
 /// Sends one frame at once (hello, replies): they bypass the queue, which is for broadcasts.
 /// The write is boxed: it is rare, and its timer would otherwise take room in every idle
 /// connection's task.
-async fn send(socket: &mut WebSocket, frame: bytes::Bytes) -> Result<(), axum::Error> {
+async fn send(socket: &mut Socket, frame: bytes::Bytes) -> Result<(), WsError> {
     let len = frame.len();
     let text = Utf8Bytes::try_from(frame).expect("frames are serialized JSON");
     Box::pin(write_within(socket.send(Message::Text(text)))).await?;
@@ -513,35 +515,31 @@ async fn send(socket: &mut WebSocket, frame: bytes::Bytes) -> Result<(), axum::E
 /// it, deaf to its close signal, heartbeat and shutdown.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn write_within(
-    write: impl std::future::Future<Output = Result<(), axum::Error>>,
-) -> Result<(), axum::Error> {
+async fn write_within<E: From<std::io::Error>>(
+    write: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), E> {
     match tokio::time::timeout(WRITE_TIMEOUT, write).await {
         Ok(result) => result,
-        Err(_) => Err(axum::Error::new("write timed out")),
+        Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
     }
 }
 
-/// Writes whatever is queued (up to `MAX_BATCH` frames), then flushes once: one write carries
-/// them all.
+/// Writes whatever is queued (up to `MAX_BATCH` frames) straight to the socket, many frames
+/// per write (`ws_frames`). Whatever tungstenite holds (a pong it owes, the end of a reply) goes
+/// out first: both write the same byte stream.
 async fn write_batch(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     session: &Session,
     outbox: &mut Outbox,
-) -> Result<(), axum::Error> {
-    let mut frames = 0;
-    let mut bytes = 0;
-    while frames < MAX_BATCH {
-        let Ok(frame) = outbox.try_recv() else { break };
-        bytes += frame.len();
-        frames += 1;
-        let text = Utf8Bytes::try_from(frame).expect("frames are serialized JSON");
-        socket.feed(Message::Text(text)).await?;
-    }
-    socket.flush().await?;
-    session.written(bytes);
-    metrics::frames_out(frames, bytes);
-    Ok(())
+) -> Result<(), WsError> {
+    write_within(async {
+        socket.flush().await?;
+        let written = ws_frames::write(socket.get_mut(), outbox, MAX_BATCH).await?;
+        session.written(written.bytes);
+        metrics::frames_out(written.frames, written.bytes);
+        Ok(())
+    })
+    .await
 }
 
 fn command_limiter(per_sec: u32, burst: u32) -> DefaultDirectRateLimiter {
