@@ -14,7 +14,7 @@ cargo build --release --quiet
 bin=$PWD/target/release/taskflow
 ulimit -n 20000 # the hard limit on these machines; the server and the bench each need ~19,000
 token=bench-$RANDOM$RANDOM
-port=39${RANDOM:0:3}
+port=$((20000 + RANDOM % 10000)) # below the ephemeral range (32768+), which the bench's own sockets use
 db_dir=$(mktemp -d)
 server_pid=
 stop_server() {
