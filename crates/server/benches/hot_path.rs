@@ -65,6 +65,7 @@ fn hub_and_dispatcher(sessions: usize, subscriptions: usize) -> (Hub, Dispatcher
         max_connections: sessions,
         max_connections_per_user: sessions,
         max_subscriptions: subscriptions,
+        connection_threads: 0,
     });
     let dispatcher = Dispatcher::new(
         hub.clone(),

@@ -100,6 +100,9 @@ pub struct Config {
     pub ws_queue_bytes: usize,
     /// Subscriptions per connection.
     pub ws_max_subscriptions: usize,
+    /// Worker threads for connection tasks, on a runtime of their own so that a large
+    /// broadcast's writes do not hold up the requests that publish (0: one per core).
+    pub ws_threads: usize,
     /// Commands per second per connection (error replies beyond, close 1008 if sustained).
     pub ws_commands_per_sec: u32,
     /// Burst of commands above that rate.
@@ -178,6 +181,7 @@ impl Default for Config {
             ws_queue_messages: 1024,
             ws_queue_bytes: 4 * 1024 * 1024,
             ws_max_subscriptions: 100,
+            ws_threads: 0,
             ws_commands_per_sec: 20,
             ws_commands_burst: 50,
             ws_max_connections: 100_000,

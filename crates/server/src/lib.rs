@@ -72,6 +72,7 @@ impl Server {
             max_connections: config.ws_max_connections,
             max_connections_per_user: config.ws_max_connections_per_user,
             max_subscriptions: config.ws_max_subscriptions,
+            connection_threads: config.ws_threads,
         };
         let cluster = cluster_options(&config)?
             .map(Cluster::new)

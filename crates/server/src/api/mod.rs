@@ -172,6 +172,7 @@ mod tests {
             max_connections: 1,
             max_connections_per_user: 1,
             max_subscriptions: 1,
+            connection_threads: 0,
         });
         let source = Arc::new(crate::broker::StoreSource(store.clone()));
         let dispatcher = crate::hub::dispatch::Dispatcher::new(

@@ -507,6 +507,7 @@ mod tests {
             max_connections: 10,
             max_connections_per_user: 10,
             max_subscriptions: 10,
+            connection_threads: 0,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod bench_api;
 pub mod dispatch;
 pub mod feed;
 pub mod metrics;
+mod runtime;
 pub mod session;
 
 use crate::domain::{ProjectId, UserId};
@@ -62,6 +63,9 @@ pub struct HubLimits {
     pub max_connections_per_user: usize,
     /// Subscriptions per connection.
     pub max_subscriptions: usize,
+    /// Worker threads of the runtime connection tasks run on (0: one per core). See
+    /// [`runtime`]: it is process-wide, so the first hub's count is the one used.
+    pub connection_threads: usize,
 }
 
 /// Why a connection was not admitted.
@@ -453,12 +457,14 @@ impl Hub {
         self.inner.shutdown.clone()
     }
 
-    /// Tracks a transport task so [`Hub::shutdown`] can wait for it.
+    /// Runs a connection's task on the connection runtime ([`runtime`]), tracked so that
+    /// [`Hub::shutdown`] can wait for it.
     pub fn spawn<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.inner.tasks.spawn(task);
+        let runtime = runtime::handle(self.inner.limits.connection_threads);
+        self.inner.tasks.spawn_on(task, runtime);
     }
 
     /// Tells every session to close with 1001 and refuses new ones; returns at once.

@@ -175,6 +175,7 @@ mod tests {
             max_connections: 10,
             max_connections_per_user: 10,
             max_subscriptions: 10,
+            connection_threads: 0,
         });
         // A node that heard nothing of the room since it started (at offset 0).
         Dispatcher::new(
