@@ -48,7 +48,7 @@ bench() { # name, then bench arguments
 bench idle-19k connections --count 19000 --rate 2000 --concurrency 200 --hold 5
 bench fanout-10k-5 fanout --subscribers 10000 --rooms 1 --rate 5 --duration 20
 bench fanout-10k-20 fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20
-bench fanout-10k-saturation fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 4 --duration 15
+bench fanout-10k-saturation fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 64 --duration 15
 bench fanout-1k-50 fanout --subscribers 1000 --rooms 1 --rate 50 --duration 20
 bench rest-writes fanout --subscribers 0 --rate 0 --publishers 16 --duration 10
 bench churn-1000 churn --rate 1000 --duration 60 --warmup 5 --concurrency 200
