@@ -26,7 +26,7 @@ trap 'stop_server; rm -rf "$db_dir"' EXIT
 start_server() {
   stop_server
   rm -f "$db_dir"/bench.db*
-  TASKFLOW_ADMIN_TOKEN=$token TASKFLOW_LOG_LEVEL=warn \
+  TASKFLOW_ADMIN_TOKEN=$token TASKFLOW_LOG_LEVEL=warn env ${SERVER_ENV:-} \
     taskset -c 0 "$bin" serve --database "sqlite://$db_dir/bench.db" --listen "127.0.0.1:$port" \
     >"$out/server.log" 2>&1 &
   server_pid=$!
@@ -34,7 +34,7 @@ start_server() {
   echo "server did not start" >&2; exit 1
 }
 
-bench() { # name, then bench arguments
+bench() { # name, then bench arguments; the server gets $SERVER_ENV (VAR=value ...) if set
   local name=$1; shift
   for round in $(seq "$rounds"); do
     start_server
@@ -50,7 +50,10 @@ bench fanout-10k-5 fanout --subscribers 10000 --rooms 1 --rate 5 --duration 20
 bench fanout-10k-20 fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20
 bench fanout-10k-saturation fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 64 --duration 15
 bench fanout-1k-50 fanout --subscribers 1000 --rooms 1 --rate 50 --duration 20
-bench rest-writes fanout --subscribers 0 --rate 0 --publishers 16 --duration 10
+bench rest-writes fanout --subscribers 0 --rate 0 --publishers 64 --duration 10
+# The same two fan-outs with connection tasks on a runtime of their own (ws_threads = 1).
+SERVER_ENV=TASKFLOW_WS_THREADS=1 bench threads-10k-20 fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20
+SERVER_ENV=TASKFLOW_WS_THREADS=1 bench threads-10k-saturation fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 64 --duration 15
 bench churn-1000 churn --rate 1000 --duration 60 --warmup 5 --concurrency 200
 stop_server
 python3 scripts/bench-summary.py "$out"

@@ -100,8 +100,9 @@ pub struct Config {
     pub ws_queue_bytes: usize,
     /// Subscriptions per connection.
     pub ws_max_subscriptions: usize,
-    /// Worker threads for connection tasks, on a runtime of their own so that a large
-    /// broadcast's writes do not hold up the requests that publish (0: one per core).
+    /// Worker threads for connection tasks on a runtime of their own, so that a large
+    /// broadcast's writes do not hold up the requests that publish; 0 (the default): connection
+    /// tasks share the request runtime, which slows publishers down when deliveries lag.
     pub ws_threads: usize,
     /// Commands per second per connection (error replies beyond, close 1008 if sustained).
     pub ws_commands_per_sec: u32,

@@ -63,8 +63,9 @@ pub struct HubLimits {
     pub max_connections_per_user: usize,
     /// Subscriptions per connection.
     pub max_subscriptions: usize,
-    /// Worker threads of the runtime connection tasks run on (0: one per core). See
-    /// [`runtime`]: it is process-wide, so the first hub's count is the one used.
+    /// Worker threads of a runtime of their own for connection tasks; 0 (the default): they
+    /// share the runtime that serves requests. See [`runtime`] for the trade-off; the runtime is
+    /// process-wide, so the first hub's count is the one used.
     pub connection_threads: usize,
 }
 
@@ -457,14 +458,16 @@ impl Hub {
         self.inner.shutdown.clone()
     }
 
-    /// Runs a connection's task on the connection runtime ([`runtime`]), tracked so that
-    /// [`Hub::shutdown`] can wait for it.
+    /// Runs a connection's task, on the connection runtime if there is one ([`runtime`]),
+    /// tracked so that [`Hub::shutdown`] can wait for it.
     pub fn spawn<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let runtime = runtime::handle(self.inner.limits.connection_threads);
-        self.inner.tasks.spawn_on(task, runtime);
+        match self.inner.limits.connection_threads {
+            0 => drop(self.inner.tasks.spawn(task)),
+            threads => drop(self.inner.tasks.spawn_on(task, runtime::handle(threads))),
+        }
     }
 
     /// Tells every session to close with 1001 and refuses new ones; returns at once.

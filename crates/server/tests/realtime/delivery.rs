@@ -218,3 +218,30 @@ async fn a_python_websockets_client_receives_events() {
     let status = child.wait().await.unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_on_a_runtime_of_their_own_work_as_on_the_shared_one() {
+    // `ws_threads = 1`: connection tasks run on the connection runtime (its threads are named
+    // `taskflow-conn`); events, replies, and the close at shutdown must work the same.
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.ws_threads = 1).await;
+    let mut ws = Ws::connect(&app, crate::common::ADMIN_TOKEN).await;
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(
+        threads.iter().any(|t| t == "taskflow-conn"),
+        "the connection runtime is running: {threads:?}"
+    );
+    ws.subscribe("project:default").await;
+    let task = app
+        .create_task(json!({ "title": "on its own runtime" }))
+        .await;
+    let event = ws.next_of("event").await;
+    assert_eq!(event["data"], task);
+    let stopping = tokio::spawn(app.stop());
+    let (code, _) = ws.closed().await;
+    assert_eq!(code, 1001, "the shutdown close reaches it");
+    stopping.await.unwrap();
+}
