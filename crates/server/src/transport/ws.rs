@@ -532,14 +532,11 @@ async fn write_batch(
     session: &Session,
     outbox: &mut Outbox,
 ) -> Result<(), WsError> {
-    write_within(async {
-        socket.flush().await?;
-        let written = ws_frames::write(socket.get_mut(), outbox, MAX_BATCH).await?;
-        session.written(written.bytes);
-        metrics::frames_out(written.frames, written.bytes);
-        Ok(())
-    })
-    .await
+    socket.flush().await?;
+    let written = ws_frames::write(socket.get_mut(), outbox, MAX_BATCH).await?;
+    session.written(written.bytes);
+    metrics::frames_out(written.frames, written.bytes);
+    Ok(())
 }
 
 fn command_limiter(per_sec: u32, burst: u32) -> DefaultDirectRateLimiter {
