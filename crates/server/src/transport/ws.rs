@@ -178,7 +178,7 @@ fn run(
     automatic: bool,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
-        let (session, outbox) =
+        let (session, mut outbox) =
             state
                 .hub()
                 .connect(caller.user().clone(), caller.is_admin(), projects);
@@ -207,7 +207,6 @@ fn run(
         }
         // One task owns the socket whole, reading and writing it in turn: no lock shared by two
         // halves, and nothing on the read side is polled when the wake-up was for frames.
-        let mut outbox = outbox;
         let end = session_loop(&state, &mut conn, &mut socket, &mut outbox).await;
         // Out of every room first (no more frames queued, presence.left announced), then the close
         // frame: it waits behind whatever the socket already holds, for a bounded time.
