@@ -121,6 +121,17 @@ async fn bench_runs_end_to_end_with_a_few_connections() {
         "every timed event measured"
     );
     assert!(fanout["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        fanout["first_copy"]["count"],
+        published - 2,
+        "one first copy and one spread per timed event (the same offset in two rooms is two events)"
+    );
+    assert_eq!(fanout["spread"]["count"], fanout["first_copy"]["count"]);
+    assert!(
+        fanout["first_copy"]["p50_ms"].as_f64().unwrap()
+            <= fanout["latency"]["p50_ms"].as_f64().unwrap(),
+        "a first copy is never later than the median copy: {fanout}"
+    );
     assert!(
         fanout["server_after"]["rss_bytes"].as_u64().unwrap() > 0,
         "the server's RSS is read from /proc"

@@ -203,7 +203,7 @@ async fn run_scenario(
             ref run,
             grace,
             concurrency,
-        } => Report::Fanout(
+        } => Report::Fanout(Box::new(
             fanout::run(
                 target,
                 &fanout::FanoutPlan {
@@ -220,7 +220,7 @@ async fn run_scenario(
                 },
             )
             .await?,
-        ),
+        )),
         Scenario::Churn {
             rate,
             duration,

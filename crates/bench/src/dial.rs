@@ -40,8 +40,8 @@ impl Dialer {
         }
     }
 
-    /// Opens one connection as the holder of `token` and waits for the server's hello.
-    pub async fn connect(&self, target: &Target, token: &str) -> Result<Socket, String> {
+    /// Opens one TCP connection to the target from the next source address.
+    pub async fn dial(&self, target: &Target) -> Result<TcpStream, String> {
         let tcp = match self.sources.len() {
             0 => TcpStream::connect(target.addr)
                 .await
@@ -59,6 +59,12 @@ impl Dialer {
             }
         };
         let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    /// Opens one connection as the holder of `token` and waits for the server's hello.
+    pub async fn connect(&self, target: &Target, token: &str) -> Result<Socket, String> {
+        let tcp = self.dial(target).await?;
         let mut request = target
             .ws()
             .into_client_request()
@@ -89,6 +95,6 @@ impl Dialer {
 /// read, small enough that 19,000 connections fit in one bench process.
 fn client_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
+        .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
 }

@@ -9,20 +9,20 @@
 //! that marker. Several bench processes can share a run (`--run`): the ones with
 //! `--publishers 0` only subscribe and wait for the markers.
 
-use crate::dial::{Dialer, Socket};
+use crate::dial::Dialer;
 use crate::frame::{self, Mark};
 use crate::setup::{self, BenchUser, Setup};
-use crate::stats::{Percentiles, Recorder};
+use crate::stats::{Percentiles, Recorder, Spans};
 use crate::target::{Target, Usage};
 use crate::timeline::{Rates, Timeline};
+use crate::wire::Wire;
 use crate::{progress, BenchError};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio_tungstenite::tungstenite::Message;
 
 /// What to do.
 #[derive(Debug, Clone)]
@@ -78,6 +78,14 @@ pub struct FanoutReport {
     pub incomplete: u64,
     /// Publish-to-receive latency.
     pub latency: Percentiles,
+    /// Per event, the latency of its first copy: the way through REST, commit and dispatch.
+    /// Paced runs (`--rate` > 0) only; in a merged report, over each process's own copies.
+    #[serde(default)]
+    pub first_copy: Percentiles,
+    /// Per event, the time from its first copy to its last: how long the server takes to get one
+    /// event to every subscriber. Paced runs only, like `first_copy`.
+    #[serde(default)]
+    pub spread: Percentiles,
     /// Deliveries per second, from the first delivery to the last.
     pub delivered_per_sec: f64,
     /// Events per second each subscriber received, on average.
@@ -124,6 +132,9 @@ struct Counters {
     last_nanos: AtomicU64,
     base: Instant,
     latencies: Recorder,
+    /// First and last copy of each event; `None` at saturation, where the table would grow by
+    /// every event and cost the bench more than it tells.
+    spans: Option<Spans>,
     timeline: Timeline,
 }
 
@@ -179,6 +190,7 @@ pub async fn run(target: &Target, plan: &FanoutPlan) -> Result<FanoutReport, Ben
         last_nanos: AtomicU64::new(0),
         base: Instant::now(),
         latencies: Recorder::new(16),
+        spans: (plan.rate > 0).then(|| Spans::new(16)),
         timeline: Timeline::new(Instant::now(), span),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -188,7 +200,7 @@ pub async fn run(target: &Target, plan: &FanoutPlan) -> Result<FanoutReport, Ben
     let (published, publish_errors) = if publishers.is_empty() {
         (0, 0)
     } else {
-        publish(target, plan, &rooms, &publishers).await
+        publish_apart(target, plan, &rooms, &publishers).await
     };
     wait_for_ends(plan, &counters, readers.len()).await;
     let after = target.sample();
@@ -230,6 +242,11 @@ pub async fn run(target: &Target, plan: &FanoutPlan) -> Result<FanoutReport, Ben
     }
     report.lost = report.expected.saturating_sub(report.delivered);
     report.latency = Percentiles::of(&counters.latencies.merged());
+    if let Some(spans) = &counters.spans {
+        let (first_copy, spread) = spans.summarize();
+        (report.first_copy, report.spread) =
+            (Percentiles::of(&first_copy), Percentiles::of(&spread));
+    }
     let window = Duration::from_nanos(
         counters
             .last_nanos
@@ -271,9 +288,10 @@ async fn subscribe_all(
             let (dialer, target, name) = (dialer.clone(), target.clone(), rooms[room].clone());
             let (counters, stop) = (counters.clone(), stop.clone());
             async move {
-                let mut socket = dialer.connect(&target, &user.token).await?;
+                let tcp = dialer.dial(&target).await?;
+                let mut socket = Wire::open(tcp, &target, &user.token).await?;
                 let start = subscribe(&mut socket, &format!("project:{name}")).await?;
-                let reader = tokio::spawn(read(i, start, socket, counters, stop));
+                let reader = tokio::spawn(read((i, room), start, socket, counters, stop));
                 Ok::<_, String>((room, reader))
             }
         })
@@ -299,36 +317,34 @@ async fn subscribe_all(
 }
 
 /// Subscribes to `room`; returns the offset the live stream starts after.
-async fn subscribe(socket: &mut Socket, room: &str) -> Result<i64, String> {
+async fn subscribe(socket: &mut Wire, room: &str) -> Result<i64, String> {
     let command = json!({ "type": "subscribe", "room": room, "id": "s" });
-    socket
-        .send(Message::text(command.to_string()))
-        .await
-        .map_err(|e| e.to_string())?;
+    socket.send_text(&command.to_string()).await?;
     loop {
-        match tokio::time::timeout(Duration::from_secs(30), socket.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                let value: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| e.to_string())?;
-                if value["type"] != "reply" || value["id"] != "s" {
-                    continue;
-                }
-                return match value["result"]["offset"].as_i64() {
-                    Some(offset) if value["ok"] == true => Ok(offset),
-                    _ => Err(format!("subscribe refused: {text}")),
-                };
-            }
-            Ok(Some(Ok(_))) => continue,
+        let text = match tokio::time::timeout(Duration::from_secs(30), socket.next_text()).await {
+            Ok(Ok(Some(text))) => text,
+            Ok(Err(err)) => return Err(err),
             _ => return Err("no answer to subscribe".into()),
+        };
+        let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+        if value["type"] != "reply" || value["id"] != "s" {
+            continue;
         }
+        return match value["result"]["offset"].as_i64() {
+            Some(offset) if value["ok"] == true => Ok(offset),
+            _ => Err(format!(
+                "subscribe refused: {}",
+                String::from_utf8_lossy(&text)
+            )),
+        };
     }
 }
 
-/// One subscriber: counts what arrives until told to stop.
+/// One subscriber (`i`, in room index `room`): counts what arrives until told to stop.
 async fn read(
-    i: usize,
+    (i, room): (usize, usize),
     start: i64,
-    mut socket: Socket,
+    mut socket: Wire,
     counters: Arc<Counters>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Tally {
@@ -337,16 +353,18 @@ async fn read(
         last: start,
         ..Tally::default()
     };
+    // One wait for the stop signal for the whole run, not one per frame.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         let message = tokio::select! {
             biased;
-            message = socket.next() => message,
-            _ = stop.changed() => break,
+            message = socket.next_text() => message,
+            _ = &mut stopped => break,
         };
         let text = match message {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(_)) => continue,
-            None | Some(Err(_)) => {
+            Ok(Some(text)) => text,
+            Ok(None) | Err(_) => {
                 tally.disconnected = true;
                 break;
             }
@@ -373,7 +391,11 @@ async fn read(
         match event.mark {
             Mark::Sent(sent) => {
                 let latency = now_nanos().saturating_sub(sent).min(u64::MAX as u128) as u64;
-                counters.latencies.record(i, Duration::from_nanos(latency));
+                let latency = Duration::from_nanos(latency);
+                counters.latencies.record(i, latency);
+                if let Some(spans) = &counters.spans {
+                    spans.record(i, room, event.offset, latency);
+                }
             }
             Mark::End => {
                 tally.end = Some(event.offset);
@@ -383,6 +405,39 @@ async fn read(
         }
     }
     tally
+}
+
+/// Runs [`publish`] on a thread and runtime of its own. On the subscribers' runtime a publisher
+/// woken by its timer would queue behind every reader with a frame to take, so the send time it
+/// writes would be taken late, the request sent later still, and the bench's own backlog would
+/// count as the server's latency; a thread of its own is scheduled by the OS as soon as it wakes.
+async fn publish_apart(
+    target: &Target,
+    plan: &FanoutPlan,
+    rooms: &[String],
+    publishers: &[BenchUser],
+) -> (u64, u64) {
+    let (target, plan, rooms, publishers) = (
+        target.clone(),
+        plan.clone(),
+        rooms.to_vec(),
+        publishers.to_vec(),
+    );
+    let (done, result) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("bench-publish".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the publishers");
+            let counts = runtime.block_on(publish(&target, &plan, &rooms, &publishers));
+            let _ = done.send(counts);
+        })
+        .expect("a thread for the publishers");
+    let counts = result.await.expect("the publishers' thread answers");
+    let _ = thread.join();
+    counts
 }
 
 /// Publishes at the planned rate for the planned time, then an end marker in every room.

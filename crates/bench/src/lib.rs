@@ -27,6 +27,7 @@ pub mod setup;
 pub mod stats;
 pub mod target;
 pub mod timeline;
+pub mod wire;
 
 /// Why a run could not be carried out.
 #[derive(Debug, thiserror::Error)]

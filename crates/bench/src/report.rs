@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 pub enum Report {
     /// `taskflow bench connections`.
     Connections(ConnectionsReport),
-    /// `taskflow bench fanout`.
-    Fanout(FanoutReport),
+    /// `taskflow bench fanout` (boxed: it is by far the largest report).
+    Fanout(Box<FanoutReport>),
     /// `taskflow bench churn`.
     Churn(ChurnReport),
 }
@@ -60,15 +60,15 @@ impl Report {
                     })
                     .collect(),
             )?),
-            "fanout" => Report::Fanout(merge_fanout(
+            "fanout" => Report::Fanout(Box::new(merge_fanout(
                 reports
                     .into_iter()
                     .filter_map(|r| match r {
-                        Report::Fanout(f) => Some(f),
+                        Report::Fanout(f) => Some(*f),
                         _ => None,
                     })
                     .collect(),
-            )?),
+            )?)),
             _ => Report::Churn(merge_churn(
                 reports
                     .into_iter()
@@ -176,6 +176,8 @@ fn merge_fanout(all: Vec<FanoutReport>) -> Result<FanoutReport, MergeError> {
     );
     let mut merged = FanoutReport {
         latency: merge_latency(all.iter().map(|r| &r.latency))?,
+        first_copy: merge_latency(all.iter().map(|r| &r.first_copy))?,
+        spread: merge_latency(all.iter().map(|r| &r.spread))?,
         ..FanoutReport::default()
     };
     for r in &all {
@@ -268,7 +270,7 @@ mod tests {
     use std::time::Duration;
 
     fn fanout(delivered: u64, ms: u64, cpu: (f64, f64)) -> Report {
-        Report::Fanout(FanoutReport {
+        Report::Fanout(Box::new(FanoutReport {
             subscribers: 10,
             delivered,
             expected: delivered,
@@ -285,7 +287,7 @@ mod tests {
                 cpu_secs: cpu.1,
             }),
             ..FanoutReport::default()
-        })
+        }))
     }
 
     #[test]

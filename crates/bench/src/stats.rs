@@ -6,6 +6,7 @@ use base64::Engine;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -50,6 +51,57 @@ impl Recorder {
             all.add(&*shard).expect("same bounds");
         }
         all
+    }
+}
+
+/// When each event's first and last copies arrived, to split the end-to-end latency in two: the
+/// way to the first subscriber (REST, commit, dispatch) and the spread of the fan-out itself (how
+/// long the server takes to get the event to every socket). Sharded like [`Recorder`]; memory
+/// grows with the events of the run (16 bytes each, plus the map's own), so the bench keeps it
+/// for paced runs only.
+pub struct Spans {
+    shards: Vec<Mutex<SpanTable>>,
+}
+
+/// (room index, offset) → (first, last) latency in microseconds.
+type SpanTable = HashMap<(usize, i64), (u64, u64)>;
+
+impl Spans {
+    /// A table with `shards` shards.
+    pub fn new(shards: usize) -> Self {
+        Self {
+            shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// Notes that a copy of the event at `offset` of room `room` arrived `latency` after it was
+    /// sent, in the shard chosen by `hint` (the caller's index).
+    pub fn record(&self, hint: usize, room: usize, offset: i64, latency: Duration) {
+        let micros = (latency.as_micros() as u64).clamp(1, MAX_MICROS);
+        let mut shard = self.shards[hint % self.shards.len()]
+            .lock()
+            .expect("never poisoned");
+        let span = shard.entry((room, offset)).or_insert((micros, micros));
+        span.0 = span.0.min(micros);
+        span.1 = span.1.max(micros);
+    }
+
+    /// (latency of each event's first copy, time from its first copy to its last).
+    pub fn summarize(&self) -> (Histogram<u64>, Histogram<u64>) {
+        let mut all = SpanTable::new();
+        for shard in &self.shards {
+            for (&event, &(first, last)) in shard.lock().expect("never poisoned").iter() {
+                let span = all.entry(event).or_insert((first, last));
+                span.0 = span.0.min(first);
+                span.1 = span.1.max(last);
+            }
+        }
+        let (mut firsts, mut spreads) = (histogram(), histogram());
+        for (first, last) in all.into_values() {
+            firsts.saturating_record(first);
+            spreads.saturating_record((last - first).max(1));
+        }
+        (firsts, spreads)
     }
 }
 
@@ -134,6 +186,23 @@ mod tests {
         assert!((p.p99_ms - 990.0).abs() < 1.0, "{p:?}");
         assert!((p.max_ms - 1000.0).abs() < 1.0, "{p:?}");
         assert_eq!(Percentiles::of(&histogram()).count, 0);
+    }
+
+    #[test]
+    fn spans_split_each_event_into_its_first_copy_and_its_spread() {
+        let spans = Spans::new(4);
+        // Event 1 of room 0 reaches three subscribers (in different shards) at 5, 20 and 105 ms;
+        // event 1 of room 1 (the same offset, another room) once at 7 ms.
+        for (hint, ms) in [(0, 20), (1, 5), (2, 105)] {
+            spans.record(hint, 0, 1, Duration::from_millis(ms));
+        }
+        spans.record(3, 1, 1, Duration::from_millis(7));
+        let (firsts, spreads) = spans.summarize();
+        let (firsts, spreads) = (Percentiles::of(&firsts), Percentiles::of(&spreads));
+        assert_eq!(firsts.count, 2, "one per event");
+        assert!((firsts.max_ms - 7.0).abs() < 0.01, "{firsts:?}");
+        assert!((firsts.p50_ms - 5.0).abs() < 0.01, "{firsts:?}");
+        assert!((spreads.max_ms - 100.0).abs() < 0.1, "{spreads:?}");
     }
 
     #[test]

@@ -32,7 +32,12 @@ impl Target {
 
     /// The WebSocket endpoint, without automatic subscriptions.
     pub fn ws(&self) -> String {
-        format!("ws://{}/ws/tasks?auto=false", self.addr)
+        format!("ws://{}{}", self.addr, self.ws_path())
+    }
+
+    /// The path and query of [`Target::ws`].
+    pub fn ws_path(&self) -> &'static str {
+        "/ws/tasks?auto=false"
     }
 
     /// The server's resources now, if its pid is known.

@@ -1,0 +1,158 @@
+//! The fan-out subscribers' WebSocket, lean enough that one bench core takes what the server
+//! sends to 10,000 subscribers without a backlog of its own: whatever the bench leaves waiting
+//! is counted as the server's latency.
+//!
+//! tokio-tungstenite cost the bench about as much CPU per frame as the server spends sending it:
+//! it zeroes its read buffer before every read (the one that finds nothing too), checks the
+//! UTF-8 of every text, and registers wakers for both directions on every poll. Here the opening
+//! handshake is hyper's (its upgrade hands back the raw socket and the bytes read past the
+//! response), frames are parsed by tungstenite's own `FrameHeader`, and reads go into the
+//! buffer's spare capacity without zeroing it.
+//!
+//! The server neither fragments nor compresses (docs/protocol.md), so a data frame is a whole
+//! message; a fragment is refused as a protocol error.
+
+use crate::target::Target;
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::Empty;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::io::Cursor;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+
+/// Spare room ensured before each read: a batch of a few dozen events per read at saturation.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How long the opening handshake and the server's hello may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One subscriber's connection.
+pub struct Wire {
+    tcp: TcpStream,
+    /// Bytes read and not yet taken as frames.
+    buf: BytesMut,
+}
+
+impl Wire {
+    /// Upgrades `tcp` to a WebSocket as the holder of `token` and waits for the server's hello.
+    pub async fn open(tcp: TcpStream, target: &Target, token: &str) -> Result<Self, String> {
+        tokio::time::timeout(OPEN_TIMEOUT, Self::handshake(tcp, target, token))
+            .await
+            .map_err(|_| "handshake timed out".to_owned())?
+    }
+
+    async fn handshake(tcp: TcpStream, target: &Target, token: &str) -> Result<Self, String> {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+        // The connection future drives the request; it ends once the response hands the socket
+        // over to the upgrade.
+        let conn = tokio::spawn(conn.with_upgrades());
+        let key = generate_key();
+        let request = Request::get(target.ws_path())
+            .header(header::HOST, target.addr.to_string())
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_VERSION, "13")
+            .header(header::SEC_WEBSOCKET_KEY, &key)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(format!("upgrade refused: {}", response.status()));
+        }
+        let accept = derive_accept_key(key.as_bytes());
+        if response.headers().get(header::SEC_WEBSOCKET_ACCEPT)
+            != Some(&HeaderValue::from_str(&accept).map_err(|e| e.to_string())?)
+        {
+            return Err("wrong Sec-WebSocket-Accept".into());
+        }
+        let upgraded = hyper::upgrade::on(response)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = conn.await;
+        let parts = upgraded
+            .downcast::<TokioIo<TcpStream>>()
+            .map_err(|_| "the upgrade did not give back the TCP socket".to_owned())?;
+        let mut wire = Self {
+            tcp: parts.io.into_inner(),
+            buf: BytesMut::from(&parts.read_buf[..]),
+        };
+        match wire.next_text().await? {
+            Some(_) => Ok(wire),
+            None => Err("no hello".into()),
+        }
+    }
+
+    /// Sends one text message (masked, as a client must).
+    pub async fn send_text(&mut self, text: &str) -> Result<(), String> {
+        self.send(Frame::message(
+            Bytes::copy_from_slice(text.as_bytes()),
+            OpCode::Data(Data::Text),
+            true,
+        ))
+        .await
+    }
+
+    /// The next text message; answers pings on the way. `None` once the server closed.
+    /// Not cancel-safe while it answers a ping (a pong cut short would corrupt the stream), so
+    /// drop the wire after cancelling it.
+    pub async fn next_text(&mut self) -> Result<Option<Bytes>, String> {
+        loop {
+            let Some((opcode, payload)) = self.frame()? else {
+                self.buf.reserve(READ_CHUNK);
+                match self.tcp.read_buf(&mut self.buf).await {
+                    Ok(0) => return Ok(None),
+                    Ok(_) => continue,
+                    Err(err) => return Err(err.to_string()),
+                }
+            };
+            match opcode {
+                OpCode::Data(Data::Text) => return Ok(Some(payload)),
+                OpCode::Control(Control::Ping) => self.send(Frame::pong(payload)).await?,
+                OpCode::Control(Control::Close) => {
+                    let _ = self.send(Frame::close(None)).await;
+                    return Ok(None);
+                }
+                OpCode::Data(Data::Binary) | OpCode::Control(Control::Pong) => {}
+                other => return Err(format!("unexpected frame {other:?}")),
+            }
+        }
+    }
+
+    /// Takes one whole frame off the buffer, if it holds one.
+    fn frame(&mut self) -> Result<Option<(OpCode, Bytes)>, String> {
+        let mut cursor = Cursor::new(&self.buf[..]);
+        let Some((header, len)) = FrameHeader::parse(&mut cursor).map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let start = cursor.position() as usize;
+        let len = usize::try_from(len).map_err(|_| "frame too long".to_owned())?;
+        if header.mask.is_some() || !header.is_final {
+            return Err("masked or fragmented frame from the server".into());
+        }
+        if self.buf.len() < start + len {
+            return Ok(None);
+        }
+        self.buf.advance(start);
+        Ok(Some((header.opcode, self.buf.split_to(len).freeze())))
+    }
+
+    async fn send(&mut self, mut frame: Frame) -> Result<(), String> {
+        frame.header_mut().mask = Some(rand::random());
+        let mut out = Vec::with_capacity(frame.len());
+        frame.format(&mut out).map_err(|e| e.to_string())?;
+        self.tcp.write_all(&out).await.map_err(|e| e.to_string())
+    }
+}
