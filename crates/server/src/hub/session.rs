@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use tokio::sync::Notify;
 
 /// A connection id, unique within this process.
@@ -92,6 +92,9 @@ pub struct Session {
     /// A listener that does not count as present (a long poll, which comes and goes with every
     /// request): its joins and leaves announce nothing.
     silent: AtomicBool,
+    /// Set by [`Session::input_waker`]: the transport's input (its socket's read side) has
+    /// something, or has ended.
+    input_ready: AtomicBool,
 }
 
 /// Live frames held back while a subscription's missed events are replayed.
@@ -258,7 +261,36 @@ pub struct QueueLimits {
     pub bytes: usize,
 }
 
+/// The waker of [`Session::input_waker`]: notes that input is ready, then wakes the writer task.
+impl Wake for Session {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.input_ready.store(true, Ordering::Release);
+        self.writer.wake();
+    }
+}
+
 impl Session {
+    /// A waker for the transport to hand to its input (its socket's read side), so that one
+    /// task, woken by its queue and by its socket alike, can tell which of the two has
+    /// something: see [`Session::take_input_ready`]. It costs no allocation; the session is the
+    /// waker. It wakes the task registered by [`Outbox::poll_ready`], which a transport polls
+    /// before it sleeps.
+    pub fn input_waker(self: &Arc<Self>) -> Waker {
+        Waker::from(self.clone())
+    }
+
+    /// Whether the input waker fired since the last call. A transport whose last read attempt
+    /// returned `Pending` (with the input waker) need not try again until this says so: most
+    /// wake-ups of a busy room's connections are for frames, and a read attempt on each of
+    /// them costs a trip through every layer of the socket for nothing.
+    pub fn take_input_ready(&self) -> bool {
+        self.input_ready.swap(false, Ordering::Acquire)
+    }
+
     /// A new session and the receiving end of its queue.
     pub fn new(
         id: ConnId,
@@ -292,6 +324,7 @@ impl Session {
             capacity: limits.messages.max(1),
             drained: Notify::new(),
             silent: AtomicBool::new(false),
+            input_ready: AtomicBool::new(false),
         });
         let outbox = Outbox {
             session: session.clone(),

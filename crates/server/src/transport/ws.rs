@@ -20,7 +20,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::HashSet;
 use std::future::{poll_fn, Future};
 use std::num::NonZeroU32;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use taskflow_protocol::{close, Hello, ServerFrame};
 use tokio::time::{sleep_until, Instant};
@@ -288,16 +288,30 @@ async fn session_loop(
     let timer = sleep_until(clock.next());
     tokio::pin!(timer);
     let mut batches_since_read = 0u32;
+    // Whether the socket's read side holds the session's input waker: its last read attempt
+    // returned `Pending`. Until that waker fires, another attempt would only find nothing.
+    let mut input_armed = false;
 
     loop {
         // Polled by hand, in an order that fits the traffic: the queue first, as almost every
-        // wake-up is for frames, and the socket last, so a wake-up for frames does not also
-        // attempt a read; except every READ_TURN batches, when the socket goes first.
+        // wake-up is for frames, and the socket last; except every READ_TURN batches, when the
+        // socket goes first. The socket is read only if its waker fired since it last said
+        // `Pending`, so a wake-up for frames does not also attempt a read.
         let read_first = batches_since_read >= READ_TURN;
         let wake = poll_fn(|cx| {
+            let mut read = || {
+                let fired = session.take_input_ready();
+                if input_armed && !fired {
+                    return Poll::Pending;
+                }
+                let waker = session.input_waker();
+                let polled = socket.poll_next_unpin(&mut Context::from_waker(&waker));
+                input_armed = polled.is_pending();
+                polled.map(Wake::Read)
+            };
             if read_first {
-                if let Poll::Ready(incoming) = socket.poll_next_unpin(cx) {
-                    return Poll::Ready(Wake::Read(incoming));
+                if let Poll::Ready(wake) = read() {
+                    return Poll::Ready(wake);
                 }
             }
             if let Poll::Ready(ready) = outbox.poll_ready(cx) {
@@ -307,9 +321,7 @@ async fn session_loop(
                 return Poll::Ready(Wake::Timer);
             }
             if !read_first {
-                if let Poll::Ready(incoming) = socket.poll_next_unpin(cx) {
-                    return Poll::Ready(Wake::Read(incoming));
-                }
+                return read();
             }
             Poll::Pending
         })

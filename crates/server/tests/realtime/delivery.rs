@@ -245,3 +245,57 @@ async fn connections_on_a_runtime_of_their_own_work_as_on_the_shared_one() {
     assert_eq!(code, 1001, "the shutdown close reaches it");
     stopping.await.unwrap();
 }
+
+/// A connection reads its socket only when the socket says it has something (not on every
+/// wake-up for frames): commands sent while its room streams events must still be read, and
+/// answered between the events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_answered_while_the_room_streams_events() {
+    const EVENTS: usize = 300;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.create_project("busy", &[]).await;
+    let mut ws = Ws::connect(&app, crate::common::ADMIN_TOKEN).await;
+    ws.subscribe("project:busy").await;
+    let writer = {
+        let (client, url) = (app.client.clone(), app.url("/tasks"));
+        tokio::spawn(async move {
+            for i in 0..EVENTS {
+                let res = client
+                    .post(url.clone())
+                    .bearer_auth(crate::common::ADMIN_TOKEN)
+                    .json(&json!({ "title": format!("e{i}"), "project_id": "busy" }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 201);
+            }
+        })
+    };
+    // A command after every 30th event, each answered while events keep coming.
+    let (mut events, mut replies) = (0, 0);
+    while events < EVENTS {
+        let frame = ws.next().await;
+        match frame["type"].as_str() {
+            Some("event") if frame["room"] == "project:busy" => {
+                events += 1;
+                if events % 30 == 0 && events < EVENTS {
+                    ws.send(json!({ "type": "presence", "room": "project:busy", "id": format!("p{events}") }))
+                        .await;
+                }
+            }
+            Some("reply") => {
+                assert_eq!(frame["ok"], true, "{frame}");
+                replies += 1;
+            }
+            _ => {}
+        }
+    }
+    writer.await.unwrap();
+    // The last commands may still be on their way: wait for every reply.
+    while replies < EVENTS / 30 - 1 {
+        if ws.next_of("reply").await["ok"] == true {
+            replies += 1;
+        }
+    }
+    assert_eq!(replies, EVENTS / 30 - 1);
+}
