@@ -69,6 +69,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(projects::router())
         .merge(people::router())
         .merge(auth::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fanout_admission,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
@@ -76,7 +80,11 @@ pub(crate) fn router(state: AppState) -> Router {
     let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(rest)
         .merge(export::router())
-        .merge(import::router())
+        // Imports write too, but stream for longer than the request timeout allows.
+        .merge(import::router().layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fanout_admission,
+        )))
         .merge(health::router())
         .split_for_parts();
     let openapi_json = openapi.to_json().expect("the OpenAPI document serializes");
@@ -94,6 +102,24 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::transport::router())
         .merge(pages::router());
     with_layers(routes, &state).with_state(state)
+}
+
+/// How long a write may wait for the fan-out to catch up.
+const FANOUT_WAIT: Duration = Duration::from_secs(1);
+
+/// Back-pressure from the fan-out to the publishers: a REST write (any method but GET, HEAD,
+/// OPTIONS, TRACE) waits, at most [`FANOUT_WAIT`], while connections whose clients read are
+/// behind on the events already committed (`hub::lag`), instead of adding to their queues until
+/// healthy clients are cut off as slow consumers. Inside the request timeout.
+async fn fanout_admission(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !request.method().is_safe() && state.hub().fanout_lag().caught_up(FANOUT_WAIT).await {
+        crate::hub::metrics::write_held();
+    }
+    next.run(request).await
 }
 
 /// The layers every request passes, outermost first: request id, tracing span, error rendering,

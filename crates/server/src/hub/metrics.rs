@@ -15,6 +15,7 @@ static HEARTBEAT: LazyLock<Counter> = LazyLock::new(|| counter!("ws_heartbeat_te
 static EVENTS: LazyLock<Counter> = LazyLock::new(|| counter!("hub_events_dispatched_total"));
 static DELIVERIES: LazyLock<Counter> = LazyLock::new(|| counter!("hub_deliveries_total"));
 static GAP_FILLS: LazyLock<Counter> = LazyLock::new(|| counter!("hub_gap_fills_total"));
+static WRITES_HELD: LazyLock<Counter> = LazyLock::new(|| counter!("hub_writes_held_total"));
 static COMMIT_TO_ENQUEUE: LazyLock<Histogram> =
     LazyLock::new(|| histogram!("hub_commit_to_enqueue_seconds"));
 
@@ -39,6 +40,10 @@ pub fn frame_in(bytes: usize) {
 pub fn frames_out(frames: usize, bytes: usize) {
     FRAMES_OUT.increment(frames as u64);
     BYTES_OUT.increment(bytes as u64);
+}
+/// A write waited for the fan-out to catch up (hub/lag.rs).
+pub fn write_held() {
+    WRITES_HELD.increment(1);
 }
 pub(crate) fn slow_consumer() {
     SLOW.increment(1);

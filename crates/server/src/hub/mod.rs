@@ -12,6 +12,7 @@
 pub mod bench_api;
 pub mod dispatch;
 pub mod feed;
+pub mod lag;
 pub mod metrics;
 mod runtime;
 pub mod session;
@@ -129,6 +130,8 @@ struct Inner {
     tasks: TaskTracker,
     /// The cluster broker's view of this hub's rooms; `None` on a single node.
     feed: Option<Arc<dyn RoomFeed>>,
+    /// Sessions behind although their clients read: writes wait for them ([`lag`]).
+    lag: Arc<lag::FanoutLag>,
 }
 
 /// A connection admitted against the limits; dropping it gives the slot back (also when the
@@ -177,6 +180,7 @@ impl Hub {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 feed,
+                lag: Arc::default(),
             }),
         }
     }
@@ -211,7 +215,14 @@ impl Hub {
         projects: HashSet<ProjectId>,
     ) -> (Arc<Session>, Outbox) {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (session, outbox) = Session::new(id, user, admin, projects, self.inner.limits.queue);
+        let (session, outbox) = Session::new(
+            id,
+            user,
+            admin,
+            projects,
+            self.inner.limits.queue,
+            self.inner.lag.clone(),
+        );
         self.inner.sessions.insert(id, session.clone());
         metrics::connection_opened();
         // Shutdown closes the sessions it finds; one registered after it looked closes here.
@@ -451,6 +462,11 @@ impl Hub {
                 self.leave(&session, &room);
             }
         }
+    }
+
+    /// How far the fan-out is behind: writers wait on it (see [`lag`]).
+    pub fn fanout_lag(&self) -> &lag::FanoutLag {
+        &self.inner.lag
     }
 
     /// The token cancelled at shutdown; transports close their sessions with 1001 on it.

@@ -2,6 +2,7 @@
 //! frames waiting to be written. Transport-independent: the WebSocket, SSE and long-poll
 //! adapters each drain the same queue.
 
+use super::lag::FanoutLag;
 use crate::domain::{ProjectId, UserId};
 use bytes::Bytes;
 use futures::task::AtomicWaker;
@@ -95,6 +96,15 @@ pub struct Session {
     /// Set by [`Session::input_waker`]: the transport's input (its socket's read side) has
     /// something, or has ended.
     input_ready: AtomicBool,
+    /// The hub's count of lagging sessions (see [`FanoutLag`]).
+    lag: Arc<FanoutLag>,
+    /// Whether this session is counted in `lag`: its queue passed half its limit while its
+    /// socket took data. Only for transports that report their socket ([`Session::track_lag`]).
+    lagging: AtomicBool,
+    /// The transport reports whether its socket is full ([`Session::set_socket_full`]).
+    lag_tracked: AtomicBool,
+    /// The transport's last write is waiting for room in the socket: the client is not reading.
+    socket_full: AtomicBool,
 }
 
 /// Live frames held back while a subscription's missed events are replayed.
@@ -185,6 +195,7 @@ impl Outbox {
             return Err(Empty);
         }
         self.session.taken.fetch_sub(1, Ordering::Relaxed);
+        self.session.drained_some();
         Ok(self.taken.pop_front().expect("not empty"))
     }
 
@@ -209,6 +220,7 @@ impl Outbox {
         debug_assert!(frames <= self.taken.len());
         let bytes = self.taken.drain(..frames).map(|f| f.len()).sum();
         self.session.taken.fetch_sub(frames, Ordering::Relaxed);
+        self.session.drained_some();
         self.sent_of_front = if frames > 0 {
             partial
         } else {
@@ -239,6 +251,7 @@ impl Outbox {
 impl Drop for Outbox {
     fn drop(&mut self) {
         self.session.detached.store(true, Ordering::Release);
+        self.session.stop_lagging();
         // Whatever is still queued will never be written: free it now, not with the session.
         let dropped = std::mem::take(&mut *self.session.queue.lock().expect("never poisoned"));
         let bytes: usize = dropped.iter().chain(&self.taken).map(Bytes::len).sum();
@@ -298,6 +311,7 @@ impl Session {
         admin: bool,
         projects: HashSet<ProjectId>,
         limits: QueueLimits,
+        lag: Arc<FanoutLag>,
     ) -> (Arc<Self>, Outbox) {
         let session = Arc::new(Self {
             id,
@@ -325,6 +339,10 @@ impl Session {
             drained: Notify::new(),
             silent: AtomicBool::new(false),
             input_ready: AtomicBool::new(false),
+            lag,
+            lagging: AtomicBool::new(false),
+            lag_tracked: AtomicBool::new(false),
+            socket_full: AtomicBool::new(false),
         });
         let outbox = Outbox {
             session: session.clone(),
@@ -382,19 +400,70 @@ impl Session {
         if self.detached.load(Ordering::Acquire) {
             return Err(OfferError::Closed);
         }
-        let was_empty = {
+        let (was_empty, depth) = {
             let mut queue = self.queue.lock().expect("never poisoned");
-            if queue.len() + self.taken.load(Ordering::Relaxed) >= limit {
+            let depth = queue.len() + self.taken.load(Ordering::Relaxed);
+            if depth >= limit {
+                drop(queue);
+                self.stop_lagging();
                 return Err(OfferError::Slow);
             }
             let was_empty = queue.is_empty();
             queue.push_back(frame);
-            was_empty
+            (was_empty, depth + 1)
         };
         if was_empty {
             self.writer.wake();
         }
+        if depth >= self.capacity / 2 && !self.lagging.load(Ordering::Relaxed) {
+            self.start_lagging();
+        }
         Ok(())
+    }
+
+    /// Counts the session as lagging, if its transport reports its socket and the socket takes
+    /// data (see [`FanoutLag`]).
+    fn start_lagging(&self) {
+        if self.lag_tracked.load(Ordering::Relaxed)
+            && !self.socket_full.load(Ordering::Acquire)
+            && !self.lagging.swap(true, Ordering::AcqRel)
+        {
+            self.lag.enter();
+        }
+    }
+
+    /// Stops counting the session as lagging, if it was.
+    fn stop_lagging(&self) {
+        if self.lagging.swap(false, Ordering::AcqRel) {
+            self.lag.leave();
+        }
+    }
+
+    /// Called by a transport that will report its socket's state with
+    /// [`Session::set_socket_full`]: from then on, a queue that fills while the socket takes data
+    /// holds writes back ([`FanoutLag`]) instead of only growing towards the slow-consumer limit.
+    pub fn track_lag(&self) {
+        self.lag_tracked.store(true, Ordering::Relaxed);
+    }
+
+    /// The transport's report: its last write waits for room in the socket (`true`), or a
+    /// write went through (`false`). A session whose client does not read is not lagging: the
+    /// queue limit deals with it.
+    pub fn set_socket_full(&self, full: bool) {
+        if self.socket_full.load(Ordering::Relaxed) != full {
+            self.socket_full.store(full, Ordering::Release);
+            if full {
+                self.stop_lagging();
+            }
+        }
+    }
+
+    /// After frames left the queue: a lagging session that is down to a quarter of its limit
+    /// has caught up.
+    fn drained_some(&self) {
+        if self.lagging.load(Ordering::Relaxed) && self.queued() <= self.capacity / 4 {
+            self.stop_lagging();
+        }
     }
 
     /// How many frames wait to be written.
@@ -645,7 +714,7 @@ mod tests {
             bytes: 1 << 20,
         };
         let user = UserId::parse("u", "user").expect("valid");
-        Session::new(1, user, false, HashSet::new(), limits)
+        Session::new(1, user, false, HashSet::new(), limits, Default::default())
     }
 
     fn frame(n: u8) -> Bytes {
@@ -673,6 +742,71 @@ mod tests {
             rest.push(frame[0]);
         }
         assert_eq!(rest, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_queue_past_half_its_limit_lags_only_while_its_socket_takes_data() {
+        let (session, mut outbox) = session(8);
+        let lag = session.lag.clone();
+        // A transport that does not report its socket (SSE, long polling) never counts.
+        for n in 0..6 {
+            session.offer(&frame(n)).expect("room");
+        }
+        assert_eq!(lag.lagging(), 0, "not tracked");
+        while outbox.try_recv().is_ok() {}
+
+        session.track_lag();
+        for n in 0..3 {
+            session.offer(&frame(n)).expect("room");
+        }
+        assert_eq!(lag.lagging(), 0, "3 of 8: under half");
+        session.offer(&frame(3)).expect("room");
+        assert_eq!(lag.lagging(), 1, "4 of 8, socket taking data: lagging");
+        session.offer(&frame(4)).expect("room");
+        assert_eq!(lag.lagging(), 1, "counted once");
+
+        // The client stopped reading: its queue is its own problem, not the fan-out's.
+        session.set_socket_full(true);
+        assert_eq!(lag.lagging(), 0);
+        session.offer(&frame(5)).expect("room");
+        assert_eq!(lag.lagging(), 0, "not while the socket is full");
+        session.set_socket_full(false);
+        session.offer(&frame(6)).expect("room");
+        assert_eq!(lag.lagging(), 1, "the socket takes data again");
+
+        // Caught up once down to a quarter of the limit.
+        let mut left = 7;
+        while left > 2 {
+            assert_eq!(lag.lagging(), 1, "{left} queued");
+            outbox.try_recv().expect("queued");
+            left -= 1;
+        }
+        assert_eq!(lag.lagging(), 0, "down to a quarter");
+
+        // A lagging session that ends stops counting.
+        for n in 0..4 {
+            session.offer(&frame(n)).expect("room");
+        }
+        assert_eq!(lag.lagging(), 1);
+        drop(outbox);
+        assert_eq!(lag.lagging(), 0, "its outbox is gone");
+    }
+
+    #[test]
+    fn a_lagging_queue_that_reaches_its_limit_stops_counting_as_it_closes() {
+        let (session, _outbox) = session(4);
+        let lag = session.lag.clone();
+        session.track_lag();
+        for n in 0..4 {
+            session.offer(&frame(n)).expect("room");
+        }
+        assert_eq!(lag.lagging(), 1);
+        assert_eq!(session.offer(&frame(4)), Err(OfferError::Slow));
+        assert_eq!(
+            lag.lagging(),
+            0,
+            "closed as a slow consumer: nobody waits for it"
+        );
     }
 
     #[test]

@@ -182,6 +182,9 @@ fn run(
             state
                 .hub()
                 .connect(caller.user().clone(), caller.is_admin(), projects);
+        // This transport reports its socket's state (in `write_batch`), so its queue can hold
+        // writers back when it lags.
+        session.track_lag();
         let mut conn = Connection {
             caller,
             session: session.clone(),
@@ -543,8 +546,19 @@ async fn write_batch(
     session: &Session,
     outbox: &mut Outbox,
 ) -> Result<(), WsError> {
-    socket.flush().await?;
-    let written = ws_frames::write(socket.get_mut(), outbox, MAX_BATCH).await?;
+    let write = async {
+        socket.flush().await?;
+        Ok::<_, WsError>(ws_frames::write(socket.get_mut(), outbox, MAX_BATCH).await?)
+    };
+    tokio::pin!(write);
+    // While the write waits, the socket is full: a queue that grows now is the client's doing,
+    // not the fan-out lagging (hub/lag.rs).
+    let written = poll_fn(|cx| {
+        let polled = write.as_mut().poll(cx);
+        session.set_socket_full(polled.is_pending());
+        polled
+    })
+    .await?;
     session.written(written.bytes);
     metrics::frames_out(written.frames, written.bytes);
     Ok(())

@@ -102,6 +102,8 @@ pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub client: reqwest::Client,
     pub store: Store,
+    /// The server's hub, to look at (or stage) its state.
+    pub hub: taskflow_server::hub::Hub,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub db: TestDb,
@@ -129,6 +131,7 @@ impl TestApp {
         let addr = listener.local_addr().expect("addr");
         let server = Server::open(config).await.expect("server opens");
         let store = server.state().store().clone();
+        let hub = server.state().hub().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
@@ -141,6 +144,7 @@ impl TestApp {
             addr,
             client,
             store,
+            hub,
             shutdown: Some(tx),
             server: Some(handle),
             db,

@@ -184,3 +184,42 @@ async fn a_protocol_violation_closes_with_1002() {
     }
     assert_eq!(ws.closed().await.0, 1002);
 }
+
+/// The held-writes counter, from `/metrics` (process-wide: other tests may add to it).
+async fn writes_held(app: &TestApp) -> u64 {
+    let text = app
+        .admin(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("hub_writes_held_total "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Back-pressure from the fan-out: while connections whose clients read are behind, a REST write
+/// waits (bounded, 1 s) for them to catch up; reads are not held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_while_the_fanout_lags() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let before = writes_held(&app).await;
+    app.hub.fanout_lag().enter(); // as a session whose queue passed half its limit would
+    let write = tokio::spawn(
+        app.admin(reqwest::Method::POST, "/tasks")
+            .json(&json!({ "title": "held" }))
+            .send(),
+    );
+    let read = app
+        .admin(reqwest::Method::GET, "/tasks")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200, "reads go through");
+    assert!(!write.is_finished(), "the write waits for the fan-out");
+    app.hub.fanout_lag().leave();
+    assert_eq!(write.await.unwrap().unwrap().status(), 201);
+    assert!(writes_held(&app).await > before, "counted as held");
+}
