@@ -51,9 +51,9 @@ bench fanout-10k-20 fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20
 bench fanout-10k-saturation fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 64 --duration 15
 bench fanout-1k-50 fanout --subscribers 1000 --rooms 1 --rate 50 --duration 20
 bench rest-writes fanout --subscribers 0 --rate 0 --publishers 64 --duration 10
-# The same two fan-outs with connection tasks on a runtime of their own (ws_threads = 1).
-SERVER_ENV=TASKFLOW_WS_THREADS=1 bench threads-10k-20 fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20
-SERVER_ENV=TASKFLOW_WS_THREADS=1 bench threads-10k-saturation fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 64 --duration 15
+# The same two fan-outs with connection tasks sharing the request runtime (ws_threads = 0).
+SERVER_ENV=TASKFLOW_WS_THREADS=0 bench shared-10k-20 fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20
+SERVER_ENV=TASKFLOW_WS_THREADS=0 bench shared-10k-saturation fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 64 --duration 15
 bench churn-1000 churn --rate 1000 --duration 60 --warmup 5 --concurrency 200
 stop_server
 python3 scripts/bench-summary.py "$out"

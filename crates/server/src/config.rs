@@ -101,8 +101,9 @@ pub struct Config {
     /// Subscriptions per connection.
     pub ws_max_subscriptions: usize,
     /// Worker threads for connection tasks on a runtime of their own, so that a large
-    /// broadcast's writes do not hold up the requests that publish; 0 (the default): connection
-    /// tasks share the request runtime, which slows publishers down when deliveries lag.
+    /// broadcast's writes do not hold up the requests that publish (by default one per core the
+    /// process may use); 0: connection tasks share the request runtime. Either way, writes wait
+    /// while deliveries lag (`hub::lag`).
     pub ws_threads: usize,
     /// Commands per second per connection (error replies beyond, close 1008 if sustained).
     pub ws_commands_per_sec: u32,
@@ -182,7 +183,7 @@ impl Default for Config {
             ws_queue_messages: 1024,
             ws_queue_bytes: 4 * 1024 * 1024,
             ws_max_subscriptions: 100,
-            ws_threads: 0,
+            ws_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             ws_commands_per_sec: 20,
             ws_commands_burst: 50,
             ws_max_connections: 100_000,

@@ -5,14 +5,11 @@
 //! queue, and every event pays that wait two or three times over. With connection tasks on their
 //! own runtime, the operating system shares the core between the two: a request runs as soon as
 //! it arrives, and the writers carry whatever was published meanwhile in their next write.
-//! Measured at 10,000 subscribers × 20 events/s on one core: p99 about 200 ms on one runtime,
-//! about 110 ms on two (docs/performance.md).
+//! Measured at 10,000 subscribers × 20 events/s on one core: p99 about 250 ms on one runtime,
+//! about 135 ms on two (docs/performance.md).
 //!
-//! It is not the default because it removes the back-pressure the shared run queue gives: when
-//! publishers offer more than the server can deliver, a shared runtime slows their requests
-//! down, while with two runtimes requests keep being accepted, queues grow, and healthy
-//! subscribers are closed as slow consumers (they resume from their offset). Making it the
-//! default needs an admission step that holds writes back while deliveries lag.
+//! It is the default (`ws_threads`: one thread per core). What the shared run queue used to give
+//! for free, publishers slowed down when deliveries lag, comes from `super::lag` instead.
 //!
 //! It is process-wide and lives until the process exits. Sockets, timers and database
 //! connections opened from its tasks are registered with its drivers, and must stay usable for
