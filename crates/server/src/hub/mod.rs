@@ -64,9 +64,9 @@ pub struct HubLimits {
     pub max_connections_per_user: usize,
     /// Subscriptions per connection.
     pub max_subscriptions: usize,
-    /// Worker threads of a runtime of their own for connection tasks; 0 (the default): they
-    /// share the runtime that serves requests. See [`runtime`] for the trade-off; the runtime is
-    /// process-wide, so the first hub's count is the one used.
+    /// Worker threads of a runtime of their own for connection tasks (the server's default: one
+    /// per core); 0: they share the runtime that serves requests. See [`runtime`] for why; the
+    /// runtime is process-wide, so the first hub's count is the one used.
     pub connection_threads: usize,
 }
 
