@@ -29,15 +29,7 @@ async fn request_ids_metrics_and_openapi(app: TestApp) {
     .send()
     .await
     .unwrap();
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"http_requests_total{method="GET",route="/tasks/{id}",status="200"}"#),
         "{metrics}"

@@ -155,6 +155,18 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The Prometheus text of `/metrics` (process-wide: every test in this binary adds to it).
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// A request as the admin.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client

@@ -38,15 +38,7 @@ async fn a_peer_that_never_answers_pings_is_terminated_and_freed() {
         watcher.request(json!({ "type": "ping" })).await["type"],
         "pong"
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("ws_heartbeat_terminations_total"),
         "{metrics}"

@@ -187,15 +187,9 @@ async fn a_protocol_violation_closes_with_1002() {
 
 /// The held-writes counter, from `/metrics` (process-wide: other tests may add to it).
 async fn writes_held(app: &TestApp) -> u64 {
-    let text = app
-        .admin(reqwest::Method::GET, "/metrics")
-        .send()
+    app.metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("hub_writes_held_total "))
         .map_or(0, |v| v.trim().parse().unwrap())
 }
