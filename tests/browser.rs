@@ -31,7 +31,7 @@ fn the_browser_library_goes_live_degrades_and_resumes_in_chromium() {
     );
     assert!(output.status.success(), "browser tests failed:\n{report}");
     assert!(
-        report.contains("# pass 5"),
-        "all five browser scenarios ran:\n{report}"
+        report.contains("# pass 6"),
+        "all six browser scenarios ran:\n{report}"
     );
 }

@@ -222,3 +222,37 @@ test("behind the same address, a new database (another epoch) is reported as not
   server.kill("SIGKILL");
   await stopped(server);
 });
+
+test("a close from the page completes the closing handshake: wasClean, with the page's own code", async () => {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = await startServer({ db: join(scratch, "close.db"), port });
+  const context = await (await launch()).newContext();
+  const page = await context.newPage();
+  await page.route(`${base}/__close.html`, (route) =>
+    route.fulfill({ contentType: "text/html", body: `<!doctype html><meta charset="utf-8"><title>close</title>` }),
+  );
+  await page.goto(`${base}/__close.html`);
+  // A plain WebSocket: the page waits for the server's hello, closes with `code` and `reason`,
+  // and reports the close event the browser fires once the server's answer has arrived.
+  const closeWith = (code, reason) =>
+    page.evaluate(
+      ([token, code, reason]) =>
+        new Promise((resolve, reject) => {
+          const ws = new WebSocket(`ws://${location.host}/ws/tasks?access_token=${token}`);
+          ws.onmessage = (m) => {
+            if (JSON.parse(m.data).type !== "hello") return;
+            if (reason == null) ws.close(code);
+            else ws.close(code, reason);
+          };
+          ws.onclose = (e) => resolve({ wasClean: e.wasClean, code: e.code, reason: e.reason });
+          setTimeout(() => reject(new Error("no close event")), 15000);
+        }),
+      [TOKEN, code, reason],
+    );
+  assert.deepEqual(await closeWith(1000, null), { wasClean: true, code: 1000, reason: "" });
+  assert.deepEqual(await closeWith(4000, "bye"), { wasClean: true, code: 4000, reason: "" });
+  await context.close();
+  server.kill("SIGKILL");
+  await stopped(server);
+});

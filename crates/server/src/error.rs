@@ -88,6 +88,14 @@ pub enum ApiError {
     /// A plain request reached an endpoint that speaks only WebSocket.
     #[error("{0}")]
     UpgradeRequired(String),
+    /// A WebSocket opening handshake that breaks RFC 6455 §4.1 (a bad key, no `Host`, HTTP/1.0).
+    #[error("{message}")]
+    BadHandshake {
+        /// `invalid_websocket_key`, `missing_host`, `http_version_not_supported`.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A dependency (the database) is not available.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -109,7 +117,8 @@ impl ApiError {
         match self {
             ApiError::InvalidField { .. }
             | ApiError::MalformedJson(_)
-            | ApiError::ImportRejected { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::ImportRejected { .. }
+            | ApiError::BadHandshake { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -152,6 +161,7 @@ impl ApiError {
             ),
             ApiError::Unavailable(_) => ("unavailable", None),
             ApiError::UpgradeRequired(_) => ("upgrade_required", None),
+            ApiError::BadHandshake { code, .. } => (*code, None),
             ApiError::Internal(_) => ("internal", None),
         };
         let message = match self {

@@ -12,6 +12,7 @@ static BYTES_IN: LazyLock<Counter> = LazyLock::new(|| counter!("ws_bytes_in_tota
 static BYTES_OUT: LazyLock<Counter> = LazyLock::new(|| counter!("ws_bytes_out_total"));
 static SLOW: LazyLock<Counter> = LazyLock::new(|| counter!("ws_slow_consumer_disconnects_total"));
 static HEARTBEAT: LazyLock<Counter> = LazyLock::new(|| counter!("ws_heartbeat_terminations_total"));
+static VIOLATIONS: LazyLock<Counter> = LazyLock::new(|| counter!("ws_protocol_violations_total"));
 static EVENTS: LazyLock<Counter> = LazyLock::new(|| counter!("hub_events_dispatched_total"));
 static DELIVERIES: LazyLock<Counter> = LazyLock::new(|| counter!("hub_deliveries_total"));
 static GAP_FILLS: LazyLock<Counter> = LazyLock::new(|| counter!("hub_gap_fills_total"));
@@ -51,6 +52,11 @@ pub(crate) fn slow_consumer() {
 /// A peer that stopped answering pings was terminated.
 pub fn heartbeat_termination() {
     HEARTBEAT.increment(1);
+}
+/// A client broke the WebSocket protocol (framing, UTF-8, size) and was closed with 1002, 1007
+/// or 1009.
+pub fn protocol_violation() {
+    VIOLATIONS.increment(1);
 }
 pub(crate) fn dispatched(deliveries: usize, commit_to_enqueue_secs: f64) {
     EVENTS.increment(1);

@@ -215,11 +215,15 @@ impl Outbox {
     }
 
     /// Records a write: `frames` of the frames [`Outbox::peek`] showed are written in full, and
-    /// `partial` bytes of the next one. Returns the payload bytes of the frames completed.
+    /// `partial` bytes of the next one. Returns the payload bytes of the frames completed, which
+    /// no longer count against the queue's byte limit ([`Session::written`]).
     pub fn sent(&mut self, frames: usize, partial: usize) -> usize {
         debug_assert!(frames <= self.taken.len());
         let bytes = self.taken.drain(..frames).map(|f| f.len()).sum();
         self.session.taken.fetch_sub(frames, Ordering::Relaxed);
+        if frames > 0 {
+            self.session.written(bytes);
+        }
         self.session.drained_some();
         self.sent_of_front = if frames > 0 {
             partial

@@ -8,8 +8,6 @@ mod poll;
 mod script;
 mod sse;
 mod ws;
-mod ws_frames;
-mod ws_handshake;
 
 use crate::state::AppState;
 use axum::routing::get;

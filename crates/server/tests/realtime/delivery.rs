@@ -215,6 +215,15 @@ async fn a_python_websockets_client_receives_events() {
     let got: serde_json::Value = serde_json::from_str(&got).unwrap();
     assert_eq!(got["event"], "task.created");
     assert_eq!(got["data"]["id"], task["id"]);
+    let closed = tokio::time::timeout(crate::ws::WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        closed.as_deref(),
+        Some("closed 1000"),
+        "the server answered the client's close with its code"
+    );
     let status = child.wait().await.unwrap();
     assert!(status.success());
 }

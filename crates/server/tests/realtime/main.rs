@@ -7,6 +7,7 @@ mod sse_client;
 mod ws;
 
 mod board_rest;
+mod conformance;
 mod delivery;
 mod handshake;
 mod lifecycle;

@@ -1,5 +1,7 @@
 """A WebSocket client not written in Rust: subscribes to project:default with Python's
-`websockets`, prints "subscribed", then prints the first task event as one JSON line."""
+`websockets`, prints "subscribed", then prints the first task event as one JSON line, then
+closes normally and prints "closed CODE" with the code of the server's answering close frame
+(websockets reports 1006 when no close frame came back)."""
 import asyncio
 import json
 import sys
@@ -24,7 +26,9 @@ async def main(url: str, token: str) -> None:
                 print("subscribed", flush=True)
             elif frame.get("type") == "event":
                 print(json.dumps(frame), flush=True)
-                return
+                break
+        await ws.close()
+        print(f"closed {ws.close_code}", flush=True)
 
 
 asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2]), timeout=30))

@@ -1,11 +1,19 @@
 //! `GET /ws/tasks`: the WebSocket transport. The handshake authenticates and admits the
 //! connection; the session loop then drains the session's queue to the socket (several queued
 //! frames per write), reads commands, pings, and closes with the right code.
+//!
+//! One task owns the connection's byte stream whole: a [`Reader`] that only parses what the
+//! client sends, and a [`Writer`] that frames everything the server sends (`read`, `write`).
+//! The closing handshake (RFC 6455 §7.1) is therefore one sequence in one place ([`finish`]):
+//! the close frame is queued behind whatever frame is half written, nothing is started after it,
+//! and the TCP connection is closed by the server once the handshake is done.
+
+mod handshake;
+mod read;
+mod write;
 
 use super::access::{authenticate, query_param, require_enabled};
 use super::commands::{self, Connection};
-use super::ws_frames;
-use super::ws_handshake::{Rejection, Socket, Upgrade};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::hub::session::Session;
@@ -15,24 +23,25 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use handshake::{Rejection, Socket, Upgrade};
+use read::{Incoming, ReadError, Reader, Violation};
 use std::collections::HashSet;
 use std::future::{poll_fn, Future};
 use std::num::NonZeroU32;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use taskflow_protocol::{close, Hello, ServerFrame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep_until, Instant};
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use write::Writer;
 
 /// Frames written per flush at most: enough to amortize the write, small enough to keep one
 /// slow socket from hogging its task.
 const MAX_BATCH: usize = 256;
 
-/// How long a close frame may wait for the socket before the connection is simply dropped.
+/// How long the closing handshake may take in all (our close frame out, the client's answer
+/// in, the client's end of the TCP connection) before the connection is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// After this many consecutive commands refused for rate, the connection is closed (1008).
@@ -52,7 +61,7 @@ pub(super) async fn upgrade(State(state): State<AppState>, mut parts: Parts) -> 
 }
 
 async fn handshake(state: &AppState, parts: &mut Parts) -> Result<Response, Response> {
-    let upgrade = Upgrade::from_parts(parts).map_err(upgrade_required)?;
+    let upgrade = Upgrade::from_parts(parts).map_err(refusal)?;
     if !origin_allowed(state, parts) {
         return Err(
             ApiError::Forbidden("this Origin may not open WebSocket connections".into())
@@ -89,39 +98,40 @@ async fn handshake(state: &AppState, parts: &mut Parts) -> Result<Response, Resp
     let automatic = !matches!(query_param(parts, "auto").as_deref(), Some("false" | "0"));
     let config = state.config();
     let state = state.clone();
-    let (response, socket) = upgrade.accept(
-        WebSocketConfig::default()
-            .read_buffer_size(config.ws_read_buffer_bytes)
-            .max_message_size(Some(config.ws_max_message_bytes))
-            .max_frame_size(Some(config.ws_max_message_bytes)),
-    );
+    let (response, socket) = upgrade.accept();
+    let reader = Reader::new(config.ws_max_message_bytes, config.ws_read_buffer_bytes);
     // The connection's own task starts once the 101 is out; this one only waits for that, so
     // the connection task holds nothing of the handshake.
     tokio::spawn(async move {
         if let Some(socket) = socket.await {
             let hub = state.hub().clone();
-            hub.spawn(run(state, socket, caller, projects, admission, automatic));
+            let wire = Wire {
+                socket,
+                reader,
+                writer: Writer::default(),
+            };
+            hub.spawn(run(state, wire, caller, projects, admission, automatic));
         }
     });
     Ok(response)
 }
 
-/// 426 for anything that is not a valid WebSocket upgrade; a wrong version also says which one
-/// we speak.
-fn upgrade_required(rejection: Rejection) -> Response {
+/// The answer to a request that is not a handshake we accept: 426 says which protocol (and, for
+/// a wrong version, which version) this endpoint speaks; 400 names what is malformed.
+fn refusal(rejection: Rejection) -> Response {
     let version = matches!(rejection, Rejection::WrongVersion);
-    let message = format!("this endpoint speaks WebSocket (RFC 6455): {rejection}");
-    let mut response = ApiError::UpgradeRequired(message).into_response();
-    response
-        .headers_mut()
-        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let mut response = rejection.into_error().into_response();
+    if response.status() == StatusCode::UPGRADE_REQUIRED {
+        response
+            .headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
     if version {
         response.headers_mut().insert(
             header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),
         );
     }
-    *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
     response
 }
 
@@ -152,12 +162,21 @@ fn origin_allowed(state: &AppState, parts: &Parts) -> bool {
         .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
 }
 
+/// The connection's byte stream, with the one reader and the one writer that use it.
+struct Wire {
+    socket: Socket,
+    reader: Reader,
+    writer: Writer,
+}
+
 /// Why the loop ended.
 enum End {
-    /// Send this close frame.
+    /// The server closes: send this close frame, then wait for the client's.
     Close(u16, &'static str),
-    /// The client closed: complete its closing handshake (the library has queued our answer).
-    ClientClosed,
+    /// The client broke the protocol: send the close frame for it, read nothing more (§7.1.7).
+    Fail(Violation),
+    /// The client closed, with this code (or none): echo it (§5.5.1), read nothing more.
+    ClientClosed(Option<u16>),
     /// The peer went away (closed, reset) or is dead: nothing to send.
     Gone,
 }
@@ -171,7 +190,7 @@ enum End {
 #[allow(clippy::manual_async_fn)]
 fn run(
     state: AppState,
-    mut socket: Socket,
+    mut wire: Wire,
     caller: Caller,
     projects: HashSet<crate::domain::ProjectId>,
     admission: Admission,
@@ -210,41 +229,68 @@ fn run(
         }
         // One task owns the socket whole, reading and writing it in turn: no lock shared by two
         // halves, and nothing on the read side is polled when the wake-up was for frames.
-        let end = session_loop(&state, &mut conn, &mut socket, &mut outbox).await;
-        // Out of every room first (no more frames queued, presence.left announced), then the close
-        // frame: it waits behind whatever the socket already holds, for a bounded time.
+        let end = session_loop(&state, &mut conn, &mut wire, &mut outbox).await;
+        // Out of every room first (no more frames queued, presence.left announced), then the
+        // closing handshake: it waits behind whatever the socket already holds, for a bounded
+        // time.
         state.hub().disconnect(&session);
-        if let End::Close(code, reason) = end {
-            let frame = CloseFrame {
-                code: code.into(),
-                reason: Utf8Bytes::from_static(reason),
-            };
-            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, async {
-                // A batch cut short by the close signal may have left a frame half written:
-                // the close frame must not land in the middle of it.
-                if ws_frames::finish_front(socket.get_mut(), &mut outbox)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                if socket.send(Message::Close(Some(frame))).await.is_err() {
-                    return;
-                }
-                // The closing handshake: read (and drop) what the client still sends until its close
-                // frame. Closing the socket with its input unread would make the kernel answer with a
-                // reset, and the client could lose our close frame, and with it the reason.
-                while let Some(Ok(message)) = socket.next().await {
-                    if matches!(message, Message::Close(_)) {
-                        break;
-                    }
-                }
-            }))
-            .await;
-        }
+        let _ = Box::pin(tokio::time::timeout(
+            CLOSE_TIMEOUT,
+            finish(&mut wire, &mut outbox, end),
+        ))
+        .await;
         drop(outbox);
         drop(admission);
     }
+}
+
+/// The closing handshake (RFC 6455 §7.1), whoever started it: our close frame goes out after the
+/// frame in progress, if any, and before anything not started; then, if the server started it,
+/// the client's answer is awaited (everything else it sends is dropped unread); then the server
+/// closes the TCP connection first (§7.1.1) and reads, without looking, until the client has
+/// closed its side too. Closing with input unread would make the kernel answer with a reset,
+/// and a reset can destroy our close frame before the client has read it.
+async fn finish(wire: &mut Wire, outbox: &mut Outbox, end: End) {
+    let await_answer = match &end {
+        End::Gone => return,
+        End::Close(code, reason) => {
+            wire.writer.close(Some((*code, reason)));
+            true
+        }
+        End::Fail(violation) => {
+            metrics::protocol_violation();
+            wire.writer
+                .close(Some((violation.code(), violation.reason())));
+            false
+        }
+        End::ClientClosed(code) => {
+            // The echo carries the client's code; an empty close is answered with an empty one.
+            wire.writer.close(code.map(|code| (code, "")));
+            false
+        }
+    };
+    if wire
+        .writer
+        .write_urgent(&mut wire.socket, outbox)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if await_answer {
+        loop {
+            match poll_fn(|cx| wire.reader.poll_next(&mut wire.socket, cx)).await {
+                Ok(Some(Incoming::Close(_))) => break,
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    if wire.socket.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 512];
+    while let Ok(1..) = wire.socket.read(&mut sink).await {}
 }
 
 /// What woke the session loop.
@@ -253,14 +299,14 @@ enum Wake {
     Outbox(Ready),
     /// The heartbeat, pong or expiry timer.
     Timer,
-    /// Something from the client (or the end of its stream).
-    Read(Option<Result<Message, WsError>>),
+    /// Something from the client, the end of its stream (`Ok(None)`), or a read that failed.
+    Read(Result<Option<Incoming>, ReadError>),
 }
 
 async fn session_loop(
     state: &AppState,
     conn: &mut Connection,
-    socket: &mut Socket,
+    wire: &mut Wire,
     outbox: &mut Outbox,
 ) -> End {
     let config = state.config();
@@ -272,7 +318,7 @@ async fn session_loop(
         server_time: chrono::Utc::now(),
         epoch: state.store().epoch().to_owned(),
     }));
-    if Box::pin(send(socket, hello)).await.is_err() {
+    if Box::pin(send(wire, outbox, &hello)).await.is_err() {
         return End::Gone;
     }
     let every = Duration::from_millis(config.ws_heartbeat_interval_ms.max(1));
@@ -308,7 +354,9 @@ async fn session_loop(
                     return Poll::Pending;
                 }
                 let waker = session.input_waker();
-                let polled = socket.poll_next_unpin(&mut Context::from_waker(&waker));
+                let polled = wire
+                    .reader
+                    .poll_next(&mut wire.socket, &mut Context::from_waker(&waker));
                 input_armed = polled.is_pending();
                 polled.map(Wake::Read)
             };
@@ -340,7 +388,7 @@ async fn session_loop(
                     tokio::select! {
                         biased;
                         reason = closing => Err(Some(reason)),
-                        result = write_batch(socket, &session, outbox) => result.map_err(|_| None),
+                        result = write_batch(wire, &session, outbox) => result.map_err(|_| None),
                     }
                 })
                 .await;
@@ -371,12 +419,8 @@ async fn session_loop(
                     }
                 }
                 if now >= clock.ping {
-                    if Box::pin(write_within(
-                        socket.send(Message::Ping(bytes::Bytes::from_static(b"hb"))),
-                    ))
-                    .await
-                    .is_err()
-                    {
+                    wire.writer.ping(b"hb");
+                    if Box::pin(flush_urgent(wire, outbox)).await.is_err() {
                         return End::Gone;
                     }
                     let now = Instant::now();
@@ -389,28 +433,35 @@ async fn session_loop(
             }
             Wake::Read(incoming) => {
                 batches_since_read = 0;
-                let message = match incoming {
-                    None => return End::Gone,
-                    Some(Ok(message)) => message,
-                    Some(Err(err)) => return read_error(err),
+                let incoming = match incoming {
+                    Ok(None) | Err(ReadError::Io(_)) => return End::Gone,
+                    Err(ReadError::Violation(violation)) => return End::Fail(violation),
+                    Ok(Some(incoming)) => incoming,
                 };
-                match message {
-                    Message::Pong(_) => {
+                match incoming {
+                    Incoming::Pong => {
                         // The timer may still be set for the old pong deadline: it then finds
                         // nothing due and re-arms for the next ping.
                         missed = 0;
                         clock.pong = far_future;
                     }
-                    // The WebSocket library answers pings by itself.
-                    Message::Ping(_) => {}
-                    Message::Close(_) => return End::ClientClosed,
+                    Incoming::Ping(payload) => {
+                        wire.writer.pong(&payload);
+                        if Box::pin(flush_urgent(wire, outbox)).await.is_err() {
+                            return End::Gone;
+                        }
+                    }
+                    Incoming::Close(status) => {
+                        return End::ClientClosed(status.map(|(code, _)| code))
+                    }
                     // Boxed: commands await the store, and their large futures would otherwise
                     // be part of every idle connection's task.
                     message => {
                         if let Some(end) = Box::pin(on_message(
                             state,
                             conn,
-                            socket,
+                            wire,
+                            outbox,
                             &limiter,
                             &mut refusals,
                             message,
@@ -431,13 +482,14 @@ async fn session_loop(
 async fn on_message(
     state: &AppState,
     conn: &mut Connection,
-    socket: &mut Socket,
+    wire: &mut Wire,
+    outbox: &mut Outbox,
     limiter: &DefaultDirectRateLimiter,
     refusals: &mut u32,
-    message: Message,
+    message: Incoming,
 ) -> Option<End> {
     match message {
-        Message::Text(text) => {
+        Incoming::Text(text) => {
             metrics::frame_in(text.len());
             if limiter.check().is_err() {
                 *refusals += 1;
@@ -445,7 +497,7 @@ async fn on_message(
                     return Some(End::Close(close::POLICY_VIOLATION, "command rate exceeded"));
                 }
                 let reply = rate_refusal(&text);
-                return send(socket, frame_bytes(&reply))
+                return send(wire, outbox, &frame_bytes(&reply))
                     .await
                     .err()
                     .map(|_| End::Gone);
@@ -453,7 +505,7 @@ async fn on_message(
             *refusals = 0;
             let outcome = commands::handle(state, conn, &text).await;
             if let Some(reply) = outcome.reply {
-                if send(socket, frame_bytes(&reply)).await.is_err() {
+                if send(wire, outbox, &frame_bytes(&reply)).await.is_err() {
                     return Some(End::Gone);
                 }
             }
@@ -464,8 +516,8 @@ async fn on_message(
             }
             None
         }
-        Message::Binary(data) => {
-            metrics::frame_in(data.len());
+        Incoming::Binary(len) => {
+            metrics::frame_in(len);
             let reply = ServerFrame::Error {
                 error: taskflow_protocol::ErrorDetail {
                     code: "unsupported".into(),
@@ -474,13 +526,13 @@ async fn on_message(
                     details: None,
                 },
             };
-            send(socket, frame_bytes(&reply))
+            send(wire, outbox, &frame_bytes(&reply))
                 .await
                 .err()
                 .map(|_| End::Gone)
         }
         // Pings, pongs and close are the session loop's.
-        _ => None,
+        Incoming::Ping(_) | Incoming::Pong | Incoming::Close(_) => None,
     }
 }
 
@@ -501,27 +553,24 @@ impl Deadlines {
     }
 }
 
-/// The close code for a read error: the library enforces the limits we configured.
-fn read_error(err: WsError) -> End {
-    match err {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-            End::Close(close::MESSAGE_TOO_BIG, "message too big")
-        }
-        WsError::Utf8(_) => End::Close(close::INVALID_PAYLOAD, "text frame is not valid UTF-8"),
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
-        WsError::Protocol(_) => End::Close(close::PROTOCOL_ERROR, "WebSocket protocol violation"),
-        _ => End::Gone,
-    }
+/// Sends one text frame at once (hello, replies), ahead of the broadcasts not yet started: they
+/// bypass the queue, which is for broadcasts. The write is boxed: it is rare, and its timer
+/// would otherwise take room in every idle connection's task.
+async fn send(wire: &mut Wire, outbox: &mut Outbox, frame: &[u8]) -> std::io::Result<()> {
+    wire.writer.text(frame);
+    Box::pin(flush_urgent(wire, outbox)).await?;
+    metrics::frames_out(1, frame.len());
+    Ok(())
 }
 
-/// Sends one frame at once (hello, replies): they bypass the queue, which is for broadcasts.
-/// The write is boxed: it is rare, and its timer would otherwise take room in every idle
-/// connection's task.
-async fn send(socket: &mut Socket, frame: bytes::Bytes) -> Result<(), WsError> {
-    let len = frame.len();
-    let text = Utf8Bytes::try_from(frame).expect("frames are serialized JSON");
-    Box::pin(write_within(socket.send(Message::Text(text)))).await?;
-    metrics::frames_out(1, len);
+/// Writes the urgent frames (after the rest of a broadcast frame in progress, if any), within
+/// [`WRITE_TIMEOUT`].
+async fn flush_urgent(wire: &mut Wire, outbox: &mut Outbox) -> std::io::Result<()> {
+    let written = write_within(wire.writer.write_urgent(&mut wire.socket, outbox)).await?;
+    if written.frames > 0 {
+        // The broadcast frame that had to be finished first.
+        metrics::frames_out(written.frames, written.bytes);
+    }
     Ok(())
 }
 
@@ -529,27 +578,23 @@ async fn send(socket: &mut Socket, frame: bytes::Bytes) -> Result<(), WsError> {
 /// it, deaf to its close signal, heartbeat and shutdown.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn write_within<E: From<std::io::Error>>(
-    write: impl std::future::Future<Output = Result<(), E>>,
-) -> Result<(), E> {
+async fn write_within<T>(
+    write: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
     match tokio::time::timeout(WRITE_TIMEOUT, write).await {
         Ok(result) => result,
-        Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
     }
 }
 
 /// Writes whatever is queued (up to `MAX_BATCH` frames) straight to the socket, many frames
-/// per write (`ws_frames`). Whatever tungstenite holds (a pong it owes, the end of a reply) goes
-/// out first: both write the same byte stream.
+/// per write (`write`).
 async fn write_batch(
-    socket: &mut Socket,
+    wire: &mut Wire,
     session: &Session,
     outbox: &mut Outbox,
-) -> Result<(), WsError> {
-    let write = async {
-        socket.flush().await?;
-        Ok::<_, WsError>(ws_frames::write(socket.get_mut(), outbox, MAX_BATCH).await?)
-    };
+) -> std::io::Result<()> {
+    let write = wire.writer.write(&mut wire.socket, outbox, MAX_BATCH);
     tokio::pin!(write);
     // While the write waits, the socket is full: a queue that grows now is the client's doing,
     // not the fan-out lagging (hub/lag.rs).
@@ -559,7 +604,6 @@ async fn write_batch(
         polled
     })
     .await?;
-    session.written(written.bytes);
     metrics::frames_out(written.frames, written.bytes);
     Ok(())
 }

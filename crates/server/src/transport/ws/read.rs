@@ -1,0 +1,565 @@
+//! The read side of a WebSocket connection: the client's bytes parsed into frames, checked
+//! against RFC 6455 §5, unmasked and joined into messages.
+//!
+//! Why not tungstenite's `WebSocket` for this, as before: it owns the whole stream and writes to
+//! it on its own (it answers pings and close frames from inside `read`), which made it a second
+//! writer on a socket whose broadcast frames we write ourselves. Its closing handshake then
+//! depended on which writer flushed last, and a client's close went unanswered. Here the reader
+//! only reads: pings and closes come out as [`Incoming`] values, and the connection's one writer
+//! (`write`) frames every answer. Tungstenite still parses each frame header
+//! ([`FrameHeader::parse`]); what is ours is what follows from it: the rules below, tested
+//! against the RFC's cases in this module and on the wire in `tests/realtime/conformance.rs`.
+//!
+//! - Every client frame must be masked (§5.1), no reserved bit may be set (no extension is
+//!   negotiated, §5.2), no reserved opcode used.
+//! - Control frames carry at most 125 bytes and are never fragmented (§5.5); they may arrive
+//!   between the fragments of a message.
+//! - A continuation needs a message to continue; a new message may not start before the last one
+//!   ended (§5.4).
+//! - Text must be UTF-8 (§8.1); a fragment that cannot be the start of valid UTF-8 fails at once,
+//!   not at the end of the message.
+//! - A message longer than the limit fails before it is buffered past the limit.
+//! - A close frame carries nothing, or a code that may appear on the wire (§7.4) and a UTF-8
+//!   reason.
+//!
+//! An idle connection holds no buffer: the input buffer is allocated when bytes arrive and freed
+//! once they are parsed.
+
+use bytes::{Buf, Bytes, BytesMut};
+use std::io::{self, Cursor};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use taskflow_protocol::close;
+use tokio::io::AsyncRead;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+
+/// The longest control frame payload (§5.5).
+const MAX_CONTROL: u64 = 125;
+
+/// A message, or a control frame, from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Incoming {
+    /// A whole text message, valid UTF-8.
+    Text(String),
+    /// A whole binary message, of this many bytes (the protocol has no use for its content).
+    Binary(usize),
+    /// A ping, with the payload the pong must carry back.
+    Ping(Bytes),
+    /// A pong.
+    Pong,
+    /// The client's close frame: its code and reason, or nothing (an empty close).
+    Close(Option<(u16, String)>),
+}
+
+/// A frame or message that breaks the protocol or a limit: the connection fails with
+/// [`Violation::code`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Violation {
+    /// Broken framing (§5): the reason names which rule.
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    /// A text message that is not UTF-8.
+    #[error("text message is not valid UTF-8")]
+    InvalidUtf8,
+    /// A message over the configured limit.
+    #[error("message larger than {0} bytes")]
+    TooBig(usize),
+}
+
+impl Violation {
+    /// The close code to fail the connection with (§7.4.1).
+    pub(super) fn code(&self) -> u16 {
+        match self {
+            Violation::Protocol(_) => close::PROTOCOL_ERROR,
+            Violation::InvalidUtf8 => close::INVALID_PAYLOAD,
+            Violation::TooBig(_) => close::MESSAGE_TOO_BIG,
+        }
+    }
+
+    /// The close frame's reason: short, fixed text.
+    pub(super) fn reason(&self) -> &'static str {
+        match self {
+            Violation::Protocol(why) => why,
+            Violation::InvalidUtf8 => "text message is not valid UTF-8",
+            Violation::TooBig(_) => "message too big",
+        }
+    }
+}
+
+/// Why reading stopped.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadError {
+    /// The socket failed (reset, closed mid-frame counts as end of input instead).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The client broke the protocol.
+    #[error(transparent)]
+    Violation(#[from] Violation),
+}
+
+/// A message whose first fragments have arrived.
+#[derive(Debug)]
+struct Fragmented {
+    /// Text (checked as UTF-8) or binary.
+    text: bool,
+    /// The payload so far, unmasked.
+    payload: Vec<u8>,
+    /// How much of `payload` is known to be valid UTF-8; the rest is an incomplete sequence.
+    checked: usize,
+}
+
+/// The read side of one connection.
+#[derive(Debug)]
+pub(super) struct Reader {
+    /// Bytes read and not parsed yet: at most the frame being received.
+    input: BytesMut,
+    /// The fragmented message in progress, if any.
+    fragmented: Option<Box<Fragmented>>,
+    /// How many bytes the frame being received needs in all, once its header is known.
+    wanted: usize,
+    /// The largest message, in bytes.
+    max_message: usize,
+    /// How much one read asks the socket for, at least.
+    read_size: usize,
+}
+
+impl Reader {
+    /// A reader that fails messages over `max_message` bytes and reads `read_size` bytes at a
+    /// time (more when a frame needs more).
+    pub(super) fn new(max_message: usize, read_size: usize) -> Self {
+        Self {
+            input: BytesMut::new(),
+            fragmented: None,
+            wanted: 0,
+            max_message,
+            read_size: read_size.max(16),
+        }
+    }
+
+    /// The next message or control frame; `Ok(None)` when the client closed its side of the
+    /// stream. Reads only when what is buffered holds nothing whole.
+    pub(super) fn poll_next<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Incoming>, ReadError>> {
+        loop {
+            if let Some(incoming) = self.parse()? {
+                return Poll::Ready(Ok(Some(incoming)));
+            }
+            let want = self.wanted.saturating_sub(self.input.len());
+            self.input.reserve(want.max(self.read_size));
+            let read = ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut *io),
+                cx,
+                &mut self.input
+            ));
+            match read {
+                Ok(0) => return Poll::Ready(Ok(None)),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
+        }
+    }
+
+    /// Parses what is buffered: the next whole message or control frame, or `None` if more bytes
+    /// are needed. Frames that only continue a message are consumed on the way.
+    fn parse(&mut self) -> Result<Option<Incoming>, Violation> {
+        loop {
+            let mut cursor = Cursor::new(&self.input[..]);
+            let parsed = FrameHeader::parse(&mut cursor)
+                .map_err(|_| Violation::Protocol("reserved opcode"))?;
+            let Some((header, length)) = parsed else {
+                self.release();
+                return Ok(None);
+            };
+            let head = usize::try_from(cursor.position()).expect("a header is a few bytes");
+            let mask = self.check(&header, length)?;
+            let length = usize::try_from(length).expect("checked against the limit");
+            self.wanted = head + length;
+            if self.input.len() < self.wanted {
+                return Ok(None);
+            }
+            self.input.advance(head);
+            let mut payload = self.input.split_to(length);
+            self.wanted = 0;
+            unmask(&mut payload, mask);
+            if let Some(incoming) = self.frame(&header, payload)? {
+                self.release();
+                return Ok(Some(incoming));
+            }
+        }
+    }
+
+    /// The checks a frame's header allows before its payload arrives; returns its mask.
+    fn check(&self, header: &FrameHeader, length: u64) -> Result<[u8; 4], Violation> {
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(Violation::Protocol(
+                "reserved bit set; no extension negotiated",
+            ));
+        }
+        let Some(mask) = header.mask else {
+            return Err(Violation::Protocol("client frames must be masked"));
+        };
+        match header.opcode {
+            OpCode::Control(_) => {
+                if !header.is_final {
+                    return Err(Violation::Protocol("fragmented control frame"));
+                }
+                if length > MAX_CONTROL {
+                    return Err(Violation::Protocol("control frame longer than 125 bytes"));
+                }
+            }
+            OpCode::Data(Data::Continue) if self.fragmented.is_none() => {
+                return Err(Violation::Protocol(
+                    "continuation without a message to continue",
+                ));
+            }
+            OpCode::Data(Data::Continue) => {}
+            OpCode::Data(_) if self.fragmented.is_some() => {
+                return Err(Violation::Protocol(
+                    "new message before the fragmented one ended",
+                ));
+            }
+            OpCode::Data(_) => {}
+        }
+        if let OpCode::Data(_) = header.opcode {
+            let so_far = self.fragmented.as_ref().map_or(0, |f| f.payload.len());
+            let room = self.max_message.saturating_sub(so_far) as u64;
+            if length > room {
+                return Err(Violation::TooBig(self.max_message));
+            }
+        }
+        Ok(mask)
+    }
+
+    /// One whole, unmasked frame: a message or control frame to hand out, or `None` for a
+    /// fragment that only extends a message.
+    fn frame(
+        &mut self,
+        header: &FrameHeader,
+        payload: BytesMut,
+    ) -> Result<Option<Incoming>, Violation> {
+        let text = match header.opcode {
+            OpCode::Control(Control::Ping) => return Ok(Some(Incoming::Ping(payload.freeze()))),
+            OpCode::Control(Control::Pong) => return Ok(Some(Incoming::Pong)),
+            OpCode::Control(Control::Close) => return close_payload(&payload).map(Some),
+            OpCode::Control(Control::Reserved(_)) | OpCode::Data(Data::Reserved(_)) => {
+                return Err(Violation::Protocol("reserved opcode"))
+            }
+            OpCode::Data(Data::Text) => true,
+            OpCode::Data(Data::Binary) => false,
+            OpCode::Data(Data::Continue) => {
+                let fragmented = self.fragmented.as_mut().expect("checked");
+                fragmented.payload.extend_from_slice(&payload);
+                fragmented.check_utf8(header.is_final)?;
+                if !header.is_final {
+                    return Ok(None);
+                }
+                let whole = *self.fragmented.take().expect("checked");
+                return Ok(Some(whole.into_message()));
+            }
+        };
+        let mut fragmented = Fragmented {
+            text,
+            payload: Vec::from(payload),
+            checked: 0,
+        };
+        fragmented.check_utf8(header.is_final)?;
+        if header.is_final {
+            return Ok(Some(fragmented.into_message()));
+        }
+        self.fragmented = Some(Box::new(fragmented));
+        Ok(None)
+    }
+
+    /// Frees the input buffer once nothing is left in it: idle connections hold none.
+    fn release(&mut self) {
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            self.input = BytesMut::new();
+        }
+    }
+}
+
+impl Fragmented {
+    /// Checks the UTF-8 of text received so far: a sequence may stay incomplete only while more
+    /// fragments follow.
+    fn check_utf8(&mut self, last: bool) -> Result<(), Violation> {
+        if !self.text {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.payload[self.checked..]) {
+            Ok(_) => self.checked = self.payload.len(),
+            Err(e) if e.error_len().is_none() && !last => self.checked += e.valid_up_to(),
+            Err(_) => return Err(Violation::InvalidUtf8),
+        }
+        Ok(())
+    }
+
+    fn into_message(self) -> Incoming {
+        if self.text {
+            Incoming::Text(String::from_utf8(self.payload).expect("checked as UTF-8"))
+        } else {
+            Incoming::Binary(self.payload.len())
+        }
+    }
+}
+
+/// XORs a client frame's payload with its mask (§5.3).
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= mask[i & 3];
+    }
+}
+
+/// A close frame's payload: empty, or a code that may be sent and a UTF-8 reason (§5.5.1, §7.4).
+fn close_payload(payload: &[u8]) -> Result<Incoming, Violation> {
+    match payload {
+        [] => Ok(Incoming::Close(None)),
+        [_] => Err(Violation::Protocol("close frame with a one-byte payload")),
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            if !code_may_be_sent(code) {
+                return Err(Violation::Protocol("close code that may not be sent"));
+            }
+            let reason = std::str::from_utf8(reason)
+                .map_err(|_| Violation::Protocol("close reason is not UTF-8"))?;
+            Ok(Incoming::Close(Some((code, reason.to_owned()))))
+        }
+    }
+}
+
+/// Whether a close code may appear in a close frame (RFC 6455 §7.4, and the IANA registry it
+/// set up): 1000–1003 and 1007–1014 are defined for the wire, 3000–4999 are for libraries and
+/// applications; 1004 is reserved, 1005, 1006 and 1015 stand for "no frame" and must never be
+/// sent, and the rest of 0–2999 is unassigned.
+pub(super) fn code_may_be_sent(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame, as a browser would send it.
+    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut out = vec![first];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n < 65_536 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        out
+    }
+
+    const TEXT: u8 = 0x81;
+    const TEXT_START: u8 = 0x01;
+    const CONTINUE: u8 = 0x00;
+    const CONTINUE_END: u8 = 0x80;
+    const BINARY: u8 = 0x82;
+    const CLOSE: u8 = 0x88;
+    const PING: u8 = 0x89;
+    const PONG: u8 = 0x8a;
+
+    /// Everything `bytes` parses into, fed in chunks of `chunk` bytes.
+    fn parse_all(bytes: &[u8], chunk: usize) -> Result<Vec<Incoming>, Violation> {
+        let mut reader = Reader::new(1000, 64);
+        let mut out = Vec::new();
+        for piece in bytes.chunks(chunk) {
+            reader.input.extend_from_slice(piece);
+            while let Some(incoming) = reader.parse()? {
+                out.push(incoming);
+            }
+        }
+        Ok(out)
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Vec<Incoming>, Violation> {
+        let whole = parse_all(bytes, bytes.len().max(1));
+        for chunk in [1, 2, 3, 7] {
+            assert_eq!(
+                parse_all(bytes, chunk),
+                whole,
+                "fed {chunk} bytes at a time"
+            );
+        }
+        whole
+    }
+
+    #[test]
+    fn messages_and_control_frames() {
+        let mut bytes = frame(TEXT, b"hello");
+        bytes.extend(frame(PING, b"are you there"));
+        bytes.extend(frame(PONG, b""));
+        bytes.extend(frame(BINARY, &[0, 1, 2]));
+        bytes.extend(frame(TEXT, &[b'x'; 300]));
+        bytes.extend(frame(CLOSE, b"\x03\xe8bye"));
+        assert_eq!(
+            parse(&bytes).unwrap(),
+            [
+                Incoming::Text("hello".into()),
+                Incoming::Ping(Bytes::from_static(b"are you there")),
+                Incoming::Pong,
+                Incoming::Binary(3),
+                Incoming::Text("x".repeat(300)),
+                Incoming::Close(Some((1000, "bye".into()))),
+            ]
+        );
+    }
+
+    #[test]
+    fn fragments_join_with_control_frames_between_them() {
+        let mut bytes = frame(TEXT_START, b"hel");
+        bytes.extend(frame(PING, b"p"));
+        bytes.extend(frame(CONTINUE, b"l"));
+        bytes.extend(frame(CLOSE, b"\x0f\xa0"));
+        bytes.extend(frame(CONTINUE_END, b"o"));
+        assert_eq!(
+            parse(&bytes).unwrap(),
+            [
+                Incoming::Ping(Bytes::from_static(b"p")),
+                Incoming::Close(Some((4000, String::new()))),
+                Incoming::Text("hello".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn framing_rules_fail_with_1002() {
+        let unmasked = vec![TEXT, 2, b'h', b'i'];
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (unmasked, "masked"),
+            (frame(TEXT | 0x40, b"x"), "reserved bit"),
+            (frame(TEXT | 0x10, b"x"), "reserved bit"),
+            (frame(0x83, b"x"), "reserved opcode"),
+            (frame(0x8b, b"x"), "reserved opcode"),
+            (frame(PING & 0x7f, b"x"), "fragmented control"),
+            (frame(PING, &[0; 126]), "125"),
+            (frame(CONTINUE_END, b"x"), "continuation"),
+            (
+                [frame(TEXT_START, b"a"), frame(TEXT, b"b")].concat(),
+                "new message",
+            ),
+            (frame(CLOSE, b"\x03"), "one-byte"),
+            (frame(CLOSE, b"\x03\xe8\xff"), "not UTF-8"),
+        ];
+        for (bytes, why) in cases {
+            let err = parse(&bytes).unwrap_err();
+            assert_eq!(err.code(), 1002, "{why}: {err}");
+            assert!(err.to_string().contains(why), "{err} should say {why}");
+        }
+    }
+
+    #[test]
+    fn close_codes_that_may_not_be_sent_fail_with_1002() {
+        for code in [
+            0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65_535,
+        ] {
+            let err = parse(&frame(CLOSE, &code.to_be_bytes())).unwrap_err();
+            assert_eq!(err.code(), 1002, "code {code}");
+        }
+        for code in [
+            1000u16, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 3999, 4000, 4999,
+        ] {
+            assert_eq!(
+                parse(&frame(CLOSE, &code.to_be_bytes())).unwrap(),
+                [Incoming::Close(Some((code, String::new())))],
+                "code {code}"
+            );
+        }
+        assert_eq!(parse(&frame(CLOSE, b"")).unwrap(), [Incoming::Close(None)]);
+    }
+
+    #[test]
+    fn invalid_utf8_fails_with_1007_at_the_first_bad_fragment() {
+        let err = parse(&frame(
+            TEXT,
+            b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80",
+        ))
+        .unwrap_err();
+        assert_eq!(err.code(), 1007);
+        // A fragment ending inside a sequence is fine while more follow...
+        let split = [frame(TEXT_START, b"\xce"), frame(CONTINUE_END, b"\xba")].concat();
+        assert_eq!(parse(&split).unwrap(), [Incoming::Text("κ".into())]);
+        // ...but not at the end of the message.
+        let cut = [frame(TEXT_START, b"a"), frame(CONTINUE_END, b"\xce")].concat();
+        assert_eq!(parse(&cut).unwrap_err().code(), 1007);
+        // A bad byte fails before the message's last fragment arrives.
+        let mut reader = Reader::new(1000, 64);
+        reader.input.extend(frame(TEXT_START, b"ok\xff"));
+        assert_eq!(reader.parse().unwrap_err(), Violation::InvalidUtf8);
+        // Binary messages are not checked.
+        assert_eq!(
+            parse(&frame(BINARY, b"\xff")).unwrap(),
+            [Incoming::Binary(1)]
+        );
+    }
+
+    #[test]
+    fn a_message_over_the_limit_fails_with_1009_before_it_is_buffered() {
+        let mut reader = Reader::new(1000, 64);
+        // Only the header of a 1,001-byte frame: refused without waiting for its payload.
+        reader.input.extend(&frame(TEXT, &[b'a'; 1001])[..8]);
+        assert_eq!(reader.parse().unwrap_err().code(), 1009);
+        // The limit holds for the sum of fragments.
+        let parts = [
+            frame(TEXT_START, &[b'a'; 600]),
+            frame(CONTINUE_END, &[b'a'; 401]),
+        ];
+        assert_eq!(parse(&parts.concat()).unwrap_err().code(), 1009);
+        let fits = [
+            frame(TEXT_START, &[b'a'; 600]),
+            frame(CONTINUE_END, &[b'a'; 400]),
+        ];
+        assert_eq!(
+            parse(&fits.concat()).unwrap(),
+            [Incoming::Text("a".repeat(1000))]
+        );
+    }
+
+    #[test]
+    fn the_input_buffer_is_freed_once_parsed() {
+        let mut reader = Reader::new(1000, 64);
+        reader.input.extend(frame(TEXT, b"hi"));
+        assert!(reader.parse().unwrap().is_some());
+        assert_eq!(reader.input.capacity(), 0);
+        assert!(reader.parse().unwrap().is_none());
+        assert_eq!(reader.input.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn reads_from_a_stream_until_it_ends() {
+        let (mut client, mut server) = tokio::io::duplex(8);
+        let bytes = [frame(TEXT, b"first"), frame(PING, b"p")].concat();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            client.write_all(&bytes).await.unwrap();
+        });
+        let mut reader = Reader::new(1000, 4);
+        async fn next(reader: &mut Reader, io: &mut tokio::io::DuplexStream) -> Option<Incoming> {
+            std::future::poll_fn(|cx| reader.poll_next(io, cx))
+                .await
+                .unwrap()
+        }
+        assert_eq!(
+            next(&mut reader, &mut server).await,
+            Some(Incoming::Text("first".into()))
+        );
+        assert_eq!(
+            next(&mut reader, &mut server).await,
+            Some(Incoming::Ping(Bytes::from_static(b"p")))
+        );
+        assert_eq!(next(&mut reader, &mut server).await, None);
+    }
+}
