@@ -457,3 +457,52 @@ async fn a_server_close_waits_for_the_clients_answer_then_closes_tcp() {
     );
     timeout(WAIT, stopping).await.unwrap().unwrap();
 }
+
+/// Waits until the hub holds `n` connections; fails after [`WAIT`].
+async fn connections_become(app: &TestApp, n: usize, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.hub.connection_count() != n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {} connections, not {n}",
+            app.hub.connection_count()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn sse_and_long_poll_clients_that_go_away_are_cleaned_up_at_once() {
+    // Keep-alives and poll timeouts an hour away: only noticing the closed socket itself can
+    // end these sessions within the test's wait.
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.sse_keepalive_secs = 3600;
+        c.poll_timeout_secs = 3600;
+    })
+    .await;
+    // A first poll answers at once with the cursor; a poll from that cursor waits for events.
+    let first: Value = app
+        .admin(reqwest::Method::GET, "/poll?rooms=project:default")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cursor = first["cursor"].as_str().expect("a cursor").to_owned();
+    let poll = format!("/poll?rooms=project:default&timeout=3600&cursor={cursor}");
+    for (path, what) in [
+        ("/events?rooms=project:default", "an SSE stream"),
+        (poll.as_str(), "a long poll"),
+    ] {
+        let mut raw = Raw::connect(&app).await;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n",
+            app.addr
+        );
+        raw.send(request.as_bytes()).await;
+        connections_become(&app, 1, what).await;
+        drop(raw);
+        connections_become(&app, 0, what).await;
+    }
+}
