@@ -22,20 +22,24 @@
 //! - A close frame carries nothing, or a code that may appear on the wire (§7.4) and a UTF-8
 //!   reason.
 //!
-//! An idle connection holds no buffer: the input buffer is allocated when bytes arrive and freed
-//! once they are parsed.
+//! An idle connection holds no buffer: between frames the socket is read onto the stack, only
+//! the bytes that arrived are kept, and the input buffer is freed once they are parsed.
 
 use bytes::{Buf, Bytes, BytesMut};
 use std::io::{self, Cursor};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use taskflow_protocol::close;
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
 /// The longest control frame payload (§5.5).
 const MAX_CONTROL: u64 = 125;
+
+/// The most one read between frames takes, onto the stack (`ws_read_buffer_bytes` is capped
+/// at this).
+const STACK_READ: usize = 8 * 1024;
 
 /// A message, or a control frame, from the client.
 #[derive(Debug, PartialEq, Eq)]
@@ -148,13 +152,25 @@ impl Reader {
             if let Some(incoming) = self.parse()? {
                 return Poll::Ready(Ok(Some(incoming)));
             }
-            let want = self.wanted.saturating_sub(self.input.len());
-            self.input.reserve(want.max(self.read_size));
-            let read = ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut *io),
-                cx,
-                &mut self.input
-            ));
+            let read = if self.input.is_empty() {
+                // Between frames (almost always: an idle connection waits here), read onto the
+                // stack and keep only what arrived, so that waiting holds no buffer.
+                let mut stack = [0u8; STACK_READ];
+                let mut buf = ReadBuf::new(&mut stack[..self.read_size.min(STACK_READ)]);
+                ready!(Pin::new(&mut *io).poll_read(cx, &mut buf)).map(|()| {
+                    self.input.extend_from_slice(buf.filled());
+                    buf.filled().len()
+                })
+            } else {
+                // Within a frame: read into its buffer, as much as it still needs.
+                let want = self.wanted.saturating_sub(self.input.len());
+                self.input.reserve(want.max(self.read_size));
+                ready!(tokio_util::io::poll_read_buf(
+                    Pin::new(&mut *io),
+                    cx,
+                    &mut self.input
+                ))
+            };
             match read {
                 Ok(0) => return Poll::Ready(Ok(None)),
                 Ok(_) => {}
@@ -535,6 +551,16 @@ mod tests {
         assert!(reader.parse().unwrap().is_some());
         assert_eq!(reader.input.capacity(), 0);
         assert!(reader.parse().unwrap().is_none());
+        assert_eq!(reader.input.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_input_holds_no_buffer() {
+        let (_client, mut server) = tokio::io::duplex(64);
+        let mut reader = Reader::new(1000, 256);
+        let waker = futures::task::noop_waker();
+        let polled = reader.poll_next(&mut server, &mut Context::from_waker(&waker));
+        assert!(polled.is_pending());
         assert_eq!(reader.input.capacity(), 0);
     }
 
