@@ -1,5 +1,5 @@
 //! The browser client library (`web/taskflow.js`) in a real headless Chromium, driven by
-//! playwright-core from `tests/browser/` (Node's test runner). `.ci/run` installs Debian's
+//! playwright-core from `tests/browser/` (Node's test runner). `scripts/test.sh` installs Debian's
 //! `chromium` and runs `npm ci` there; this test fails, with the reason, when they are missing.
 
 use std::path::Path;
@@ -10,12 +10,12 @@ fn the_browser_library_goes_live_degrades_and_resumes_in_chromium() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is missing: run `npm ci` in tests/browser (.ci/run does)"
+        "playwright-core is missing: run `npm ci` in tests/browser (scripts/test.sh does)"
     );
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).exists(),
-        "Chromium is missing: `apt-get install chromium` (.ci/run does)"
+        "Chromium is missing: `apt-get install chromium` (scripts/test.sh does)"
     );
     let output = Command::new("node")
         .args(["--test", "--test-concurrency=1", "client.test.mjs"])

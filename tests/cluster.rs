@@ -24,7 +24,7 @@ type Socket =
 
 /// How long anything may take before the test fails.
 const WAIT: Duration = Duration::from_secs(30);
-/// The shared Redis, as `.ci/run` starts it.
+/// The shared Redis, as `scripts/test.sh` starts it.
 const REDIS: &str = "redis://127.0.0.1:6379/";
 
 /// A Redis key prefix no other test (or run) uses; its keys are deleted when it is dropped.
@@ -145,7 +145,7 @@ impl OwnRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server is installed (.ci/run installs it)");
+            .expect("redis-server is installed (scripts/test.sh installs it)");
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -738,7 +738,7 @@ impl Nginx {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("nginx is installed (.ci/run installs it)");
+            .expect("nginx is installed (scripts/test.sh installs it)");
         let addr = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + WAIT;
         while std::net::TcpStream::connect(&addr).is_err() {

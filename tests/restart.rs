@@ -6,7 +6,7 @@ mod binary;
 #[path = "../crates/server/tests/common/mod.rs"]
 mod common;
 
-use binary::{start, TOKEN};
+use binary::{start, start_capturing, TOKEN};
 use common::{Backend, TestDb};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -101,7 +101,8 @@ enum Stop {
 
 async fn restart_and_resume(stop: Stop) {
     let db = TestDb::new(Backend::Sqlite).await;
-    let (mut child, addr) = start(&db.url);
+    // Logged at info, into a pipe: what a log file or collector receives.
+    let (mut child, addr, output) = start_capturing(&db.url, &[("TASKFLOW_LOG_LEVEL", "info")]);
     let mut socket = connect(&addr).await;
     let answer = subscribe(&mut socket, None).await;
     let epoch = answer["epoch"].clone();
@@ -116,7 +117,7 @@ async fn restart_and_resume(stop: Stop) {
             received.push(frame);
         }
     }
-    stop_server(&mut child, stop);
+    stop_server(&mut child, &stop);
     let mut saw_close = false;
     while let Some(frame) = next(&mut socket).await {
         if frame["type"] == "event" {
@@ -126,6 +127,19 @@ async fn restart_and_resume(stop: Stop) {
     }
     let _ = saw_close;
     writing.await.unwrap();
+    let logs = output.lines_after_exit();
+    if matches!(stop, Stop::Term) {
+        assert!(
+            logs.iter().any(|l| l.contains("shutting down")),
+            "the shutdown is logged at info: {logs:?}"
+        );
+    }
+    for line in &logs {
+        assert!(
+            !line.contains("\x1b["),
+            "no colour codes in logs written to a pipe: {line:?}"
+        );
+    }
 
     let (mut child, addr) = start(&db.url);
     let last = received.last().unwrap()["offset"].clone();
@@ -181,7 +195,7 @@ async fn restart_and_resume(stop: Stop) {
     child.wait().unwrap();
 }
 
-fn stop_server(child: &mut Child, stop: Stop) {
+fn stop_server(child: &mut Child, stop: &Stop) {
     match stop {
         Stop::Kill => child.kill().unwrap(),
         Stop::Term => {

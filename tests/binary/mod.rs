@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 pub const TOKEN: &str = "crash-test-admin";
 
@@ -14,6 +15,31 @@ pub fn start(database: &str) -> (Child, String) {
 
 /// Like [`start`], with extra environment variables (settings).
 pub fn start_with(database: &str, env: &[(&str, &str)]) -> (Child, String) {
+    let (child, addr, _output) = start_capturing(database, env);
+    (child, addr)
+}
+
+/// Everything the binary wrote to its standard output (a pipe), line by line.
+pub struct Output {
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Output {
+    /// Every line, once the process has exited (its end of the pipe is closed).
+    pub fn lines_after_exit(self) -> Vec<String> {
+        self.reader
+            .join()
+            .expect("the reader thread ends at end of file");
+        Arc::try_unwrap(self.lines)
+            .expect("the reader is done")
+            .into_inner()
+            .unwrap()
+    }
+}
+
+/// Like [`start_with`], keeping what the binary prints (logs included: they go to stdout).
+pub fn start_capturing(database: &str, env: &[(&str, &str)]) -> (Child, String, Output) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_taskflow"))
         .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
         .env("TASKFLOW_ADMIN_TOKEN", TOKEN)
@@ -24,11 +50,13 @@ pub fn start_with(database: &str, env: &[(&str, &str)]) -> (Child, String) {
         .spawn()
         .expect("the taskflow binary starts");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let kept: Arc<Mutex<Vec<String>>> = Arc::default();
     let addr = loop {
         let line = lines
             .next()
             .expect("the server prints its address")
             .expect("stdout is readable");
+        kept.lock().unwrap().push(line.clone());
         if let Some(rest) = line.strip_prefix("Taskflow listening on http://") {
             break rest
                 .split_whitespace()
@@ -38,6 +66,20 @@ pub fn start_with(database: &str, env: &[(&str, &str)]) -> (Child, String) {
         }
     };
     // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    let reader = std::thread::spawn({
+        let kept = kept.clone();
+        move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        }
+    });
+    (
+        child,
+        addr,
+        Output {
+            lines: kept,
+            reader,
+        },
+    )
 }

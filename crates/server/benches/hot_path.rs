@@ -204,7 +204,7 @@ fn enqueue(c: &mut Criterion) {
 
         // The public entry point: serialization, the room's order lock, delivery, metrics.
         // Each iteration publishes the next offset, so every event is delivered at once.
-        let offset = Cell::new(dispatcher.position(ROOM));
+        let offset = Cell::new(dispatcher.position(ROOM).expect("the room has subscribers"));
         group.bench_function(format!("publish/{n}"), |b| {
             b.iter_batched(
                 || {

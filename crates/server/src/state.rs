@@ -123,6 +123,12 @@ impl AppState {
         })
     }
 
+    /// Callers the rate limiter keeps a budget for now (back to zero once every caller's budget
+    /// has refilled and [`AppState::prune_rate_limits`] ran).
+    pub fn rate_limited_callers(&self) -> usize {
+        self.inner.limiter.len()
+    }
+
     /// Forgets callers that have not been seen for a while, keeping the limiter's memory bounded.
     pub fn prune_rate_limits(&self) {
         self.inner.limiter.retain_recent();

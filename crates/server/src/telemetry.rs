@@ -5,6 +5,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
@@ -12,19 +13,26 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global log subscriber. `RUST_LOG`, when set, wins over `level`.
+///
+/// Logs go to standard output. Colours (ANSI escape codes) only when that is a terminal: in a
+/// file, a pipe or a log collector they are noise that every reader has to strip.
 pub fn init_logging(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let registry = tracing_subscriber::registry().with(filter);
+    let ansi = std::io::stdout().is_terminal();
     let result = match format {
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(true),
+                    .with_current_span(true)
+                    .with_ansi(false),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_ansi(ansi))
+            .try_init(),
     };
     // A second call (tests starting several servers) keeps the first subscriber.
     drop(result);

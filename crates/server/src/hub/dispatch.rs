@@ -3,19 +3,25 @@
 //! reordering), so each room keeps the last offset delivered and holds anything that comes
 //! early. A gap that the publishers do not fill within `hold` is filled from the log itself.
 //! Each event is delivered once, in offset order, to every session subscribed at that point.
+//!
+//! A room's state lives here only while something uses it ([`rooms`] says when it is dropped
+//! and where a room that comes back starts).
 
 use super::{frame_bytes, metrics, EventSource, Hub, SubscribeError};
 use crate::domain::ProjectId;
 use crate::hub::session::Session;
 use bytes::Bytes;
 use dashmap::DashMap;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use taskflow_protocol::{EventFrame, EventKind, LoggedEvent, ServerFrame};
 use taskflow_protocol::{Since, Subscribed};
 
+mod rooms;
 mod sync;
+
+pub use rooms::DispatcherCounts;
 
 /// An event ready to fan out: serialized once (on the node that committed it, also for the
 /// other nodes of a cluster: the broker forwards these bytes).
@@ -33,7 +39,6 @@ pub struct Prepared {
 }
 
 /// Where a room's stream stands on this node.
-#[derive(Default)]
 struct RoomOrder {
     /// The last offset delivered (0: none yet).
     delivered: i64,
@@ -41,6 +46,32 @@ struct RoomOrder {
     pending: BTreeMap<i64, Prepared>,
     /// Whether a task is filling the gap from the log.
     filling: bool,
+    /// Where this state started: offsets up to here came before it existed (read from the
+    /// store, or just before the first event that arrived while nobody here received the room).
+    /// An event at or below it that arrives late was never handled here: it goes to nobody,
+    /// but the membership change it carries still applies ([`Dispatcher::apply_late`]).
+    seeded: i64,
+    /// The offset of the latest membership change applied here, per user, so that a late one
+    /// never undoes a newer one.
+    membership: HashMap<String, i64>,
+    /// Used since the last sweep; an entry is dropped only after a whole sweep interval unused
+    /// ([`rooms`]), so an event still on its way from a commit finds the state it follows.
+    touched: bool,
+}
+
+impl RoomOrder {
+    /// A room whose stream stands at `offset` (the last offset of it this node has no need to
+    /// deliver).
+    fn starting_at(offset: i64) -> Self {
+        Self {
+            delivered: offset,
+            pending: BTreeMap::new(),
+            filling: false,
+            seeded: offset,
+            membership: HashMap::new(),
+            touched: true,
+        }
+    }
 }
 
 /// Orders and delivers events; a cheap `Clone` handle.
@@ -53,8 +84,13 @@ struct Inner {
     /// Local delivery.
     hub: Hub,
     /// Per-room order. The map is sharded; each room's state has its own mutex, held only while
-    /// deciding and queueing (never across an await), so rooms never wait on each other.
+    /// deciding and queueing (never across an await), so rooms never wait on each other. An
+    /// entry exists while the room has receivers here, events pending, or was used within the
+    /// last sweep interval ([`rooms`]).
     rooms: DashMap<String, Arc<Mutex<RoomOrder>>>,
+    /// `tasks` subscriptions being set up: while there are any, no project room is dropped
+    /// (see [`rooms`], "The `tasks` room").
+    tasks_joining: std::sync::atomic::AtomicUsize,
     /// The log, to fill gaps.
     source: Arc<dyn EventSource>,
     /// How long an early event waits for the gap before it is filled from the log.
@@ -65,7 +101,8 @@ struct Inner {
 
 impl Dispatcher {
     /// A dispatcher delivering through `hub`, filling gaps from `source`. `rooms` gives the last
-    /// offset of every room that exists now; rooms created later start at 0.
+    /// offset of every room that exists now; rooms created later start at 0. Inside a tokio
+    /// runtime it also starts the sweep that drops the state of rooms nothing uses ([`rooms`]).
     pub fn new(
         hub: Hub,
         source: Arc<dyn EventSource>,
@@ -75,23 +112,20 @@ impl Dispatcher {
     ) -> Self {
         let map = DashMap::new();
         for (room, last) in rooms {
-            map.insert(
-                room,
-                Arc::new(Mutex::new(RoomOrder {
-                    delivered: last,
-                    ..RoomOrder::default()
-                })),
-            );
+            map.insert(room, Arc::new(Mutex::new(RoomOrder::starting_at(last))));
         }
-        Self {
+        let dispatcher = Self {
             inner: Arc::new(Inner {
                 hub,
                 rooms: map,
+                tasks_joining: Default::default(),
                 source,
                 hold,
                 epoch,
             }),
-        }
+        };
+        dispatcher.start_sweeping();
+        dispatcher
     }
 
     /// The hub it delivers through.
@@ -99,11 +133,31 @@ impl Dispatcher {
         &self.inner.hub
     }
 
-    fn order_of(&self, room: &str) -> Arc<Mutex<RoomOrder>> {
+    /// The room's state, created starting at `start()` if the room has none.
+    fn order_or(&self, room: &str, start: impl FnOnce() -> i64) -> Arc<Mutex<RoomOrder>> {
         if let Some(order) = self.inner.rooms.get(room) {
             return order.clone();
         }
-        self.inner.rooms.entry(room.to_owned()).or_default().clone()
+        self.inner
+            .rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(RoomOrder::starting_at(start()))))
+            .clone()
+    }
+
+    /// The room's state for an event at `offset` arriving. A room with no state here and
+    /// nobody receiving it starts just before the event: there is nothing to order for nobody.
+    /// One that has receivers but no state is a room created since they subscribed (every room
+    /// a receiver could see had its state from the subscription on, see [`rooms`]): it starts
+    /// at 0, and anything before the event is read from the log as a gap.
+    fn order_for_event(&self, room: &str, offset: i64) -> Arc<Mutex<RoomOrder>> {
+        self.order_or(room, || {
+            if self.inner.hub.has_receivers(room) {
+                0
+            } else {
+                offset - 1
+            }
+        })
     }
 
     /// Takes committed events (from the local store or the broker), in any order.
@@ -120,10 +174,16 @@ impl Dispatcher {
     }
 
     fn accept(&self, room: &str, event: Prepared) {
-        let order = self.order_of(room);
-        let mut order = order.lock().expect("never poisoned: no panics under lock");
+        let shared = self.order_for_event(room, event.offset);
+        let mut order = shared.lock().expect("never poisoned: no panics under lock");
+        order.touched = true;
         if event.offset <= order.delivered || order.pending.contains_key(&event.offset) {
-            return; // already delivered or already waiting: a duplicate
+            // Already delivered or already waiting: a duplicate. Or from before this state
+            // existed: nobody here is owed it, but its membership change may be news.
+            if event.offset <= order.seeded {
+                self.apply_late(&mut order, &event);
+            }
+            return;
         }
         if event.offset == order.delivered + 1 {
             self.deliver(room, &mut order, event);
@@ -132,9 +192,26 @@ impl Dispatcher {
             order.pending.insert(event.offset, event);
             if !order.filling {
                 order.filling = true;
-                tokio::spawn(self.clone().fill(room.to_owned()));
+                tokio::spawn(self.clone().fill(room.to_owned(), shared.clone()));
             }
         }
+    }
+
+    /// Applies the membership change of an event from before the room's state existed, unless
+    /// a newer change of the same user was applied here already.
+    fn apply_late(&self, order: &mut RoomOrder, event: &Prepared) {
+        let Some((project, user, added)) = &event.membership else {
+            return;
+        };
+        if order
+            .membership
+            .get(user)
+            .is_some_and(|&applied| applied >= event.offset)
+        {
+            return;
+        }
+        order.membership.insert(user.clone(), event.offset);
+        self.inner.hub.membership_changed(project, user, *added);
     }
 
     /// Delivers the pending events that now follow on.
@@ -157,6 +234,9 @@ impl Dispatcher {
         if let Some((project, user, false)) = &event.membership {
             hub.membership_changed(project, user, false);
         }
+        if let Some((_, user, _)) = &event.membership {
+            order.membership.insert(user.clone(), event.offset);
+        }
         order.delivered = event.offset;
         let lag = (chrono::Utc::now().timestamp_millis() - event.at_ms).max(0) as f64 / 1000.0;
         metrics::dispatched(reached, lag);
@@ -164,12 +244,12 @@ impl Dispatcher {
 
     /// Waits `hold` for the publishers to fill a gap, then reads the missing events from the log;
     /// repeats until nothing is pending.
-    async fn fill(self, room: String) {
-        let order = self.order_of(&room);
+    async fn fill(self, room: String, order: Arc<Mutex<RoomOrder>>) {
         loop {
             tokio::time::sleep(self.inner.hold).await;
             let (after, until) = {
                 let mut o = order.lock().expect("never poisoned");
+                o.touched = true;
                 self.drain(&room, &mut o);
                 match o.pending.keys().next() {
                     None => {
@@ -224,13 +304,15 @@ impl Dispatcher {
     ) -> Result<(bool, Option<i64>), SubscribeError> {
         let _watching = self.sync_for_subscription(room, &[], false).await;
         if room == crate::domain::Room::TASKS {
+            // Held until the session is in the room: the project rooms keep their state.
+            let _pinned = self.pin_for_tasks().await?;
             return self
                 .inner
                 .hub
                 .join(session, room)
                 .map(|added| (added, None));
         }
-        let order = self.order_of(room);
+        let order = self.seeded_order(room).await?;
         let order = order.lock().expect("never poisoned");
         let added = self.inner.hub.join(session, room)?;
         Ok((added, Some(order.delivered)))
@@ -270,6 +352,11 @@ impl Dispatcher {
         let _watching = self
             .sync_for_subscription(room, &rooms, since.is_some())
             .await;
+        // Held until the session is in the room: the project rooms keep their state.
+        let _pinned = match tasks {
+            true => Some(self.pin_for_tasks().await?),
+            false => None,
+        };
         // Where the client stopped in each room (for tasks, a room it never saw starts at 0).
         let from: Vec<Option<i64>> = rooms
             .iter()
@@ -286,7 +373,10 @@ impl Dispatcher {
                 oldest.push(self.inner.source.events_oldest(r).await);
             }
         }
-        let orders: Vec<Arc<Mutex<RoomOrder>>> = rooms.iter().map(|r| self.order_of(r)).collect();
+        let mut orders: Vec<Arc<Mutex<RoomOrder>>> = Vec::with_capacity(rooms.len());
+        for r in &rooms {
+            orders.push(self.seeded_order(r).await?);
+        }
         let guards: Vec<_> = orders
             .iter()
             .map(|o| o.lock().expect("never poisoned"))
@@ -352,12 +442,12 @@ impl Dispatcher {
         Ok((answer, replay))
     }
 
-    /// The last offset delivered in a room on this node.
-    pub fn position(&self, room: &str) -> i64 {
-        self.order_of(room)
-            .lock()
-            .expect("never poisoned")
-            .delivered
+    /// The last offset delivered in a room on this node, if the node keeps the room's state
+    /// now (it does while the room has receivers here).
+    pub fn position(&self, room: &str) -> Option<i64> {
+        let order = self.inner.rooms.get(room)?.clone();
+        let delivered = order.lock().expect("never poisoned").delivered;
+        Some(delivered)
     }
 }
 
@@ -566,7 +656,7 @@ mod tests {
             offsets.push(frame["offset"].as_i64().unwrap());
         }
         assert_eq!(offsets, [1, 2, 3, 4, 5]);
-        assert_eq!(dispatcher.position("project:default"), 5);
+        assert_eq!(dispatcher.position("project:default"), Some(5));
         // Late duplicates change nothing.
         dispatcher.publish(log.clone());
         assert!(outbox.try_recv().is_err());

@@ -93,6 +93,9 @@ pub enum SubscribeError {
     /// A resume was asked for a room the connection is already subscribed to.
     #[error("already subscribed; unsubscribe first to resume from a position")]
     AlreadySubscribed,
+    /// The room's position could not be read from the event log (the store is unreachable).
+    #[error("the event log could not be read; try again")]
+    LogUnavailable,
 }
 
 /// Members of one room, and who they are (for presence).
@@ -515,6 +518,42 @@ impl Hub {
     pub fn connection_count(&self) -> usize {
         self.inner.sessions.len()
     }
+
+    /// Whether `room` has members here (`tasks` included, unlike [`Hub::has_receivers`]).
+    pub fn has_members(&self, room: &str) -> bool {
+        self.inner.rooms.contains_key(room)
+    }
+
+    /// What the hub holds now: each count is back to zero once the last client left.
+    pub fn counts(&self) -> HubCounts {
+        HubCounts {
+            sessions: self.inner.sessions.len(),
+            admitted: self.inner.total.load(Ordering::Relaxed),
+            users: self.inner.per_user.len(),
+            rooms: self.inner.rooms.len(),
+            memberships: self
+                .inner
+                .rooms
+                .iter()
+                .map(|members| members.sessions.len())
+                .sum(),
+        }
+    }
+}
+
+/// The sizes of the hub's indexes ([`Hub::counts`]), for tests and gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HubCounts {
+    /// Registered sessions.
+    pub sessions: usize,
+    /// Admitted connections (slots taken against the limits, upgrades in progress included).
+    pub admitted: usize,
+    /// Users with a per-user connection count.
+    pub users: usize,
+    /// Rooms with at least one member.
+    pub rooms: usize,
+    /// Room memberships (a session in a room), over all rooms.
+    pub memberships: usize,
 }
 
 /// The close reason every session gets at shutdown.

@@ -167,6 +167,7 @@ async fn run(
                     SubscribeError::AlreadySubscribed => {
                         Refusal::new("already_subscribed", e.to_string())
                     }
+                    SubscribeError::LogUnavailable => Refusal::new("unavailable", e.to_string()),
                 })?;
             *replay = missed;
             Ok(serde_json::to_value(answer).expect("answers serialize"))

@@ -5,7 +5,7 @@
 
 use super::access::{authenticate, open_session, query_param, require_enabled, rooms, Cursor};
 use crate::error::ApiError;
-use crate::hub::frame_bytes;
+use crate::hub::{frame_bytes, SubscribeError};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::request::Parts;
@@ -63,9 +63,14 @@ pub(super) async fn stream(
             .dispatcher()
             .subscribe_from(&held.session, room, since.as_ref(), &[], Some(&announce))
             .await
-            .map_err(|e| ApiError::InvalidField {
-                field: "rooms".into(),
-                message: e.to_string(),
+            .map_err(|e| match e {
+                SubscribeError::LogUnavailable => {
+                    ApiError::Unavailable("the event log could not be read; try again")
+                }
+                _ => ApiError::InvalidField {
+                    field: "rooms".into(),
+                    message: e.to_string(),
+                },
             })?;
         // The cursor stays where the client stopped until the replay has moved it on, so a
         // reconnect in the middle of a replay resumes the replay, not past it.

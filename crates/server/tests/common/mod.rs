@@ -104,6 +104,8 @@ pub struct TestApp {
     pub store: Store,
     /// The server's hub, to look at (or stage) its state.
     pub hub: taskflow_server::hub::Hub,
+    /// The server's shared state (dispatcher, rate limiter), to look at.
+    pub state: taskflow_server::state::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub db: TestDb,
@@ -132,6 +134,7 @@ impl TestApp {
         let server = Server::open(config).await.expect("server opens");
         let store = server.state().store().clone();
         let hub = server.state().hub().clone();
+        let state = server.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
@@ -145,6 +148,7 @@ impl TestApp {
             client,
             store,
             hub,
+            state,
             shutdown: Some(tx),
             server: Some(handle),
             db,

@@ -180,7 +180,7 @@ use futures::StreamExt as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_websockets_client_receives_events() {
-    // A client not written in Rust: Python's `websockets` (installed by .ci/run).
+    // A client not written in Rust: Python's `websockets` (installed by scripts/test.sh).
     let app = TestApp::spawn(Backend::Sqlite).await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

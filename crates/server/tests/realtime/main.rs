@@ -12,5 +12,6 @@ mod delivery;
 mod handshake;
 mod lifecycle;
 mod limits;
+mod memory;
 mod people;
 mod resume;

@@ -94,11 +94,21 @@ impl Dispatcher {
     /// room, its position simply moves ahead (nothing to deliver); otherwise the missing events
     /// are read from the log and delivered in order, through the same path as live ones (so an
     /// event arriving live meanwhile is not delivered twice).
+    ///
+    /// A room with no state here starts at `latest` when nobody receives it, and at 0 when
+    /// somebody does (a room created since they subscribed, see [`super::rooms`]).
     pub async fn catch_up(&self, room: &str, latest: i64) {
-        let order = self.order_of(room);
+        let order = self.order_or(room, || {
+            if self.inner.hub.has_receivers(room) {
+                0
+            } else {
+                latest
+            }
+        });
         loop {
             let after = {
                 let mut o = order.lock().expect("never poisoned");
+                o.touched = true;
                 if o.delivered >= latest {
                     return;
                 }
@@ -126,7 +136,7 @@ impl Dispatcher {
                     return;
                 }
             }
-            if self.position(room) <= after {
+            if order.lock().expect("never poisoned").delivered <= after {
                 // The log lacked the next event (compacted): the gap fill skips it.
                 return;
             }
@@ -194,7 +204,7 @@ mod tests {
         let store = store_with_events(&dir, 4).await;
         let dispatcher = dispatcher(&store);
         dispatcher.catch_up("project:default", 4).await;
-        assert_eq!(dispatcher.position("project:default"), 4);
+        assert_eq!(dispatcher.position("project:default"), Some(4));
     }
 
     /// A room with a subscriber gets the events it missed from the log, in order, once, and a
