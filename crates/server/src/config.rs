@@ -73,6 +73,27 @@ pub struct Config {
     pub max_import_bytes: usize,
     /// Deadline for a REST request (exports and imports excepted), in seconds.
     pub request_timeout_secs: u64,
+    /// How long a connection may take to deliver a request's headers, in seconds: from accept
+    /// (the TLS handshake included) for the first request, from its first byte for a later one.
+    /// Past it the connection is dropped (a slowloris peer).
+    pub header_timeout_secs: u64,
+    /// How long an idle keep-alive connection is kept open between requests, in seconds.
+    pub keepalive_timeout_secs: u64,
+    /// The slowest average rate a request body may arrive at, in bytes per second, after a
+    /// grace of `header_timeout_secs` (a body of n bytes has `header_timeout_secs + n / rate`
+    /// seconds); a slower one is cut off. Applies to imports too. 0: no minimum.
+    pub body_min_bytes_per_sec: u64,
+    /// Connections one client address may hold at once (IPv6: one /64), counted at accept,
+    /// before authentication; the next is answered 503. 0 (the default): no cap, as behind a
+    /// load balancer every client has the balancer's address.
+    pub max_connections_per_ip: usize,
+    /// Proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For` names the client: their own
+    /// connections are not capped, the clients they name are, per request. Comma-separated in
+    /// the environment.
+    #[serde(deserialize_with = "comma_list")]
+    pub trusted_proxies: Vec<String>,
+    /// `Strict-Transport-Security: max-age=` on every response over TLS, in seconds; 0: none.
+    pub hsts_max_age_secs: u64,
     /// Requests per second each caller may make on average.
     pub rate_limit_per_sec: u32,
     /// How many requests a caller may make in a burst above the average.
@@ -171,6 +192,12 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             max_import_bytes: 1024 * 1024 * 1024,
             request_timeout_secs: 30,
+            header_timeout_secs: 10,
+            keepalive_timeout_secs: 75,
+            body_min_bytes_per_sec: 1024,
+            max_connections_per_ip: 0,
+            trusted_proxies: Vec::new(),
+            hsts_max_age_secs: 365 * 24 * 3600,
             rate_limit_per_sec: 200,
             rate_limit_burst: 400,
             shutdown_timeout_secs: 10,

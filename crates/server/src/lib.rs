@@ -12,6 +12,8 @@
 //! - [`broker`]: carries committed events from the store to the hub: in-process for one node,
 //!   through Redis pub/sub between the nodes of a cluster (`broker = "redis://…"`).
 //! - `transport`: the WebSocket endpoint, a thin adapter between sockets and hub sessions.
+//! - [`listener`]: the socket and our own accept loop over hyper: header, body-rate and
+//!   keep-alive bounds for slow or idle peers, the per-address connection cap, TLS.
 //!
 //! [`Server::open`] connects the store and loads the keys; [`Server::serve`] answers requests on
 //! an already-bound listener until the shutdown future resolves. [`run`] does both, which is all
@@ -148,18 +150,8 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let deadline = Duration::from_secs(state.config().shutdown_timeout_secs);
         let hub = state.hub().clone();
-        // `into_make_service`: each connection shares the router. Serving the `Router` itself
-        // would rebuild its whole route table for every connection (axum's `with_state` per
-        // accepted stream), several KiB that a WebSocket connection keeps for its lifetime.
-        // TCP_NODELAY: a pushed event or a reply goes out at once, instead of waiting (up to a
-        // delayed ACK, 40 ms) behind an earlier small write still unacknowledged. The hub already
-        // batches what is queued into one write.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(%err, "could not set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
+        let config = state.config().clone();
+        let server = listener::serve(listener, app, &config, None, async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, closing WebSockets with 1001, finishing requests");
             let _ = stop_tx.send(true);
