@@ -6,7 +6,7 @@ use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A secret value: usable, but never printed by `Debug` (configs get logged).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +92,17 @@ pub struct Config {
     /// the environment.
     #[serde(deserialize_with = "comma_list")]
     pub trusted_proxies: Vec<String>,
+    /// A PEM certificate chain (leaf first): with `tls_key`, the port speaks HTTPS and WSS
+    /// instead of HTTP and WS.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// How often the certificate files are checked for a change (a renewal), in milliseconds;
+    /// SIGHUP reloads at once.
+    pub tls_watch_interval_ms: u64,
+    /// With TLS: a plain-HTTP address (e.g. `0.0.0.0:80`) that answers every request with a
+    /// redirect to HTTPS. Unset: none.
+    pub redirect_http_from: Option<SocketAddr>,
     /// `Strict-Transport-Security: max-age=` on every response over TLS, in seconds; 0: none.
     pub hsts_max_age_secs: u64,
     /// Requests per second each caller may make on average.
@@ -197,6 +208,10 @@ impl Default for Config {
             body_min_bytes_per_sec: 1024,
             max_connections_per_ip: 0,
             trusted_proxies: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_watch_interval_ms: 10_000,
+            redirect_http_from: None,
             hsts_max_age_secs: 365 * 24 * 3600,
             rate_limit_per_sec: 200,
             rate_limit_burst: 400,
@@ -254,6 +269,12 @@ pub struct Overrides {
     /// `--reuse-port`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reuse_port: Option<bool>,
+    /// `--tls-cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {

@@ -31,6 +31,7 @@ pub mod listener;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 mod transport;
 
 use crate::auth::{Keys, Secrets};
@@ -55,12 +56,21 @@ pub struct Server {
     /// The admin token, when this start generated it; shown once by the caller of
     /// [`Server::open`], never logged.
     generated_admin_token: Option<Secret>,
+    /// The certificate, when the server speaks TLS (`tls_cert`, `tls_key`).
+    tls: Option<Arc<tls::reload::Certificates>>,
 }
 
 impl Server {
     /// Connects the store (running migrations) and loads or generates the token keys.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
         telemetry::prometheus();
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(tls::reload::Certificates::load(cert.clone(), key.clone())?)
+            }
+            (None, None) => None,
+            _ => return Err(tls::TlsError::Incomplete.into()),
+        };
         let store = Store::connect(&config.database).await?;
         let Secrets {
             keys,
@@ -107,6 +117,7 @@ impl Server {
         Ok(Self {
             state,
             generated_admin_token,
+            tls,
         })
     }
 
@@ -114,6 +125,12 @@ impl Server {
     /// configured token).
     pub fn generated_admin_token(&self) -> Option<&Secret> {
         self.generated_admin_token.as_ref()
+    }
+
+    /// The certificate in use when the server speaks TLS (to reload it, or to know that
+    /// links are `https://`).
+    pub fn tls(&self) -> Option<&Arc<tls::reload::Certificates>> {
+        self.tls.as_ref()
     }
 
     /// The shared state (the store and keys), e.g. to mint a token at start.
@@ -151,7 +168,33 @@ impl Server {
         let deadline = Duration::from_secs(state.config().shutdown_timeout_secs);
         let hub = state.hub().clone();
         let config = state.config().clone();
-        let server = listener::serve(listener, app, &config, None, async move {
+        let watcher = self.tls.clone().map(|certificates| {
+            tokio::spawn(tls::reload::watch(
+                certificates,
+                Duration::from_millis(config.tls_watch_interval_ms),
+            ))
+        });
+        let redirect = match (&self.tls, config.redirect_http_from) {
+            (Some(_), Some(from)) => {
+                let plain = listener::bind(from, false)
+                    .with_context(|| format!("cannot listen on {from} (redirect_http_from)"))?;
+                let https_port = listener.local_addr()?.port();
+                let config = config.clone();
+                let mut stop = stop_rx.clone();
+                Some(tokio::spawn(async move {
+                    let stopped = async move {
+                        let _ = stop.wait_for(|stopped| *stopped).await;
+                    };
+                    let router = tls::redirect::router(https_port);
+                    if let Err(err) = listener::serve(plain, router, &config, None, stopped).await {
+                        tracing::error!(%err, "the HTTP redirect listener failed");
+                    }
+                }))
+            }
+            _ => None,
+        };
+        let acceptor = self.tls.clone().map(tls::acceptor);
+        let server = listener::serve(listener, app, &config, acceptor, async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, closing WebSockets with 1001, finishing requests");
             let _ = stop_tx.send(true);
@@ -170,6 +213,9 @@ impl Server {
         };
         pruner.abort();
         compactor.abort();
+        for task in [watcher, redirect].into_iter().flatten() {
+            task.abort();
+        }
         state.hub().shutdown(deadline).await;
         if let Some(cluster) = state.cluster() {
             cluster.shutdown().await;

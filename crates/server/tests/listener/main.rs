@@ -8,3 +8,4 @@ mod raw;
 
 mod per_ip;
 mod slow_peers;
+mod tls;
