@@ -37,9 +37,12 @@ enum Command {
 
 #[derive(Args)]
 struct ClientArgs {
-    /// The server's WebSocket endpoint.
+    /// The server's WebSocket endpoint (`wss://` for a server with TLS).
     #[arg(long, default_value = "ws://localhost:3000/ws/tasks")]
     url: String,
+    /// Trust this CA (PEM) for wss:// instead of the built-in roots (a private CA).
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
     /// A room to subscribe to (repeatable): project:<id>, user:<id>, tasks. Default: tasks.
     #[arg(long = "room")]
     rooms: Vec<String>,
@@ -143,6 +146,7 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
         .context("no token: pass --token, or set TASKFLOW_TOKEN or TASKFLOW_ADMIN_TOKEN")?;
     let options = taskflow_client::ClientOptions {
         url: args.url,
+        ca_cert: args.ca_cert,
         token,
         rooms: args.rooms,
         json: args.json,
