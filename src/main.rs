@@ -37,9 +37,12 @@ enum Command {
 
 #[derive(Args)]
 struct ClientArgs {
-    /// The server's WebSocket endpoint.
+    /// The server's WebSocket endpoint (`wss://` for a server with TLS).
     #[arg(long, default_value = "ws://localhost:3000/ws/tasks")]
     url: String,
+    /// Trust this CA (PEM) for wss:// instead of the built-in roots (a private CA).
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
     /// A room to subscribe to (repeatable): project:<id>, user:<id>, tasks. Default: tasks.
     #[arg(long = "room")]
     rooms: Vec<String>,
@@ -74,6 +77,12 @@ struct ServeArgs {
     /// Share the listening port with other nodes on this machine (SO_REUSEPORT).
     #[arg(long)]
     reuse_port: bool,
+    /// PEM certificate chain: serve HTTPS and WSS (with --tls-key) [env: TASKFLOW_TLS_CERT].
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [env: TASKFLOW_TLS_KEY].
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -91,6 +100,8 @@ impl ServeArgs {
             broker: self.broker.clone(),
             node_id: self.node_id.clone(),
             reuse_port: self.reuse_port.then_some(true),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
         };
         Config::load(self.config.as_deref(), &overrides).context("invalid configuration")
     }
@@ -135,6 +146,7 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
         .context("no token: pass --token, or set TASKFLOW_TOKEN or TASKFLOW_ADMIN_TOKEN")?;
     let options = taskflow_client::ClientOptions {
         url: args.url,
+        ca_cert: args.ca_cert,
         token,
         rooms: args.rooms,
         json: args.json,
@@ -157,13 +169,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let database = config.database.clone();
     let broker = config.broker.clone();
     let server = Server::open(config).await?;
+    let scheme = scheme(&server);
     // Printed to the terminal, not logged: tokens never go to the logs.
     match server.state().cluster() {
         Some(cluster) => println!(
-            "Taskflow listening on http://{address} (store: {database}, broker: {broker}, node: {})",
+            "Taskflow listening on {scheme}://{address} (store: {database}, broker: {broker}, node: {})",
             cluster.node()
         ),
-        None => println!("Taskflow listening on http://{address} (store: {database})"),
+        None => println!("Taskflow listening on {scheme}://{address} (store: {database})"),
     }
     match server.generated_admin_token() {
         Some(token) => {
@@ -177,6 +190,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("User tokens: taskflow token --user alice   (or POST /auth/tokens as admin)");
     println!("{}", sign_in_link(&server, address));
     server.serve(listener, shutdown_signal()).await
+}
+
+/// `https` when the server speaks TLS, else `http`.
+fn scheme(server: &Server) -> &'static str {
+    if server.tls().is_some() {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// The board's sign-in link for the local admin: a short-lived admin-role JWT, minted on every
@@ -197,7 +219,8 @@ fn sign_in_link(server: &Server, address: std::net::SocketAddr) -> String {
         format!("{} min", ttl.div_ceil(60))
     };
     format!(
-        "Board (signed in as admin for {lifetime}; keep this link private):\n  http://{host}/#token={}",
+        "Board (signed in as admin for {lifetime}; keep this link private):\n  {}://{host}/#token={}",
+        scheme(server),
         minted.token
     )
 }

@@ -5,9 +5,11 @@
 //! - [`backoff`]: the retry schedule.
 //! - [`display`]: how frames are printed for people.
 //! - [`session`]: one connection, and the reconnecting loop around it.
+//! - [`tls`]: trusting a private CA for `wss://`.
 
 pub mod backoff;
 pub mod display;
 pub mod session;
+pub mod tls;
 
 pub use session::{run, ClientOptions};

@@ -18,8 +18,10 @@ use tokio_tungstenite::tungstenite::Message;
 /// What `taskflow client` was asked to do.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// `ws://host:port/ws/tasks`.
+    /// `ws://host:port/ws/tasks`, or `wss://` for a server with TLS.
     pub url: String,
+    /// A PEM file of CA certificates to trust for `wss://` instead of the built-in roots.
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Bearer token.
     pub token: String,
     /// Rooms to subscribe to; none means the server's default (`tasks`).
@@ -41,6 +43,9 @@ pub enum ClientError {
     /// Writing to the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// The `--ca-cert` file cannot be used.
+    #[error(transparent)]
+    Ca(#[from] crate::tls::CaError),
     /// The URL is not a WebSocket URL.
     #[error("bad URL: {0}")]
     BadUrl(String),
@@ -150,10 +155,24 @@ pub async fn run(
     tokio::pin!(stop);
     let mut backoff = Backoff::new(options.backoff_base, options.backoff_cap);
     let mut positions = Positions::default();
+    // Read once: a CA file that cannot be used is an error no retry fixes.
+    let connector = match &options.ca_cert {
+        Some(path) => Some(tokio_tungstenite::Connector::Rustls(crate::tls::trusting(
+            path,
+        )?)),
+        None => None,
+    };
     loop {
         // connect_once watches `stop` itself, so it can close politely with 1000.
-        let ended =
-            connect_once(&options, &mut out, &mut backoff, &mut positions, &mut stop).await?;
+        let ended = connect_once(
+            &options,
+            connector.clone(),
+            &mut out,
+            &mut backoff,
+            &mut positions,
+            &mut stop,
+        )
+        .await?;
         let reason = match ended {
             Ended::Stopped => return Ok(()),
             Ended::Lost(reason) => reason,
@@ -180,6 +199,7 @@ pub async fn run(
 
 async fn connect_once(
     options: &ClientOptions,
+    connector: Option<tokio_tungstenite::Connector>,
     out: &mut impl Write,
     backoff: &mut Backoff,
     positions: &mut Positions,
@@ -198,7 +218,7 @@ async fn connect_once(
     request.headers_mut().insert("authorization", auth);
     let connecting = tokio::select! {
         _ = &mut *stop => return Ok(Ended::Stopped),
-        connecting = tokio_tungstenite::connect_async(request) => connecting,
+        connecting = tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector) => connecting,
     };
     let (socket, _) = match connecting {
         Ok(ok) => ok,

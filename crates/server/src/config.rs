@@ -6,7 +6,7 @@ use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A secret value: usable, but never printed by `Debug` (configs get logged).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +73,38 @@ pub struct Config {
     pub max_import_bytes: usize,
     /// Deadline for a REST request (exports and imports excepted), in seconds.
     pub request_timeout_secs: u64,
+    /// How long a connection may take to deliver a request's headers, in seconds: from accept
+    /// (the TLS handshake included) for the first request, from its first byte for a later one.
+    /// Past it the connection is dropped (a slowloris peer).
+    pub header_timeout_secs: u64,
+    /// How long an idle keep-alive connection is kept open between requests, in seconds.
+    pub keepalive_timeout_secs: u64,
+    /// The slowest average rate a request body may arrive at, in bytes per second, after a
+    /// grace of `header_timeout_secs` (a body of n bytes has `header_timeout_secs + n / rate`
+    /// seconds); a slower one is cut off. Applies to imports too. 0: no minimum.
+    pub body_min_bytes_per_sec: u64,
+    /// Connections one client address may hold at once (IPv6: one /64), counted at accept,
+    /// before authentication; the next is answered 503. 0 (the default): no cap, as behind a
+    /// load balancer every client has the balancer's address.
+    pub max_connections_per_ip: usize,
+    /// Proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For` names the client: their own
+    /// connections are not capped, the clients they name are, per request. Comma-separated in
+    /// the environment.
+    #[serde(deserialize_with = "comma_list")]
+    pub trusted_proxies: Vec<String>,
+    /// A PEM certificate chain (leaf first): with `tls_key`, the port speaks HTTPS and WSS
+    /// instead of HTTP and WS.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// How often the certificate files are checked for a change (a renewal), in milliseconds;
+    /// SIGHUP reloads at once.
+    pub tls_watch_interval_ms: u64,
+    /// With TLS: a plain-HTTP address (e.g. `0.0.0.0:80`) that answers every request with a
+    /// redirect to HTTPS. Unset: none.
+    pub redirect_http_from: Option<SocketAddr>,
+    /// `Strict-Transport-Security: max-age=` on every response over TLS, in seconds; 0: none.
+    pub hsts_max_age_secs: u64,
     /// Requests per second each caller may make on average.
     pub rate_limit_per_sec: u32,
     /// How many requests a caller may make in a burst above the average.
@@ -171,6 +203,16 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             max_import_bytes: 1024 * 1024 * 1024,
             request_timeout_secs: 30,
+            header_timeout_secs: 10,
+            keepalive_timeout_secs: 75,
+            body_min_bytes_per_sec: 1024,
+            max_connections_per_ip: 0,
+            trusted_proxies: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_watch_interval_ms: 10_000,
+            redirect_http_from: None,
+            hsts_max_age_secs: 365 * 24 * 3600,
             rate_limit_per_sec: 200,
             rate_limit_burst: 400,
             shutdown_timeout_secs: 10,
@@ -227,6 +269,12 @@ pub struct Overrides {
     /// `--reuse-port`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reuse_port: Option<bool>,
+    /// `--tls-cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {

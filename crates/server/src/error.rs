@@ -99,6 +99,13 @@ pub enum ApiError {
     /// A dependency (the database) is not available.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The client's address already holds `max_connections_per_ip` connections (answered by
+    /// the listener, before any route or authentication).
+    #[error("too many connections from this address; retry in {retry_after_secs} s")]
+    TooManyConnections {
+        /// Seconds after which a retry may find a place.
+        retry_after_secs: u64,
+    },
     /// A bug or an unexpected failure; the client gets an opaque message, the log the cause.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -127,7 +134,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::TooManyConnections { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -160,6 +169,7 @@ impl ApiError {
                 Some(json!({ "retry_after_secs": retry_after_secs })),
             ),
             ApiError::Unavailable(_) => ("unavailable", None),
+            ApiError::TooManyConnections { .. } => ("too_many_connections", None),
             ApiError::UpgradeRequired(_) => ("upgrade_required", None),
             ApiError::BadHandshake { code, .. } => (*code, None),
             ApiError::Internal(_) => ("internal", None),
@@ -183,7 +193,9 @@ impl IntoResponse for ApiError {
             tracing::error!(error = format!("{cause:#}"), "request failed");
         }
         let mut response = self.status().into_response();
-        if let ApiError::RateLimited { retry_after_secs } = &self {
+        if let ApiError::RateLimited { retry_after_secs }
+        | ApiError::TooManyConnections { retry_after_secs } = &self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
@@ -297,6 +309,32 @@ fn request_id(req: &Request) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// An error answered outside the router, by the listener before any route runs: the same JSON
+/// body as [`render_errors`] gives, without a request id (no request was accepted).
+pub(crate) fn render_outside_router(err: ApiError) -> Response {
+    let report = err.report();
+    let (mut parts, _) = err.into_response().into_parts();
+    parts.extensions.remove::<ErrorReport>();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, error_body(report, None))
+}
+
+/// The JSON error body.
+fn error_body(report: ErrorReport, request_id: Option<String>) -> Body {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: report.code.to_owned(),
+            message: report.message,
+            request_id,
+            details: report.details,
+        },
+    };
+    Body::from(serde_json::to_vec(&body).expect("error bodies serialize"))
+}
+
 /// Renders every error response as `{"error": {code, message, request_id, details}}`.
 pub async fn render_errors(req: Request, next: Next) -> Response {
     let request_id = request_id(&req);
@@ -316,21 +354,12 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
             generic_report(status, text)
         }
     };
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: report.code.to_owned(),
-            message: report.message,
-            request_id,
-            details: report.details,
-        },
-    };
-    let bytes = serde_json::to_vec(&body).expect("error bodies serialize");
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(bytes))
+    Response::from_parts(parts, error_body(report, request_id))
 }
 
 fn is_json(headers: &axum::http::HeaderMap) -> bool {

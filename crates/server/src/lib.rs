@@ -12,6 +12,8 @@
 //! - [`broker`]: carries committed events from the store to the hub: in-process for one node,
 //!   through Redis pub/sub between the nodes of a cluster (`broker = "redis://…"`).
 //! - `transport`: the WebSocket endpoint, a thin adapter between sockets and hub sessions.
+//! - [`listener`]: the socket and our own accept loop over hyper: header, body-rate and
+//!   keep-alive bounds for slow or idle peers, the per-address connection cap, TLS.
 //!
 //! [`Server::open`] connects the store and loads the keys; [`Server::serve`] answers requests on
 //! an already-bound listener until the shutdown future resolves. [`run`] does both, which is all
@@ -29,6 +31,7 @@ pub mod listener;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 mod transport;
 
 use crate::auth::{Keys, Secrets};
@@ -53,12 +56,21 @@ pub struct Server {
     /// The admin token, when this start generated it; shown once by the caller of
     /// [`Server::open`], never logged.
     generated_admin_token: Option<Secret>,
+    /// The certificate, when the server speaks TLS (`tls_cert`, `tls_key`).
+    tls: Option<Arc<tls::reload::Certificates>>,
 }
 
 impl Server {
     /// Connects the store (running migrations) and loads or generates the token keys.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
         telemetry::prometheus();
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(tls::reload::Certificates::load(cert.clone(), key.clone())?)
+            }
+            (None, None) => None,
+            _ => return Err(tls::TlsError::Incomplete.into()),
+        };
         let store = Store::connect(&config.database).await?;
         let Secrets {
             keys,
@@ -105,6 +117,7 @@ impl Server {
         Ok(Self {
             state,
             generated_admin_token,
+            tls,
         })
     }
 
@@ -112,6 +125,12 @@ impl Server {
     /// configured token).
     pub fn generated_admin_token(&self) -> Option<&Secret> {
         self.generated_admin_token.as_ref()
+    }
+
+    /// The certificate in use when the server speaks TLS (to reload it, or to know that
+    /// links are `https://`).
+    pub fn tls(&self) -> Option<&Arc<tls::reload::Certificates>> {
+        self.tls.as_ref()
     }
 
     /// The shared state (the store and keys), e.g. to mint a token at start.
@@ -148,18 +167,34 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let deadline = Duration::from_secs(state.config().shutdown_timeout_secs);
         let hub = state.hub().clone();
-        // `into_make_service`: each connection shares the router. Serving the `Router` itself
-        // would rebuild its whole route table for every connection (axum's `with_state` per
-        // accepted stream), several KiB that a WebSocket connection keeps for its lifetime.
-        // TCP_NODELAY: a pushed event or a reply goes out at once, instead of waiting (up to a
-        // delayed ACK, 40 ms) behind an earlier small write still unacknowledged. The hub already
-        // batches what is queued into one write.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(%err, "could not set TCP_NODELAY");
-            }
+        let config = state.config().clone();
+        let watcher = self.tls.clone().map(|certificates| {
+            tokio::spawn(tls::reload::watch(
+                certificates,
+                Duration::from_millis(config.tls_watch_interval_ms),
+            ))
         });
-        let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
+        let redirect = match (&self.tls, config.redirect_http_from) {
+            (Some(_), Some(from)) => {
+                let plain = listener::bind(from, false)
+                    .with_context(|| format!("cannot listen on {from} (redirect_http_from)"))?;
+                let https_port = listener.local_addr()?.port();
+                let config = config.clone();
+                let mut stop = stop_rx.clone();
+                Some(tokio::spawn(async move {
+                    let stopped = async move {
+                        let _ = stop.wait_for(|stopped| *stopped).await;
+                    };
+                    let router = tls::redirect::router(https_port);
+                    if let Err(err) = listener::serve(plain, router, &config, None, stopped).await {
+                        tracing::error!(%err, "the HTTP redirect listener failed");
+                    }
+                }))
+            }
+            _ => None,
+        };
+        let acceptor = self.tls.clone().map(tls::acceptor);
+        let server = listener::serve(listener, app, &config, acceptor, async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, closing WebSockets with 1001, finishing requests");
             let _ = stop_tx.send(true);
@@ -178,6 +213,9 @@ impl Server {
         };
         pruner.abort();
         compactor.abort();
+        for task in [watcher, redirect].into_iter().flatten() {
+            task.abort();
+        }
         state.hub().shutdown(deadline).await;
         if let Some(cluster) = state.cluster() {
             cluster.shutdown().await;

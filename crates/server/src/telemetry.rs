@@ -92,3 +92,15 @@ pub async fn track_http(req: Request, next: Next) -> Response {
         .record(start.elapsed().as_secs_f64());
     response
 }
+
+/// Counts connections the server cut because the peer was too slow or idle too long
+/// (`header_timeout`, `slow_body`, `idle`).
+pub(crate) fn connection_cut(reason: &'static str) {
+    metrics::counter!("http_connections_cut_total", "reason" => reason).increment(1);
+}
+
+/// Counts connections refused before any request was read (`per_ip`: over
+/// `max_connections_per_ip`, directly or as a forwarded client).
+pub(crate) fn connection_refused(reason: &'static str) {
+    metrics::counter!("http_connections_refused_total", "reason" => reason).increment(1);
+}

@@ -369,6 +369,7 @@ async fn the_terminal_client_resumes_after_a_cut() {
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let options = taskflow_client::ClientOptions {
+        ca_cert: None,
         url: format!("ws://{}/ws/tasks", proxy.addr),
         token: ADMIN_TOKEN.into(),
         rooms: vec!["project:r".into()],
