@@ -124,7 +124,8 @@ pub struct Config {
     pub ws_max_missed_pongs: u32,
     /// Largest incoming WebSocket message, in bytes (close 1009 beyond).
     pub ws_max_message_bytes: usize,
-    /// Read buffer per connection, in bytes: small, because idle connections are the many.
+    /// How much one read asks the socket for, in bytes (at most 8 KiB); nothing is held between
+    /// reads, so idle connections hold no read buffer.
     pub ws_read_buffer_bytes: usize,
     /// Frames that may wait in one connection's send queue before it is a slow consumer.
     pub ws_queue_messages: usize,
