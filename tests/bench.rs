@@ -7,6 +7,7 @@ mod binary;
 mod common;
 
 use binary::{start_with, TOKEN};
+use common::certs::Ca;
 use common::{Backend, TestDb};
 use serde_json::Value;
 use std::process::Command;
@@ -272,4 +273,75 @@ async fn bench_processes_share_a_run_and_their_reports_merge() {
         (published - 1) * 40,
         "the histograms merged"
     );
+}
+
+/// Against a server that speaks only TLS, trusting its private CA: every scenario runs over
+/// https:// and wss:// (a plain connection to this server fails its TLS handshake), with the
+/// same accounting as in plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_over_tls_trusting_a_private_ca() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let ca_path = ca.write(dir.path());
+    let (cert, key) = ca.leaf("bench server").write(dir.path());
+    let (child, addr) = start_with(
+        &db.url,
+        &[
+            ("TASKFLOW_TLS_CERT", cert.to_str().unwrap()),
+            ("TASKFLOW_TLS_KEY", key.to_str().unwrap()),
+        ],
+    );
+    let server = KillOnDrop(child);
+    let pid = server.0.id();
+    let ca_arg = ca_path.to_str().unwrap().to_owned();
+    let run = move |scenario: &'static [&'static str]| {
+        let (addr, ca_arg) = (addr.clone(), ca_arg.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["--ca-cert", ca_arg.as_str()];
+            args.extend_from_slice(scenario);
+            bench(&addr, pid, &args)
+        })
+    };
+    let fanout = run(&[
+        "fanout",
+        "--subscribers",
+        "40",
+        "--rooms",
+        "2",
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+    ])
+    .await
+    .unwrap();
+    let published = fanout["published"].as_u64().unwrap();
+    assert!(published > 2, "{fanout}");
+    assert_eq!(fanout["expected"], published * 20, "{fanout}");
+    assert_eq!(fanout["delivered"], fanout["expected"], "{fanout}");
+    assert_eq!(fanout["lost"], 0);
+    assert_eq!(fanout["duplicates"], 0);
+
+    let connections = run(&["connections", "--count", "30", "--hold", "1"])
+        .await
+        .unwrap();
+    assert_eq!(connections["held"], 30, "{connections}");
+    assert_eq!(connections["failed"], 0);
+
+    let churn = run(&[
+        "churn",
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+        "--warmup",
+        "1",
+        "--concurrency",
+        "5",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(churn["cycles"], 20, "{churn}");
+    assert_eq!(churn["errors"], 0);
 }

@@ -57,7 +57,10 @@ pub fn start_capturing(database: &str, env: &[(&str, &str)]) -> (Child, String, 
             .expect("the server prints its address")
             .expect("stdout is readable");
         kept.lock().unwrap().push(line.clone());
-        if let Some(rest) = line.strip_prefix("Taskflow listening on http://") {
+        let rest = line
+            .strip_prefix("Taskflow listening on http://")
+            .or_else(|| line.strip_prefix("Taskflow listening on https://"));
+        if let Some(rest) = rest {
             break rest
                 .split_whitespace()
                 .next()

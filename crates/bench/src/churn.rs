@@ -183,7 +183,7 @@ async fn cycle(
 
 /// Waits until the server reports no open WebSocket connection (bounded), then samples it.
 async fn settle(target: &Target) -> Option<Usage> {
-    let client = reqwest::Client::new();
+    let client = target.http_client();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let open = async {

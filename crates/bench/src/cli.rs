@@ -15,6 +15,17 @@ pub struct BenchArgs {
     /// The server, host:port on a loopback address.
     #[arg(long, global = true, default_value = "127.0.0.1:3000")]
     target: std::net::SocketAddr,
+    /// Speak https:// and wss:// to the target (a server started with --tls-cert and --tls-key).
+    #[arg(long, global = true)]
+    tls: bool,
+    /// Trust this CA (PEM) for the target's certificate instead of the Mozilla roots; implies
+    /// --tls.
+    #[arg(long, global = true, value_name = "PATH")]
+    ca_cert: Option<PathBuf>,
+    /// The name the target's certificate carries, when it is not the target's IP address (a
+    /// certificate for a DNS name, served on loopback); implies --tls.
+    #[arg(long, global = true, value_name = "NAME")]
+    tls_name: Option<String>,
     /// Admin token (it mints the bench's users) [default: $TASKFLOW_ADMIN_TOKEN].
     #[arg(long, global = true)]
     token: Option<String>,
@@ -140,7 +151,10 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
                 .clone()
                 .or_else(|| std::env::var("TASKFLOW_ADMIN_TOKEN").ok())
                 .ok_or(CliError::NoToken)?;
-            let target = Target::new(args.target, token, args.server_pid)?;
+            let mut target = Target::new(args.target, token, args.server_pid)?;
+            if args.tls || args.ca_cert.is_some() || args.tls_name.is_some() {
+                target = target.with_tls(args.ca_cert.as_deref(), args.tls_name.as_deref())?;
+            }
             run_scenario(&target, scenario, &args).await?
         }
     };

@@ -10,7 +10,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// A connected client.
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -73,12 +73,17 @@ impl Dialer {
             .parse()
             .map_err(|_| "bad token".to_owned())?;
         request.headers_mut().insert("authorization", auth);
+        let connector = match target.tls_config() {
+            Some(config) => Connector::Rustls(config),
+            None => Connector::Plain,
+        };
         let (mut socket, _) = tokio::time::timeout(
             Duration::from_secs(30),
-            tokio_tungstenite::client_async_with_config(
+            tokio_tungstenite::client_async_tls_with_config(
                 request,
-                MaybeTlsStream::Plain(tcp),
+                tcp,
                 Some(client_config()),
+                Some(connector),
             ),
         )
         .await

@@ -461,7 +461,7 @@ async fn publish(
             let (published, errors, duration, rate) =
                 (published.clone(), errors.clone(), plan.duration, plan.rate);
             tokio::spawn(async move {
-                let client = reqwest::Client::new();
+                let client = target.http_client();
                 let mut tick = (rate > 0).then(|| {
                     let interval = Duration::from_secs_f64(n as f64 / f64::from(rate));
                     let first = start + interval * p as u32 / n as u32;
@@ -507,7 +507,7 @@ async fn publish(
     }
     ticker.abort();
     bar.finish_and_clear();
-    let client = reqwest::Client::new();
+    let client = target.http_client();
     for room in rooms {
         if create(&client, target, &publishers[0], room, frame::END_TITLE).await {
             published.fetch_add(1, Ordering::Relaxed);

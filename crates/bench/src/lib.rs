@@ -3,7 +3,8 @@
 //! subscriber waits.
 //!
 //! - [`cli`]: the command line and what each subcommand runs.
-//! - [`target`]: the server under test (its URLs, token, and process for RSS and CPU).
+//! - [`target`]: the server under test (its URLs, token, TLS, and process for RSS and CPU).
+//! - [`stream`]: one connection's bytes, over TCP or TLS.
 //! - [`setup`]: the projects and users a run needs.
 //! - [`dial`]: opening WebSocket connections from many loopback source addresses.
 //! - [`frame`]: reading offsets and send times from event frames without parsing them.
@@ -25,6 +26,7 @@ pub mod progress;
 pub mod report;
 pub mod setup;
 pub mod stats;
+pub mod stream;
 pub mod target;
 pub mod timeline;
 pub mod wire;
@@ -38,6 +40,9 @@ pub enum BenchError {
     /// The server refused or failed a setup request.
     #[error("setup failed: {0}")]
     Setup(String),
+    /// The `--ca-cert` file cannot be used, or `--tls-name` is not a DNS name.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Too many connections failed to open.
     #[error("{failed} of {wanted} connections failed; first error: {first}")]
     Connect {

@@ -29,7 +29,7 @@ impl Setup {
     /// Setup calls against `target`.
     pub fn new(target: &Target) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: target.http_client(),
             target: target.clone(),
         }
     }

@@ -12,6 +12,7 @@
 //! The server neither fragments nor compresses (docs/protocol.md), so a data frame is a whole
 //! message; a fragment is refused as a protocol error.
 
+use crate::stream::Stream;
 use crate::target::Target;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::Empty;
@@ -34,20 +35,24 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One subscriber's connection.
 pub struct Wire {
-    tcp: TcpStream,
+    tcp: Stream,
     /// Bytes read and not yet taken as frames.
     buf: BytesMut,
 }
 
 impl Wire {
-    /// Upgrades `tcp` to a WebSocket as the holder of `token` and waits for the server's hello.
+    /// Upgrades `tcp` (over TLS if the target speaks it) to a WebSocket as the holder of
+    /// `token` and waits for the server's hello.
     pub async fn open(tcp: TcpStream, target: &Target, token: &str) -> Result<Self, String> {
-        tokio::time::timeout(OPEN_TIMEOUT, Self::handshake(tcp, target, token))
-            .await
-            .map_err(|_| "handshake timed out".to_owned())?
+        tokio::time::timeout(OPEN_TIMEOUT, async {
+            let stream = target.secure(tcp).await?;
+            Self::handshake(stream, target, token).await
+        })
+        .await
+        .map_err(|_| "handshake timed out".to_owned())?
     }
 
-    async fn handshake(tcp: TcpStream, target: &Target, token: &str) -> Result<Self, String> {
+    async fn handshake(tcp: Stream, target: &Target, token: &str) -> Result<Self, String> {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| e.to_string())?;
@@ -56,7 +61,7 @@ impl Wire {
         let conn = tokio::spawn(conn.with_upgrades());
         let key = generate_key();
         let request = Request::get(target.ws_path())
-            .header(header::HOST, target.addr.to_string())
+            .header(header::HOST, target.host())
             .header(header::CONNECTION, "upgrade")
             .header(header::UPGRADE, "websocket")
             .header(header::SEC_WEBSOCKET_VERSION, "13")
@@ -82,8 +87,8 @@ impl Wire {
             .map_err(|e| e.to_string())?;
         let _ = conn.await;
         let parts = upgraded
-            .downcast::<TokioIo<TcpStream>>()
-            .map_err(|_| "the upgrade did not give back the TCP socket".to_owned())?;
+            .downcast::<TokioIo<Stream>>()
+            .map_err(|_| "the upgrade did not give back the socket".to_owned())?;
         let mut wire = Self {
             tcp: parts.io.into_inner(),
             buf: BytesMut::from(&parts.read_buf[..]),

@@ -5,7 +5,7 @@
 //! - [`backoff`]: the retry schedule.
 //! - [`display`]: how frames are printed for people.
 //! - [`session`]: one connection, and the reconnecting loop around it.
-//! - [`tls`]: trusting a private CA for `wss://`.
+//! - [`tls`]: which roots `wss://` and `https://` trust (a private CA with `--ca-cert`).
 
 pub mod backoff;
 pub mod display;

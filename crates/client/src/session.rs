@@ -156,12 +156,9 @@ pub async fn run(
     let mut backoff = Backoff::new(options.backoff_base, options.backoff_cap);
     let mut positions = Positions::default();
     // Read once: a CA file that cannot be used is an error no retry fixes.
-    let connector = match &options.ca_cert {
-        Some(path) => Some(tokio_tungstenite::Connector::Rustls(crate::tls::trusting(
-            path,
-        )?)),
-        None => None,
-    };
+    let connector = Some(tokio_tungstenite::Connector::Rustls(
+        crate::tls::client_config(options.ca_cert.as_deref())?,
+    ));
     loop {
         // connect_once watches `stop` itself, so it can close politely with 1000.
         let ended = connect_once(

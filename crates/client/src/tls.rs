@@ -25,8 +25,28 @@ pub enum CaError {
     Unusable(PathBuf),
 }
 
-/// A rustls client configuration that trusts only the CA certificates in `path` (PEM).
-pub fn trusting(path: &Path) -> Result<Arc<rustls::ClientConfig>, CaError> {
+/// The rustls client configuration for `wss://` and `https://`: trusting only the CA
+/// certificates in `ca` (PEM) when one is named, else the Mozilla roots. Shared by the terminal
+/// client and `taskflow bench`, so both verify a server the same way.
+pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, CaError> {
+    let roots = match ca {
+        Some(path) => private_roots(path)?,
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("the ring provider supports the default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The CA certificates in `path`, as the only roots.
+fn private_roots(path: &Path) -> Result<rustls::RootCertStore, CaError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|source| CaError::Read {
@@ -38,12 +58,5 @@ pub fn trusting(path: &Path) -> Result<Arc<rustls::ClientConfig>, CaError> {
     if added == 0 {
         return Err(CaError::Unusable(path.to_owned()));
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("the ring provider supports the default protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok(roots)
 }

@@ -2,6 +2,8 @@
 //! an ephemeral port.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod certs;
+
 use std::time::Duration;
 use taskflow_server::config::{Config, Secret};
 use taskflow_server::store::Store;

@@ -1,10 +1,10 @@
 //! HTTPS, WSS and SSE over TLS with a certificate authority made here (rcgen), and the
 //! certificate's reload without a restart.
 
+use crate::common::certs::{Ca, Leaf};
 use crate::common::{Backend, TestApp, ADMIN_TOKEN};
 use crate::raw::BOUND;
 use futures::StreamExt;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -12,50 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A test CA that signs server certificates for 127.0.0.1.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-/// A server certificate and its key, in PEM, and the certificate in DER to compare with what a
-/// handshake presents.
-struct Leaf {
-    cert_pem: String,
-    key_pem: String,
-    der: Vec<u8>,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "Taskflow test CA");
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca { cert, key }
-    }
-
-    fn pem(&self) -> String {
-        self.cert.pem()
-    }
-
-    fn leaf(&self, name: &str) -> Leaf {
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().to_vec(),
-        }
-    }
-}
 
 /// A TLS server with `leaf`, files in `dir`, and clients that trust `ca`.
 struct TlsApp {
@@ -88,7 +44,7 @@ impl TlsApp {
             .unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots
-            .add(CertificateDer::from(ca.cert.der().to_vec()))
+            .add(CertificateDer::from(ca.der()))
             .unwrap();
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
