@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod certs;
+pub mod python;
 
 use std::time::Duration;
 use taskflow_server::config::{Config, Secret};

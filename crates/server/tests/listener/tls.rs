@@ -2,6 +2,7 @@
 //! certificate's reload without a restart.
 
 use crate::common::certs::{Ca, Leaf};
+use crate::common::python::PythonClient;
 use crate::common::{Backend, TestApp, ADMIN_TOKEN};
 use crate::raw::BOUND;
 use futures::StreamExt;
@@ -311,8 +312,7 @@ impl std::io::Write for Output {
 async fn the_terminal_client_follows_a_wss_server_trusting_a_private_ca() {
     let ca = Ca::new();
     let app = TlsApp::spawn(&ca, &ca.leaf("server")).await;
-    let ca_path = app.cert_path.with_file_name("ca.pem");
-    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let ca_path = ca.write(app.cert_path.parent().unwrap());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let options = taskflow_client::ClientOptions {
@@ -348,6 +348,20 @@ async fn the_terminal_client_follows_a_wss_server_trusting_a_private_ca() {
     }
     let _ = stop_tx.send(());
     client.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_websockets_client_follows_over_wss_trusting_the_ca() {
+    let ca = Ca::new();
+    let app = TlsApp::spawn(&ca, &ca.leaf("server")).await;
+    let ca_path = ca.write(app.cert_path.parent().unwrap());
+    let url = format!("wss://{}/ws/tasks", app.app.addr);
+    let mut python = PythonClient::subscribed(&url, ADMIN_TOKEN, Some(&ca_path)).await;
+    let task = app.create_task("from rust to python over TLS", None).await;
+    let got = python.event().await;
+    assert_eq!(got["event"], "task.created");
+    assert_eq!(got["data"]["id"], task["id"]);
+    python.closed_normally().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,6 @@
 use crate::common::{Backend, TestApp};
+use crate::common::python::PythonClient;
+use futures::StreamExt as _;
 use crate::ws::Ws;
 use reqwest::Method;
 use serde_json::json;
@@ -176,56 +178,19 @@ async fn every_client_gets_every_event_once_in_order(app: TestApp) {
     }
 }
 
-use futures::StreamExt as _;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_websockets_client_receives_events() {
     // A client not written in Rust: Python's `websockets` (installed by scripts/test.sh).
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/realtime/python_client.py"
-    );
-    let mut child = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(format!("ws://{}/ws/tasks", app.addr))
-        .arg(crate::common::ADMIN_TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let ready = tokio::time::timeout(crate::ws::WAIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        ready.as_deref(),
-        Some("subscribed"),
-        "the Python client connected and subscribed"
-    );
+    let url = format!("ws://{}/ws/tasks", app.addr);
+    let mut python = PythonClient::subscribed(&url, crate::common::ADMIN_TOKEN, None).await;
     let task = app
         .create_task(json!({ "title": "from rust to python" }))
         .await;
-    let got = tokio::time::timeout(crate::ws::WAIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+    let got = python.event().await;
     assert_eq!(got["event"], "task.created");
     assert_eq!(got["data"]["id"], task["id"]);
-    let closed = tokio::time::timeout(crate::ws::WAIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        closed.as_deref(),
-        Some("closed 1000"),
-        "the server answered the client's close with its code"
-    );
-    let status = child.wait().await.unwrap();
-    assert!(status.success());
+    python.closed_normally().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

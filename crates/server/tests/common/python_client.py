@@ -1,20 +1,27 @@
 """A WebSocket client not written in Rust: subscribes to project:default with Python's
 `websockets`, prints "subscribed", then prints the first task event as one JSON line, then
 closes normally and prints "closed CODE" with the code of the server's answering close frame
-(websockets reports 1006 when no close frame came back)."""
+(websockets reports 1006 when no close frame came back).
+
+Usage: python_client.py URL TOKEN [CA_FILE]; with CA_FILE, a wss:// URL is verified against that
+certificate authority only (hostname or IP address included)."""
 import asyncio
 import json
+import ssl
 import sys
 
 import websockets
 
 
-async def main(url: str, token: str) -> None:
+async def main(url: str, token: str, ca_file: str | None) -> None:
     headers = {"Authorization": f"Bearer {token}"}
+    options = {}
+    if ca_file is not None:
+        options["ssl"] = ssl.create_default_context(cafile=ca_file)
     try:
-        connection = websockets.connect(url, additional_headers=headers)
+        connection = websockets.connect(url, additional_headers=headers, **options)
     except TypeError:  # websockets < 14 names it extra_headers
-        connection = websockets.connect(url, extra_headers=headers)
+        connection = websockets.connect(url, extra_headers=headers, **options)
     async with connection as ws:
         hello = json.loads(await ws.recv())
         assert hello["type"] == "hello", hello
@@ -31,4 +38,5 @@ async def main(url: str, token: str) -> None:
         print(f"closed {ws.close_code}", flush=True)
 
 
-asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2]), timeout=30))
+ca = sys.argv[3] if len(sys.argv) > 3 else None
+asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2], ca), timeout=30))
