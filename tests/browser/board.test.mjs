@@ -5,13 +5,13 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
+import { freePort, stopped } from "./harness.mjs";
 
 const BIN = process.env.TASKFLOW_BIN ?? new URL("../../target/debug/taskflow", import.meta.url).pathname;
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -31,17 +31,6 @@ after(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 /** Starts the server; resolves with it and the board's sign-in link it printed. */
 function startServer({ db, port, env = {} }) {
   const child = spawn(BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--database", `sqlite://${db}`], {
@@ -59,13 +48,6 @@ function startServer({ db, port, env = {} }) {
       if (listening && link) resolve({ child, link: link[1] });
     });
     child.once("exit", (code) => reject(new Error(`taskflow exited with ${code} before listening`)));
-  });
-}
-
-function stopped(child) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve();
-    else child.once("exit", () => resolve());
   });
 }
 

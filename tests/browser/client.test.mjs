@@ -4,12 +4,12 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
+import { freePort, stopped } from "./harness.mjs";
 
 const BIN = process.env.TASKFLOW_BIN ?? new URL("../../target/debug/taskflow", import.meta.url).pathname;
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -47,18 +47,6 @@ async function launch() {
   return browser;
 }
 
-/** A free TCP port on 127.0.0.1 (so a restarted server can take the same one). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 /** Starts the server; resolves once it prints where it listens. */
 function startServer({ db, port, disabled = [] }) {
   const child = spawn(BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--database", `sqlite://${db}`], {
@@ -78,13 +66,6 @@ function startServer({ db, port, disabled = [] }) {
       if (line.startsWith("Taskflow listening on ")) resolve(child);
     });
     child.once("exit", (code) => reject(new Error(`taskflow exited with ${code} before listening`)));
-  });
-}
-
-function stopped(child) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve();
-    else child.once("exit", () => resolve());
   });
 }
 
