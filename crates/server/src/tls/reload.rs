@@ -24,7 +24,13 @@ pub struct Certificates {
     key: PathBuf,
     /// What handshakes answer with now.
     current: ArcSwap<CertifiedKey>,
+    /// The files' stamps just before the first load: [`watch`] starts from these, so a renewal
+    /// that lands between the start and the watch's first check is not missed.
+    loaded: Stamp,
 }
+
+/// A file's modification time and size, if it can be read.
+type Stamp = [Option<(SystemTime, u64)>; 2];
 
 impl std::fmt::Debug for Certificates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,11 +44,13 @@ impl std::fmt::Debug for Certificates {
 impl Certificates {
     /// Loads the pair; an error here stops the server from starting.
     pub fn load(cert: PathBuf, key: PathBuf) -> Result<Arc<Self>, TlsError> {
-        let loaded = load_certified_key(&cert, &key)?;
+        let stamp = stamp_of(&cert, &key);
+        let certified = load_certified_key(&cert, &key)?;
         Ok(Arc::new(Self {
             cert,
             key,
-            current: ArcSwap::from_pointee(loaded),
+            current: ArcSwap::from_pointee(certified),
+            loaded: stamp,
         }))
     }
 
@@ -57,13 +65,17 @@ impl Certificates {
     }
 
     /// The files' modification times and sizes: what [`watch`] compares.
-    fn stamp(&self) -> [Option<(SystemTime, u64)>; 2] {
-        [&self.cert, &self.key].map(|path| {
-            std::fs::metadata(path)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
-        })
+    fn stamp(&self) -> Stamp {
+        stamp_of(&self.cert, &self.key)
     }
+}
+
+fn stamp_of(cert: &std::path::Path, key: &std::path::Path) -> Stamp {
+    [cert, key].map(|path| {
+        std::fs::metadata(path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())))
+    })
 }
 
 impl ResolvesServerCert for Certificates {
@@ -77,8 +89,10 @@ impl ResolvesServerCert for Certificates {
 pub async fn watch(certificates: Arc<Certificates>, every: Duration) {
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut seen = certificates.stamp();
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    let mut seen = certificates.loaded;
+    let every = every.max(Duration::from_millis(10));
+    // The first check one interval after the start (an interval's first tick is immediate).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         #[cfg(unix)]

@@ -1,5 +1,6 @@
 //! A certificate authority made in the test (rcgen) and the server certificates it signs, for
 //! the TLS tests of every test binary.
+#![allow(dead_code, unreachable_pub)]
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use std::path::{Path, PathBuf};
