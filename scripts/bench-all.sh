@@ -5,6 +5,9 @@
 # pinned to core 0 and runs `taskflow bench` pinned to core 1, ROUNDS times (default 3). Each
 # run's JSON report goes to OUTDIR (default target/bench-results/<time>); a summary of medians is
 # printed at the end (scripts/bench-summary.py). Loopback only; every run is bounded in time.
+# The tls-* scenarios repeat the idle and fan-out figures over wss://, with a CA and a server
+# certificate made by openssl for the run. ONLY=PATTERN runs only the scenarios whose name
+# matches (a bash glob, e.g. ONLY='tls-*').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -17,6 +20,15 @@ token=bench-$RANDOM$RANDOM
 port=$((20000 + RANDOM % 10000)) # below the ephemeral range (32768+), which the bench's own sockets use
 db_dir=$(mktemp -d)
 server_pid=
+# A private CA and a certificate for 127.0.0.1 (ECDSA P-256, as an ACME client issues by default).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+  -keyout "$db_dir/ca.key" -out "$db_dir/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+  -keyout "$db_dir/key.pem" -out "$db_dir/req.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' >"$db_dir/ext.cnf"
+openssl x509 -req -in "$db_dir/req.csr" -CA "$db_dir/ca.pem" -CAkey "$db_dir/ca.key" -CAcreateserial \
+  -days 2 -extfile "$db_dir/ext.cnf" -out "$db_dir/cert.pem" 2>/dev/null
+tls_server_env="TASKFLOW_TLS_CERT=$db_dir/cert.pem TASKFLOW_TLS_KEY=$db_dir/key.pem"
 stop_server() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
   server_pid=
@@ -30,12 +42,19 @@ start_server() {
     taskset -c 0 "$bin" serve --database "sqlite://$db_dir/bench.db" --listen "127.0.0.1:$port" \
     >"$out/server.log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 100); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && return; sleep 0.1; done
+  local scheme=http
+  case "${SERVER_ENV:-}" in *TASKFLOW_TLS_CERT*) scheme=https ;; esac
+  for _ in $(seq 100); do
+    curl -sf --cacert "$db_dir/ca.pem" "$scheme://127.0.0.1:$port/healthz" >/dev/null && return
+    sleep 0.1
+  done
   echo "server did not start" >&2; exit 1
 }
 
 bench() { # name, then bench arguments; the server gets $SERVER_ENV (VAR=value ...) if set
   local name=$1; shift
+  # shellcheck disable=SC2053 # ONLY is a glob on purpose
+  [[ $name == ${ONLY:-*} ]] || return 0
   for round in $(seq "$rounds"); do
     start_server
     echo "== $name (round $round of $rounds)" >&2
@@ -55,5 +74,9 @@ bench rest-writes fanout --subscribers 0 --rate 0 --publishers 64 --duration 10
 SERVER_ENV=TASKFLOW_WS_THREADS=0 bench shared-10k-20 fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20
 SERVER_ENV=TASKFLOW_WS_THREADS=0 bench shared-10k-saturation fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 64 --duration 15
 bench churn-1000 churn --rate 1000 --duration 60 --warmup 5 --concurrency 200
+# Over TLS: the same idle connections and 10,000-subscriber fan-outs, the bench trusting the CA.
+SERVER_ENV=$tls_server_env bench tls-idle-19k --ca-cert "$db_dir/ca.pem" connections --count 19000 --rate 2000 --concurrency 200 --hold 5
+SERVER_ENV=$tls_server_env bench tls-fanout-10k-20 --ca-cert "$db_dir/ca.pem" fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20
+SERVER_ENV=$tls_server_env bench tls-fanout-10k-saturation --ca-cert "$db_dir/ca.pem" fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 64 --duration 15
 stop_server
 python3 scripts/bench-summary.py "$out"
