@@ -6,7 +6,12 @@
 # heaptrack and is killed (SIGKILL) right after the last run, so that what heaptrack reports as
 # "leaked" is exactly what was live then (a clean stop would free most of it first):
 #   HEAPTRACK=1 scripts/churn-memory.sh 4 500 15
-#   heaptrack_print -f target/churn-memory/heaptrack.*.zst --print-leaks ...
+#   heaptrack_print -f target/churn-memory/heaptrack.*.zst --print-leaks 1
+# Whether memory piles up with churn: profile one run and four runs, each into its own folder
+# (OUT, default target/churn-memory), and diff what was live at the end:
+#   OUT=target/heap-1 HEAPTRACK=1 scripts/churn-memory.sh 1 500 15
+#   OUT=target/heap-4 HEAPTRACK=1 scripts/churn-memory.sh 4 500 15
+#   heaptrack_print -f target/heap-4/heaptrack.*.zst -d target/heap-1/heaptrack.*.zst --print-leaks 1
 # BIN picks the binary (default target/profiling/taskflow, `cargo build --profile profiling`: it
 # has the symbols heaptrack needs to name allocation sites). Loopback only; bounded in time.
 set -euo pipefail
@@ -15,7 +20,7 @@ runs=${1:-4}
 rate=${2:-1000}
 duration=${3:-40}
 bin=${BIN:-target/profiling/taskflow}
-out=target/churn-memory
+out=${OUT:-target/churn-memory}
 mkdir -p "$out"
 ulimit -n 20000
 token=churn-$RANDOM$RANDOM
