@@ -68,7 +68,10 @@ fn the_board_works_over_https_and_wss_in_chromium() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "TLS browser tests failed:\n{report}");
+    assert!(
+        output.status.success(),
+        "TLS browser tests failed:\n{report}"
+    );
     assert!(
         report.contains("# pass 4") && report.contains("# fail 0"),
         "every TLS scenario ran:\n{report}"

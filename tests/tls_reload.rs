@@ -77,7 +77,10 @@ async fn sighup_reloads_the_certificate_without_a_restart() {
         if now == second.der {
             break;
         }
-        assert_eq!(now, first.der, "only the two certificates are ever presented");
+        assert_eq!(
+            now, first.der,
+            "only the two certificates are ever presented"
+        );
         assert!(
             Instant::now() < deadline,
             "SIGHUP did not bring the new certificate within 10 s"

@@ -323,8 +323,9 @@ async fn subscribe(socket: &mut Wire, room: &str) -> Result<i64, String> {
     loop {
         let text = match tokio::time::timeout(Duration::from_secs(30), socket.next_text()).await {
             Ok(Ok(Some(text))) => text,
-            Ok(Err(err)) => return Err(err),
-            _ => return Err("no answer to subscribe".into()),
+            Ok(Err(err)) => return Err(format!("subscribe: {err}")),
+            Ok(Ok(None)) => return Err(format!("no answer to subscribe: {}", socket.ending())),
+            Err(_) => return Err("no answer to subscribe within 30 s".into()),
         };
         let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
         if value["type"] != "reply" || value["id"] != "s" {

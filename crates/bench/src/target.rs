@@ -102,7 +102,9 @@ impl Target {
                 builder = builder.resolve(name.as_ref(), self.addr);
             }
         }
-        builder.build().expect("a client with this TLS configuration")
+        builder
+            .build()
+            .expect("a client with this TLS configuration")
     }
 
     /// The rustls configuration for the target's WebSockets, if it speaks TLS.

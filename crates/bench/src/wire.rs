@@ -38,6 +38,9 @@ pub struct Wire {
     tcp: Stream,
     /// Bytes read and not yet taken as frames.
     buf: BytesMut,
+    /// How the server ended the connection, once it has: its close frame's code and reason
+    /// (`None` for an empty close), for error messages.
+    closed: Option<Option<(u16, String)>>,
 }
 
 impl Wire {
@@ -92,6 +95,7 @@ impl Wire {
         let mut wire = Self {
             tcp: parts.io.into_inner(),
             buf: BytesMut::from(&parts.read_buf[..]),
+            closed: None,
         };
         match wire.next_text().await? {
             Some(_) => Ok(wire),
@@ -126,12 +130,25 @@ impl Wire {
                 OpCode::Data(Data::Text) => return Ok(Some(payload)),
                 OpCode::Control(Control::Ping) => self.send(Frame::pong(payload)).await?,
                 OpCode::Control(Control::Close) => {
+                    self.closed = Some((payload.len() >= 2).then(|| {
+                        let code = u16::from_be_bytes([payload[0], payload[1]]);
+                        (code, String::from_utf8_lossy(&payload[2..]).into_owned())
+                    }));
                     let _ = self.send(Frame::close(None)).await;
                     return Ok(None);
                 }
                 OpCode::Data(Data::Binary) | OpCode::Control(Control::Pong) => {}
                 other => return Err(format!("unexpected frame {other:?}")),
             }
+        }
+    }
+
+    /// How the server ended the connection, in words: its close frame, or the end of the stream.
+    pub fn ending(&self) -> String {
+        match &self.closed {
+            Some(Some((code, reason))) => format!("closed by the server with {code} {reason:?}"),
+            Some(None) => "closed by the server (empty close frame)".into(),
+            None => "the connection ended without a close frame".into(),
         }
     }
 
@@ -158,6 +175,8 @@ impl Wire {
         frame.header_mut().mask = Some(rand::random());
         let mut out = Vec::with_capacity(frame.len());
         frame.format(&mut out).map_err(|e| e.to_string())?;
-        self.tcp.write_all(&out).await.map_err(|e| e.to_string())
+        self.tcp.write_all(&out).await.map_err(|e| e.to_string())?;
+        // TLS may keep what it took in its own buffer; TCP flushes nothing.
+        self.tcp.flush().await.map_err(|e| e.to_string())
     }
 }

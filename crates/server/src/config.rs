@@ -79,6 +79,11 @@ pub struct Config {
     pub header_timeout_secs: u64,
     /// How long an idle keep-alive connection is kept open between requests, in seconds.
     pub keepalive_timeout_secs: u64,
+    /// How long a response (an SSE stream or a long poll included) may wait for its client to
+    /// take a single byte, in seconds: past it the connection is dropped, so a client that stops
+    /// reading cannot hold a response, its buffers and its task forever (nginx's
+    /// `send_timeout`). Not for WebSockets, whose slow consumers have their own bounds. 0: none.
+    pub send_timeout_secs: u64,
     /// The slowest average rate a request body may arrive at, in bytes per second, after a
     /// grace of `header_timeout_secs` (a body of n bytes has `header_timeout_secs + n / rate`
     /// seconds); a slower one is cut off. Applies to imports too. 0: no minimum.
@@ -206,6 +211,7 @@ impl Default for Config {
             request_timeout_secs: 30,
             header_timeout_secs: 10,
             keepalive_timeout_secs: 75,
+            send_timeout_secs: 60,
             body_min_bytes_per_sec: 1024,
             max_connections_per_ip: 0,
             trusted_proxies: Vec::new(),

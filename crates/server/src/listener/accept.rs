@@ -31,6 +31,9 @@ pub(crate) struct Timeouts {
     pub(crate) header: Duration,
     /// How long a keep-alive connection may stay idle.
     pub(crate) keepalive: Duration,
+    /// How long a response's write may stay blocked on a client that does not read (`None`:
+    /// no bound).
+    pub(crate) send: Option<Duration>,
 }
 
 /// Everything the accept loop needs besides the socket.
@@ -173,11 +176,16 @@ async fn drive<I>(
                 }
                 return;
             }
-            expiry = state.expiry(timeouts.header, (!closing).then_some(timeouts.keepalive)) => {
+            expiry = state.expiry(timeouts.header, (!closing).then_some(timeouts.keepalive), timeouts.send) => {
                 match expiry {
                     Expiry::Headers => {
                         tracing::debug!(%peer, "request headers too slow; closing");
                         crate::telemetry::connection_cut("header_timeout");
+                        return;
+                    }
+                    Expiry::Stalled => {
+                        tracing::debug!(%peer, "client stopped reading its response; closing");
+                        crate::telemetry::connection_cut("send_timeout");
                         return;
                     }
                     Expiry::Idle => {

@@ -61,6 +61,8 @@ pub(crate) async fn serve(
         timeouts: accept::Timeouts {
             header: Duration::from_secs(config.header_timeout_secs.max(1)),
             keepalive: Duration::from_secs(config.keepalive_timeout_secs.max(1)),
+            send: (config.send_timeout_secs > 0)
+                .then(|| Duration::from_secs(config.send_timeout_secs)),
         },
         tls,
     };

@@ -54,7 +54,10 @@ impl PythonClient {
 
     /// The event it printed (the first task event after subscribing).
     pub async fn event(&mut self) -> serde_json::Value {
-        let line = self.line().await.expect("the Python client prints the event");
+        let line = self
+            .line()
+            .await
+            .expect("the Python client prints the event");
         serde_json::from_str(&line).unwrap()
     }
 

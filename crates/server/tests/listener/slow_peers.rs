@@ -139,3 +139,62 @@ async fn an_idle_keepalive_connection_is_closed_after_the_keepalive_timeout() {
         "closed after {after:?}, keep-alive timeout 1 s"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_responses_is_cut_at_the_send_timeout() {
+    const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.send_timeout_secs = SEND_TIMEOUT.as_secs();
+    })
+    .await;
+    // A small receive window, so the server's writes back up soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(app.addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    // Pipelined requests for a large document, whose answers are never read: far more than the
+    // socket buffers on both sides hold.
+    let request = format!("GET /openapi.json HTTP/1.1\r\nHost: {}\r\n\r\n", app.addr);
+    let size = get_from([127, 0, 0, 1], app.addr, "/openapi.json")
+        .await
+        .body
+        .len();
+    let count = 64 * 1024 * 1024 / size.max(1) + 1;
+    let writer = tokio::spawn(async move {
+        for _ in 0..count {
+            if tokio::io::AsyncWriteExt::write_all(&mut write, request.as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        write
+    });
+    let cut = "http_connections_cut_total{reason=\"send_timeout\"}";
+    let start = std::time::Instant::now();
+    while !app.metrics().await.contains(cut) {
+        assert!(
+            start.elapsed() < SEND_TIMEOUT + crate::raw::BOUND,
+            "the stalled connection was not cut"
+        );
+        // Others are answered meanwhile.
+        assert_eq!(
+            get_from([127, 0, 0, 2], app.addr, "/healthz").await.status,
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What the server had already written is still delivered, then the connection ends.
+    let (received, _) = read_until_closed(&mut read).await;
+    assert!(
+        received.starts_with(b"HTTP/1.1 200"),
+        "the answers began: {:?}",
+        String::from_utf8_lossy(&received[..received.len().min(80)])
+    );
+    assert!(
+        received.len() < count * size,
+        "not every answer was written"
+    );
+    writer.abort();
+}

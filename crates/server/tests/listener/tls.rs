@@ -44,9 +44,7 @@ impl TlsApp {
             .build()
             .unwrap();
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(ca.der()))
-            .unwrap();
+        roots.add(CertificateDer::from(ca.der())).unwrap();
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

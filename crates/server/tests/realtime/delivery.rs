@@ -1,7 +1,7 @@
-use crate::common::{Backend, TestApp};
 use crate::common::python::PythonClient;
-use futures::StreamExt as _;
+use crate::common::{Backend, TestApp};
 use crate::ws::Ws;
+use futures::StreamExt as _;
 use reqwest::Method;
 use serde_json::json;
 
