@@ -7,8 +7,9 @@
 # printed at the end (scripts/bench-summary.py). Loopback only; every run is bounded in time.
 # The tls-* scenarios repeat the idle and fan-out figures over wss://, with a CA and a server
 # certificate made by openssl for the run. ONLY=PATTERN runs only the scenarios whose name
-# matches (a bash glob, e.g. ONLY='tls-*').
+# matches (a bash extended glob, e.g. ONLY='tls-*' or ONLY='@(idle-19k|tls-idle-19k)').
 set -euo pipefail
+shopt -s extglob # ONLY may be an extended glob: ONLY="@(idle-19k|tls-*)"
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 out=${2:-target/bench-results/$(date +%Y%m%d-%H%M%S)}
