@@ -169,7 +169,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let database = config.database.clone();
     let broker = config.broker.clone();
     let server = Server::open(config).await?;
-    let scheme = scheme(&server);
+    let scheme = if server.tls().is_some() {
+        "https"
+    } else {
+        "http"
+    };
     // Printed to the terminal, not logged: tokens never go to the logs.
     match server.state().cluster() {
         Some(cluster) => println!(
@@ -192,12 +196,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.serve(listener, shutdown_signal()).await
 }
 
-/// `https` when the server speaks TLS, else `http`.
-fn scheme(server: &Server) -> &'static str {
-    if server.tls().is_some() {
-        "https"
+/// The board's address for a server listening on `address`, `https://` when it speaks TLS:
+/// `localhost` for a loopback or unspecified address (what a person on this machine opens).
+fn board_origin(address: std::net::SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    if address.ip().is_loopback() || address.ip().is_unspecified() {
+        format!("{scheme}://localhost:{}", address.port())
     } else {
-        "http"
+        format!("{scheme}://{address}")
     }
 }
 
@@ -208,19 +214,14 @@ fn sign_in_link(server: &Server, address: std::net::SocketAddr) -> String {
     let admin = UserId::parse("admin", "user").expect("a valid user id");
     let ttl = server.state().config().token_ttl_secs;
     let minted = server.state().keys().mint(&admin, Role::Admin, Some(ttl));
-    let host = if address.ip().is_loopback() || address.ip().is_unspecified() {
-        format!("localhost:{}", address.port())
-    } else {
-        address.to_string()
-    };
     let lifetime = if ttl >= 3600 {
         format!("{} h", ttl / 3600)
     } else {
         format!("{} min", ttl.div_ceil(60))
     };
     format!(
-        "Board (signed in as admin for {lifetime}; keep this link private):\n  {}://{host}/#token={}",
-        scheme(server),
+        "Board (signed in as admin for {lifetime}; keep this link private):\n  {}/#token={}",
+        board_origin(address, server.tls().is_some()),
         minted.token
     )
 }
@@ -240,7 +241,13 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
     };
     let minted = secrets.keys.mint(&user, role, args.ttl_secs);
     store.close().await;
+    // The token alone on stdout, for scripts; the link for a person on stderr.
     println!("{}", minted.token);
+    eprintln!(
+        "Board for {user}: {}/#token={}",
+        board_origin(config.listen, config.tls_cert.is_some()),
+        minted.token
+    );
     Ok(())
 }
 

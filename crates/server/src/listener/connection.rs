@@ -153,8 +153,8 @@ impl ConnState {
 
     /// Resolves when the connection overruns a bound: the header timeout while receiving, the
     /// keep-alive timeout while idle (`keepalive: None` watches the header timeout only, for a
-    /// connection already shutting down), the send timeout while busy with a blocked write
-    /// (`send: None`: no bound).
+    /// connection already shutting down), and in any phase the send timeout while a write stays
+    /// refused (`send: None`: no bound).
     pub(crate) async fn expiry(
         &self,
         header: Duration,

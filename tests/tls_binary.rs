@@ -1,7 +1,8 @@
-//! SIGHUP reloads the TLS certificate of the running binary at once (the file watch is set an
-//! hour apart here, so nothing else can): a renewal by certbot's deploy hook or an ACME client
-//! needs no restart. The library tests (crates/server/tests/listener/tls.rs) cover the reload on
-//! a file change and an open connection living through it.
+//! The binary with TLS configured: SIGHUP reloads the certificate of the running server at once
+//! (the file watch is set an hour apart here, so nothing else can), so a renewal by certbot's
+//! deploy hook or an ACME client needs no restart; and the links it prints are `https://`. The
+//! library tests (crates/server/tests/listener/tls.rs) cover the reload on a file change and an
+//! open connection living through it.
 
 mod binary;
 #[path = "../crates/server/tests/common/certs.rs"]
@@ -91,5 +92,51 @@ async fn sighup_reloads_the_certificate_without_a_restart() {
     assert!(
         server.0.try_wait().unwrap().is_none(),
         "the server is still running after SIGHUP (its default action would end it)"
+    );
+}
+
+#[test]
+fn taskflow_token_prints_an_https_link_when_tls_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("token.db").display());
+    let run = |tls: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_taskflow"));
+        command.args([
+            "token",
+            "--user",
+            "alice",
+            "--database",
+            &database,
+            "--listen",
+            "127.0.0.1:3443",
+        ]);
+        if tls {
+            command
+                .env("TASKFLOW_TLS_CERT", dir.path().join("cert.pem"))
+                .env("TASKFLOW_TLS_KEY", dir.path().join("key.pem"));
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        assert_eq!(
+            token.split('.').count(),
+            3,
+            "stdout is the JWT alone: {token}"
+        );
+        (token, String::from_utf8(output.stderr).unwrap())
+    };
+    let (token, stderr) = run(true);
+    assert!(
+        stderr.contains(&format!(
+            "Board for alice: https://localhost:3443/#token={token}"
+        )),
+        "{stderr}"
+    );
+    let (token, stderr) = run(false);
+    assert!(
+        stderr.contains(&format!(
+            "Board for alice: http://localhost:3443/#token={token}"
+        )),
+        "{stderr}"
     );
 }
