@@ -76,21 +76,41 @@ pub fn resident_memory_bytes() -> Option<u64> {
 }
 
 /// Counts requests by method, route and status, and times them by method and route. The route
-/// is the matched pattern (`/tasks/{id}`), never the raw path, so label cardinality is bounded.
+/// is the matched pattern (`/tasks/{id}`), never the raw path, and the method one of HTTP's own
+/// or `other`, so label cardinality is bounded.
 pub async fn track_http(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     response
+}
+
+/// A request's method as a metric label. HTTP lets a client send any token as a method
+/// (`FOO1`, `FOO2`, ...); each would otherwise be a new series kept for the life of the process,
+/// memory a client could grow without bound. Those all count as `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// Counts connections the server cut because the peer was too slow or idle too long

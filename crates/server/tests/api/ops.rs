@@ -96,3 +96,26 @@ async fn shutdown_finishes_and_stops_listening() {
         "no longer accepting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_share_one_metric_label() {
+    // Any token is a valid HTTP method; if each became a label of its own, a client could grow
+    // the metrics registry (kept for the life of the process) without bound.
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for i in 0..20 {
+        let method = Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let res = app
+            .client
+            .request(method, app.url("/tasks"))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    let metrics = app.metrics().await;
+    assert!(!metrics.contains("MADEUP"), "{metrics}");
+    assert!(
+        metrics.contains(r#"http_requests_total{method="other",route="/tasks""#),
+        "{metrics}"
+    );
+}
