@@ -51,6 +51,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://PATH` (the default, a file created on first start) or `postgres://...`.
     pub database: String,
+    /// Database connections this node may open, readers and writers together. PostgreSQL's
+    /// default `max_connections` (100, 3 reserved) fits ten nodes at the default 9; SQLite has
+    /// one writer and the rest read.
+    pub database_max_connections: u32,
+    /// Of those, the writers' (PostgreSQL; SQLite always has one writer connection).
+    pub database_write_connections: u32,
+    /// How long a query may wait for a PostgreSQL connection before it fails, in seconds.
+    pub database_acquire_timeout_secs: u64,
     /// The admin token. Unset: one is generated on first start, printed once, and only its hash
     /// is stored in the database.
     pub admin_token: Option<Secret>,
@@ -200,6 +208,9 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             database: "sqlite://taskflow.db".to_owned(),
+            database_max_connections: 9,
+            database_write_connections: 3,
+            database_acquire_timeout_secs: 30,
             admin_token: None,
             jwt_secret: None,
             token_ttl_secs: 24 * 3600,
@@ -282,6 +293,19 @@ pub struct Overrides {
     /// `--tls-key`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+}
+
+impl Config {
+    /// The database pools' sizes this configuration asks for.
+    pub fn pool_sizes(&self) -> crate::store::PoolSizes {
+        crate::store::PoolSizes {
+            max: self.database_max_connections.max(1),
+            writers: self.database_write_connections.max(1),
+            acquire_timeout: std::time::Duration::from_secs(
+                self.database_acquire_timeout_secs.max(1),
+            ),
+        }
+    }
 }
 
 impl Config {

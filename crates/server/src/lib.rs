@@ -71,7 +71,7 @@ impl Server {
             (None, None) => None,
             _ => return Err(tls::TlsError::Incomplete.into()),
         };
-        let store = Store::connect(&config.database).await?;
+        let store = Store::connect_with(&config.database, config.pool_sizes()).await?;
         let Secrets {
             keys,
             generated_admin_token,
@@ -164,6 +164,7 @@ impl Server {
             }
         });
         let compactor = tokio::spawn(compact_periodically(state.clone()));
+        let pool_sampler = tokio::spawn(telemetry::sample_pools(state.store().clone()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let deadline = Duration::from_secs(state.config().shutdown_timeout_secs);
         let hub = state.hub().clone();
@@ -213,6 +214,7 @@ impl Server {
         };
         pruner.abort();
         compactor.abort();
+        pool_sampler.abort();
         for task in [watcher, redirect].into_iter().flatten() {
             task.abort();
         }

@@ -124,3 +124,31 @@ pub(crate) fn connection_cut(reason: &'static str) {
 pub(crate) fn connection_refused(reason: &'static str) {
     metrics::counter!("http_connections_refused_total", "reason" => reason).increment(1);
 }
+
+/// Every second: each database pool's connections (open, busy, the most it may open) as gauges,
+/// and how long taking a connection from it takes (a probe) into `db_pool_acquire_seconds`, so
+/// a saturated pool shows before its queries time out.
+pub(crate) async fn sample_pools(store: crate::store::Store) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        for stats in store.pool_stats() {
+            metrics::gauge!("db_pool_max_connections", "pool" => stats.pool)
+                .set(f64::from(stats.max));
+            metrics::gauge!("db_pool_connections", "pool" => stats.pool, "state" => "busy")
+                .set(f64::from(stats.busy()));
+            metrics::gauge!("db_pool_connections", "pool" => stats.pool, "state" => "idle")
+                .set(f64::from(stats.idle));
+        }
+        match store.acquire_times().await {
+            Ok(times) => {
+                for (pool, took) in times {
+                    metrics::histogram!("db_pool_acquire_seconds", "pool" => pool)
+                        .record(took.as_secs_f64());
+                }
+            }
+            Err(err) => tracing::debug!(%err, "pool probe failed"),
+        }
+    }
+}

@@ -27,20 +27,27 @@ async fn healthz() -> Json<Value> {
 /// The server can do its work: the store answers. In a cluster the answer also says whether the
 /// broker (Redis) is connected; a node whose broker is down still serves its clients (its own
 /// writes at once, the other nodes' through the log), so that is `degraded`, still 200: taking
-/// every node out of the load balancer because Redis is down would serve nobody.
+/// every node out of the load balancer because Redis is down would serve nobody. `pools` shows
+/// the database pools (open, idle, the most they may open) and `acquire_ms` how long this check
+/// waited for a connection: a saturated pool shows here before queries fail.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "ready, or degraded (broker down)"), (status = 503, body = ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     match state.store().ping().await {
-        Ok(()) => Ok(Json(match state.cluster() {
-            None => json!({ "status": "ready", "store": "ok", "broker": "local" }),
-            Some(cluster) if cluster.is_connected() => {
-                json!({ "status": "ready", "store": "ok", "broker": "ok", "node": cluster.node() })
-            }
-            Some(cluster) => {
-                json!({ "status": "degraded", "store": "ok", "broker": "unreachable", "node": cluster.node() })
-            }
-        })),
+        Ok(acquired) => {
+            let mut answer = match state.cluster() {
+                None => json!({ "status": "ready", "store": "ok", "broker": "local" }),
+                Some(cluster) if cluster.is_connected() => {
+                    json!({ "status": "ready", "store": "ok", "broker": "ok", "node": cluster.node() })
+                }
+                Some(cluster) => {
+                    json!({ "status": "degraded", "store": "ok", "broker": "unreachable", "node": cluster.node() })
+                }
+            };
+            answer["pools"] = json!(state.store().pool_stats());
+            answer["acquire_ms"] = json!(acquired.as_secs_f64() * 1000.0);
+            Ok(Json(answer))
+        }
         Err(err) => {
             tracing::warn!(error = %err, "readiness check: store unreachable");
             Err(ApiError::Unavailable("the store is unreachable"))

@@ -18,6 +18,7 @@ mod group;
 mod import;
 mod log;
 mod meta;
+mod pool;
 mod projects;
 mod rows;
 mod tasks;
@@ -25,6 +26,7 @@ mod tx;
 
 pub use error::{DependencyError, StoreError};
 pub use import::{ImportSpec, Importer, LineError};
+pub use pool::{PoolSizes, PoolStats};
 pub use tasks::{TaskCursor, TaskFilter};
 pub use tx::EventSink;
 
@@ -69,6 +71,8 @@ pub struct Store {
     /// Connections for write transactions. SQLite allows one writer at a time, so its pool has
     /// exactly one connection: writers queue in the pool instead of failing with SQLITE_BUSY.
     write: AnyPool,
+    /// The most each pool may open: `(readers, writers)`.
+    sizes: (u32, u32),
     /// Identifies this database's history; it changes only when the database is new.
     epoch: String,
     /// Which database this is.
@@ -90,39 +94,62 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Connects, creating an SQLite file if missing, and runs the embedded migrations.
+    /// Connects with the default pool sizes; see [`Store::connect_with`].
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, PoolSizes::default()).await
+    }
+
+    /// Connects, creating an SQLite file if missing, and runs the embedded migrations. With
+    /// PostgreSQL, warns when the server has no room for the pools at their full size (see
+    /// [`pool`]).
+    pub async fn connect_with(url: &str, sizes: PoolSizes) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
-        let (read, write) = match backend {
+        let (read, write, split) = match backend {
             // Readers and the writer are separate pools: an in-memory database would be a
             // different, empty database for each of them.
             Backend::Sqlite if url.contains(":memory:") => return Err(StoreError::UnsupportedUrl),
             Backend::Sqlite => {
                 let url = sqlite_url(url);
-                let write = sqlite_pool(&url, 1).await?;
+                let (readers, writers) = sizes.sqlite();
+                let write = sqlite_pool(&url, writers).await?;
                 // Migrations create the file and switch it to WAL before readers open it.
                 MIGRATOR.run(&write).await?;
-                let read = sqlite_pool(&url, 8).await?;
-                (read, write)
+                let read = sqlite_pool(&url, readers).await?;
+                (read, write, (readers, writers))
             }
             Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(20)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .connect(url)
-                    .await?;
-                MIGRATOR.run(&pool).await?;
-                (pool.clone(), pool)
+                let (readers, writers) = sizes.postgres();
+                let options = |size| {
+                    AnyPoolOptions::new()
+                        .max_connections(size)
+                        .acquire_timeout(sizes.acquire_timeout)
+                };
+                let write = options(writers).connect(url).await?;
+                MIGRATOR.run(&write).await?;
+                let read = options(readers).connect(url).await?;
+                (read, write, (readers, writers))
             }
         };
         let epoch = meta::ensure_epoch(&write).await?;
+        if backend == Backend::Postgres {
+            match pool::ServerRoom::read(&read).await {
+                Ok(room) => {
+                    let open = read.size() + write.size();
+                    if let Some(why) = room.shortfall(split.0 + split.1, open) {
+                        tracing::warn!("{why}");
+                    }
+                }
+                Err(err) => tracing::debug!(%err, "cannot read PostgreSQL's connection limits"),
+            }
+        }
         let sink = tx::SinkSlot::default();
         let group = (backend == Backend::Sqlite)
             .then(|| group::GroupCommit::start(write.clone(), sink.clone()));
         Ok(Self {
             read,
             write,
+            sizes: split,
             epoch,
             backend,
             sink,
@@ -167,10 +194,44 @@ impl Store {
         Ok(value)
     }
 
-    /// Answers whether the database is reachable, for `/readyz`.
-    pub async fn ping(&self) -> Result<()> {
-        self.read.execute("SELECT 1").await?;
-        Ok(())
+    /// Answers whether the database is reachable, for `/readyz`: how long a reader's connection
+    /// took to get (the wait every query sees when the pool is saturated).
+    pub async fn ping(&self) -> Result<Duration> {
+        let start = std::time::Instant::now();
+        let mut conn = self.read.acquire().await?;
+        let acquired = start.elapsed();
+        conn.execute("SELECT 1").await?;
+        Ok(acquired)
+    }
+
+    /// Why this node's pools do not fit in what the database server has left, if they do not
+    /// (PostgreSQL; `None` for SQLite): the warning a node logs at start, asked again.
+    pub async fn connection_shortfall(&self) -> Result<Option<String>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let room = pool::ServerRoom::read(&self.read).await?;
+        let open = self.read.size() + self.write.size();
+        Ok(room.shortfall(self.sizes.0 + self.sizes.1, open))
+    }
+
+    /// Both pools as they are now: readers first, then writers.
+    pub fn pool_stats(&self) -> [PoolStats; 2] {
+        [
+            PoolStats::of("read", self.sizes.0, &self.read),
+            PoolStats::of("write", self.sizes.1, &self.write),
+        ]
+    }
+
+    /// How long taking a connection from each pool takes now, readers first. The SQLite writer
+    /// is not probed: the group commit holds it for each batch, and a probe would only queue
+    /// behind writes.
+    pub async fn acquire_times(&self) -> Result<Vec<(&'static str, Duration)>> {
+        let mut times = vec![("read", pool::acquire_time(&self.read).await?)];
+        if self.group.is_none() {
+            times.push(("write", pool::acquire_time(&self.write).await?));
+        }
+        Ok(times)
     }
 
     /// Closes every connection; used on shutdown so SQLite checkpoints its WAL.

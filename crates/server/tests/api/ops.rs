@@ -37,6 +37,37 @@ async fn request_ids_metrics_and_openapi(app: TestApp) {
     assert!(metrics.contains("http_request_duration_seconds_bucket"));
     assert!(metrics.contains("process_resident_memory_bytes"));
 
+    // The database pools: their sizes and how long this check waited for a connection in
+    // /readyz, and as gauges and the acquire probe's histogram in /metrics (sampled each second).
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["pools"][0]["pool"], "read", "{ready}");
+    assert_eq!(ready["pools"][1]["pool"], "write", "{ready}");
+    assert!(ready["pools"][0]["max"].as_u64().unwrap() >= 1, "{ready}");
+    assert!(ready["acquire_ms"].as_f64().unwrap() >= 0.0, "{ready}");
+    let start = std::time::Instant::now();
+    loop {
+        let metrics = app.metrics().await;
+        if metrics.contains(r#"db_pool_max_connections{pool="read"}"#)
+            && metrics.contains(r#"db_pool_connections{pool="read",state="busy"}"#)
+            && metrics.contains(r#"db_pool_acquire_seconds_count{pool="read"}"#)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no pool metrics: {metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     let doc: Value = app
         .client
         .get(app.url("/openapi.json"))

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use taskflow_protocol::LoggedEvent;
 use taskflow_protocol::TaskStatus;
 use taskflow_server::domain::{NewTask, Priority, ProjectId, TaskChange, TaskTitle};
-use taskflow_server::store::{DependencyError, EventSink, Store, StoreError};
+use taskflow_server::store::{DependencyError, EventSink, PoolSizes, Store, StoreError};
 
 macro_rules! store_suite {
     ($($name:ident),* $(,)?) => {
@@ -35,6 +35,7 @@ macro_rules! store_suite {
 }
 
 store_suite!(
+    the_pools_have_the_configured_sizes,
     the_epoch_is_stable_across_reconnects_and_unique_per_database,
     events_page_in_offset_order,
     of_two_writes_on_one_version_exactly_one_wins,
@@ -51,6 +52,41 @@ fn new_task(title: &str) -> NewTask {
         priority: Priority::default(),
         project_id: ProjectId::default_project(),
         assignee: None,
+    }
+}
+
+async fn the_pools_have_the_configured_sizes(db: &TestDb) {
+    let sizes = PoolSizes {
+        max: 5,
+        writers: 2,
+        ..PoolSizes::default()
+    };
+    let store = Store::connect_with(&db.url, sizes).await.unwrap();
+    let [read, write] = store.pool_stats();
+    let postgres = db.url.starts_with("postgres");
+    // SQLite: one writer, the rest read; PostgreSQL: the writers asked for, the rest read.
+    let expected = if postgres { (3, 2) } else { (4, 1) };
+    assert_eq!((read.pool, write.pool), ("read", "write"));
+    assert_eq!((read.max, write.max), expected);
+    assert!(read.open >= 1 && read.open <= read.max, "{read:?}");
+    // Every pool answers the probe, and a ping says how long it waited.
+    assert!(!store.acquire_times().await.unwrap().is_empty());
+    store.ping().await.unwrap();
+    // A node that may open more than the server has room for is told why.
+    let greedy = PoolSizes {
+        max: 100_000,
+        ..PoolSizes::default()
+    };
+    let big = Store::connect_with(&db.url, greedy).await.unwrap();
+    let shortfall = big.connection_shortfall().await.unwrap();
+    if postgres {
+        let why = shortfall.expect("100,000 connections do not fit");
+        assert!(
+            why.contains("may open 100000 database connections") && why.contains("max_connections"),
+            "{why}"
+        );
+    } else {
+        assert_eq!(shortfall, None, "SQLite has no server to run out of");
     }
 }
 
