@@ -345,3 +345,49 @@ async fn bench_runs_over_tls_trusting_a_private_ca() {
     assert_eq!(churn["cycles"], 20, "{churn}");
     assert_eq!(churn["errors"], 0);
 }
+
+/// A run where some subscribers cannot get in still yields its report: the failures are counted
+/// by reason, the subscribers that got in are accounted as usual; `--max-failed` makes them fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_connections_are_figures_and_max_failed_makes_them_fatal() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    // Room for 30 WebSockets: of 40 subscribers, 10 are refused with 503.
+    let (child, addr) = start_with(&db.url, &[("TASKFLOW_WS_MAX_CONNECTIONS", "30")]);
+    let server = KillOnDrop(child);
+    let pid = server.0.id();
+    let scenario = [
+        "fanout",
+        "--subscribers",
+        "40",
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+        "--concurrency",
+        "40",
+    ];
+    let addr2 = addr.clone();
+    let fanout = tokio::task::spawn_blocking(move || bench(&addr2, pid, &scenario))
+        .await
+        .unwrap();
+    assert_eq!(fanout["subscribers"], 30, "{fanout}");
+    assert_eq!(fanout["failed_connections"], 10, "{fanout}");
+    assert_eq!(fanout["failures"]["refused_503"], 10, "{fanout}");
+    let published = fanout["published"].as_u64().unwrap();
+    assert_eq!(fanout["expected"], published * 30, "{fanout}");
+    assert_eq!(fanout["delivered"], fanout["expected"], "{fanout}");
+
+    // The same with --max-failed 5: the run ends with the error instead.
+    let mut fatal = scenario.to_vec();
+    fatal.extend(["--max-failed", "5"]);
+    let output =
+        tokio::task::spawn_blocking(move || bench_command(&addr, pid, &fatal).output().unwrap())
+            .await
+            .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("10 of 40 connections failed") && stderr.contains("upgrade refused: 503"),
+        "{stderr}"
+    );
+}

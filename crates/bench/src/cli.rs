@@ -89,6 +89,10 @@ enum Scenario {
         /// Handshakes in flight at most.
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
+        /// End with an error if more than this many subscribers fail to connect or subscribe
+        /// (unset: failures are counted in the report, by reason, and the run goes on).
+        #[arg(long)]
+        max_failed: Option<usize>,
     },
     /// Connect, subscribe and disconnect at a rate; errors and server memory before and after.
     Churn {
@@ -217,6 +221,7 @@ async fn run_scenario(
             ref run,
             grace,
             concurrency,
+            max_failed,
         } => Report::Fanout(Box::new(
             fanout::run(
                 target,
@@ -231,6 +236,7 @@ async fn run_scenario(
                     part: args.part,
                     grace: Duration::from_secs(grace),
                     concurrency,
+                    max_failed,
                 },
             )
             .await?,

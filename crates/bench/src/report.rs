@@ -185,6 +185,10 @@ fn merge_fanout(all: Vec<FanoutReport>) -> Result<FanoutReport, MergeError> {
             merged.run = r.run.clone();
         }
         merged.subscribers += r.subscribers;
+        merged.failed_connections += r.failed_connections;
+        for (reason, n) in &r.failures {
+            *merged.failures.entry(reason.clone()).or_default() += n;
+        }
         merged.published += r.published;
         merged.publish_errors += r.publish_errors;
         merged.expected += r.expected;
@@ -319,5 +323,27 @@ mod tests {
         assert!(json.starts_with(r#"{"scenario":"fanout""#), "{json}");
         let back: Report = serde_json::from_str(&json).unwrap();
         assert!(matches!(back, Report::Fanout(f) if f.delivered == 5));
+    }
+
+    #[test]
+    fn failed_connections_add_up_by_reason() {
+        let with = |reason: &str, n: u64| {
+            let Report::Fanout(mut f) = fanout(5, 1, (1.0, 2.0)) else {
+                unreachable!()
+            };
+            f.failed_connections = n;
+            f.failures.insert(reason.to_owned(), n);
+            Report::Fanout(f)
+        };
+        let merged = Report::merge(vec![
+            with("refused_503", 3),
+            with("refused_503", 2),
+            with("handshake_timeout", 1),
+        ])
+        .unwrap();
+        let Report::Fanout(f) = merged else { panic!() };
+        assert_eq!(f.failed_connections, 6);
+        assert_eq!(f.failures["refused_503"], 5);
+        assert_eq!(f.failures["handshake_timeout"], 1);
     }
 }
