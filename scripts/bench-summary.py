@@ -4,7 +4,7 @@ import json, pathlib, statistics, sys
 
 FIGURES = {
     "connections": [("opened", "opened"), ("rss_per_connection", "RSS/conn B"), ("connect.p99_ms", "connect p99 ms")],
-    "fanout": [("published", "published"), ("publish_errors", "publish errors"), ("delivered", "delivered"), ("lost", "lost"), ("duplicates", "dup"), ("out_of_order", "ooo"),
+    "fanout": [("failed_connections", "failed to connect"), ("published", "published"), ("publish_errors", "publish errors"), ("delivered", "delivered"), ("lost", "lost"), ("duplicates", "dup"), ("out_of_order", "ooo"),
                ("disconnected", "closed"), ("events_per_sec_per_subscriber", "events/s"),
                ("delivered_per_sec", "deliveries/s"), ("latency.p50_ms", "p50 ms"), ("latency.p99_ms", "p99 ms"),
                ("latency.max_ms", "max ms"), ("server_cpu_us_per_delivery", "CPU us/delivery")],
