@@ -4,14 +4,12 @@
 // `cargo test --test board` (tests/board.rs), which passes the binary's path in TASKFLOW_BIN.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
-import { freePort, stopped } from "./harness.mjs";
+import { freePort, startTaskflow, stopped } from "./harness.mjs";
 
 const BIN = process.env.TASKFLOW_BIN ?? new URL("../../target/debug/taskflow", import.meta.url).pathname;
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -33,22 +31,7 @@ after(async () => {
 
 /** Starts the server; resolves with it and the board's sign-in link it printed. */
 function startServer({ db, port, env = {} }) {
-  const child = spawn(BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--database", `sqlite://${db}`], {
-    env: { ...process.env, TASKFLOW_ADMIN_TOKEN: TOKEN, TASKFLOW_LOG_LEVEL: "warn", ...env },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  servers.add(child);
-  child.once("exit", () => servers.delete(child));
-  return new Promise((resolve, reject) => {
-    let listening = false;
-    const lines = createInterface({ input: child.stdout });
-    lines.on("line", (line) => {
-      if (line.startsWith("Taskflow listening on ")) listening = true;
-      const link = /^\s+(http:\/\/\S+\/#token=\S+)$/.exec(line);
-      if (listening && link) resolve({ child, link: link[1] });
-    });
-    child.once("exit", (code) => reject(new Error(`taskflow exited with ${code} before listening`)));
-  });
+  return startTaskflow({ bin: BIN, db, port, token: TOKEN, env, servers });
 }
 
 async function rest(base, method, path, body, token = TOKEN) {

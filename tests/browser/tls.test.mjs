@@ -5,14 +5,12 @@
 // also sets NODE_EXTRA_CA_CERTS to the CA, so this file's own fetch() trusts the server.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createHash, X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
-import { freePort } from "./harness.mjs";
+import { freePort, startTaskflow } from "./harness.mjs";
 
 const BIN = process.env.TASKFLOW_BIN ?? new URL("../../target/debug/taskflow", import.meta.url).pathname;
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -39,28 +37,8 @@ function spkiHash(pem) {
 
 /** Starts the server with TLS; resolves with it and the board link it printed. */
 function startServer(port) {
-  const child = spawn(BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--database", `sqlite://${join(scratch, "tls.db")}`], {
-    env: {
-      ...process.env,
-      TASKFLOW_ADMIN_TOKEN: TOKEN,
-      TASKFLOW_LOG_LEVEL: "warn",
-      TASKFLOW_TLS_CERT: join(TLS_DIR, "cert.pem"),
-      TASKFLOW_TLS_KEY: join(TLS_DIR, "key.pem"),
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  servers.add(child);
-  child.once("exit", () => servers.delete(child));
-  return new Promise((resolve, reject) => {
-    let listening = false;
-    const lines = createInterface({ input: child.stdout });
-    lines.on("line", (line) => {
-      if (line.startsWith("Taskflow listening on https://")) listening = true;
-      const link = /^\s+(https?:\/\/\S+\/#token=\S+)$/.exec(line);
-      if (listening && link) resolve({ child, link: link[1] });
-    });
-    child.once("exit", (code) => reject(new Error(`taskflow exited with ${code} before listening`)));
-  });
+  const env = { TASKFLOW_TLS_CERT: join(TLS_DIR, "cert.pem"), TASKFLOW_TLS_KEY: join(TLS_DIR, "key.pem") };
+  return startTaskflow({ bin: BIN, db: join(scratch, "tls.db"), port, token: TOKEN, env, servers });
 }
 
 async function launch(args) {
