@@ -159,6 +159,24 @@ pub struct Config {
     pub ws_max_connections: usize,
     /// WebSocket connections per user (503 at the handshake beyond).
     pub ws_max_connections_per_user: usize,
+    /// Handshakes (WebSocket, SSE, long poll) served at once, from the token check until the
+    /// session exists. Under a reconnect storm the rest wait in a queue (`transport::gate`).
+    pub ws_handshake_concurrency: usize,
+    /// Handshakes that may wait for a place; beyond, the answer is 503 with `Retry-After` at
+    /// once.
+    pub ws_handshake_queue: usize,
+    /// How long a handshake may wait for a place before it is answered 503, in milliseconds.
+    pub ws_handshake_wait_ms: u64,
+    /// Users whose project memberships a node keeps in memory, so that handshakes and
+    /// subscriptions make no query (`hub::memberships`).
+    pub membership_cache_users: usize,
+    /// How long a cached user's memberships are trusted before they are read again, in seconds
+    /// (changes through the API apply at once; this bounds changes made behind its back).
+    pub membership_cache_ttl_secs: u64,
+    /// The `Retry-After` of a 503 that says "not now" (storm, connection limit, shutdown): the
+    /// server sends a random value between this and twice this, in seconds, so refused clients
+    /// come back spread out.
+    pub ws_retry_after_secs: u64,
     /// How long an event that arrived ahead of a gap waits before the gap is read from the log,
     /// in milliseconds.
     pub gap_fill_hold_ms: u64,
@@ -248,6 +266,12 @@ impl Default for Config {
             ws_commands_burst: 50,
             ws_max_connections: 100_000,
             ws_max_connections_per_user: 100,
+            ws_handshake_concurrency: 64,
+            ws_handshake_queue: 4096,
+            ws_handshake_wait_ms: 2_000,
+            ws_retry_after_secs: 2,
+            membership_cache_users: 100_000,
+            membership_cache_ttl_secs: 600,
             gap_fill_hold_ms: 50,
             retention_max_events: 100_000,
             retention_max_age_secs: 30 * 24 * 3600,

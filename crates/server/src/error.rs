@@ -99,6 +99,15 @@ pub enum ApiError {
     /// A dependency (the database) is not available.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// This node cannot take a real-time connection now; this node a little later, or another
+    /// node, can (`transport::gate`).
+    #[error("{}", reason.message())]
+    Busy {
+        /// Why not now.
+        reason: BusyReason,
+        /// Seconds the client should wait before it tries again.
+        retry_after_secs: u64,
+    },
     /// The client's address already holds `max_connections_per_ip` connections (answered by
     /// the listener, before any route or authentication).
     #[error("too many connections from this address; retry in {retry_after_secs} s")]
@@ -109,6 +118,51 @@ pub enum ApiError {
     /// A bug or an unexpected failure; the client gets an opaque message, the log the cause.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// Why a real-time connection is refused for now (503 with `Retry-After`; the reason is in the
+/// error's `details`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusyReason {
+    /// Handshakes arrive faster than the node serves them (a reconnect storm).
+    Overloaded,
+    /// The node holds `ws_max_connections`.
+    ServerFull,
+    /// The caller holds `ws_max_connections_per_user`.
+    UserFull,
+    /// The node is draining: another node will take the connection.
+    ShuttingDown,
+}
+
+impl BusyReason {
+    /// The stable name in `details.reason` and in the `handshakes_refused_total` metric.
+    pub fn code(self) -> &'static str {
+        match self {
+            BusyReason::Overloaded => "overloaded",
+            BusyReason::ServerFull => "server_full",
+            BusyReason::UserFull => "user_full",
+            BusyReason::ShuttingDown => "shutting_down",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            BusyReason::Overloaded => "the server is busy with other connections; retry later",
+            BusyReason::ServerFull => "the server is at its connection limit; retry later",
+            BusyReason::UserFull => "too many connections for this user",
+            BusyReason::ShuttingDown => "the server is shutting down; reconnect",
+        }
+    }
+}
+
+impl From<crate::hub::AdmitError> for BusyReason {
+    fn from(err: crate::hub::AdmitError) -> Self {
+        match err {
+            crate::hub::AdmitError::ServerFull => BusyReason::ServerFull,
+            crate::hub::AdmitError::UserFull => BusyReason::UserFull,
+            crate::hub::AdmitError::ShuttingDown => BusyReason::ShuttingDown,
+        }
+    }
 }
 
 /// What [`ApiError::into_response`] leaves for [`render_errors`] to put in the body.
@@ -134,7 +188,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) | ApiError::TooManyConnections { .. } => {
+            ApiError::Unavailable(_)
+            | ApiError::Busy { .. }
+            | ApiError::TooManyConnections { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
@@ -169,6 +225,13 @@ impl ApiError {
                 Some(json!({ "retry_after_secs": retry_after_secs })),
             ),
             ApiError::Unavailable(_) => ("unavailable", None),
+            ApiError::Busy {
+                reason,
+                retry_after_secs,
+            } => (
+                "unavailable",
+                Some(json!({ "reason": reason.code(), "retry_after_secs": retry_after_secs })),
+            ),
             ApiError::TooManyConnections { .. } => ("too_many_connections", None),
             ApiError::UpgradeRequired(_) => ("upgrade_required", None),
             ApiError::BadHandshake { code, .. } => (*code, None),
@@ -194,7 +257,10 @@ impl IntoResponse for ApiError {
         }
         let mut response = self.status().into_response();
         if let ApiError::RateLimited { retry_after_secs }
-        | ApiError::TooManyConnections { retry_after_secs } = &self
+        | ApiError::TooManyConnections { retry_after_secs }
+        | ApiError::Busy {
+            retry_after_secs, ..
+        } = &self
         {
             response
                 .headers_mut()

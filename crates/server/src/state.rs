@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::hub::dispatch::Dispatcher;
 use crate::hub::Hub;
 use crate::store::Store;
+use crate::transport::Gate;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
@@ -33,6 +34,8 @@ struct Inner {
     dispatcher: Dispatcher,
     /// The cluster broker, when this node is one of several.
     cluster: Option<Cluster>,
+    /// Admission of real-time handshakes under a storm.
+    gate: Gate,
 }
 
 impl AppState {
@@ -66,8 +69,9 @@ impl AppState {
             inner: Arc::new(Inner {
                 store,
                 keys,
-                config,
                 limiter,
+                gate: Gate::new(&config),
+                config,
                 dispatcher,
                 cluster,
             }),
@@ -106,6 +110,41 @@ impl AppState {
             Some(cluster) => cluster.presence(room, local).await,
             None => local,
         }
+    }
+
+    /// The caller's projects, for a real-time connection: from this node's cache, one query for
+    /// a user it does not hold (`hub::memberships`). Empty for the admin, who sees every project.
+    pub async fn memberships_of(
+        &self,
+        caller: &crate::auth::Caller,
+    ) -> Result<std::collections::HashSet<crate::domain::ProjectId>, crate::store::StoreError> {
+        if caller.is_admin() {
+            return Ok(Default::default());
+        }
+        let store = self.store();
+        self.hub()
+            .memberships()
+            .get(caller.user(), || async {
+                crate::hub::metrics::db_query("memberships");
+                store.memberships(caller.user()).await
+            })
+            .await
+    }
+
+    /// The handshake gate (`transport::gate`).
+    pub fn gate(&self) -> &Gate {
+        &self.inner.gate
+    }
+
+    /// Why this node would refuse a real-time connection arriving now, if it would: what the
+    /// gate and the hub's limits say, without taking a place.
+    pub fn refusing_now(&self) -> Option<crate::error::BusyReason> {
+        if let Err(err) = self.hub().would_admit() {
+            return Some(err.into());
+        }
+        self.gate()
+            .is_full()
+            .then_some(crate::error::BusyReason::Overloaded)
     }
 
     /// The configuration.

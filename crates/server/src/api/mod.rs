@@ -199,6 +199,7 @@ mod tests {
             max_connections_per_user: 1,
             max_subscriptions: 1,
             connection_threads: 0,
+            memberships: Default::default(),
         });
         let source = Arc::new(crate::broker::StoreSource(store.clone()));
         let dispatcher = crate::hub::dispatch::Dispatcher::new(

@@ -5,6 +5,7 @@ use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use std::sync::LazyLock;
 
 static CONNECTIONS: LazyLock<Gauge> = LazyLock::new(|| gauge!("ws_connections"));
+static OPENED: LazyLock<Counter> = LazyLock::new(|| counter!("hub_connections_opened_total"));
 static SUBSCRIPTIONS: LazyLock<Gauge> = LazyLock::new(|| gauge!("ws_subscriptions"));
 static FRAMES_IN: LazyLock<Counter> = LazyLock::new(|| counter!("ws_frames_in_total"));
 static FRAMES_OUT: LazyLock<Counter> = LazyLock::new(|| counter!("ws_frames_out_total"));
@@ -22,6 +23,13 @@ static COMMIT_TO_ENQUEUE: LazyLock<Histogram> =
 
 pub(crate) fn connection_opened() {
     CONNECTIONS.increment(1.0);
+    OPENED.increment(1);
+}
+/// A database query made to admit or subscribe a real-time connection (a cold membership
+/// cache, a room's position, a replay from the log): divided by `hub_connections_opened_total`,
+/// the queries per connection a reconnect storm costs.
+pub(crate) fn db_query(reason: &'static str) {
+    counter!("realtime_db_queries_total", "reason" => reason).increment(1);
 }
 pub(crate) fn connection_closed() {
     CONNECTIONS.decrement(1.0);

@@ -13,6 +13,7 @@ pub mod bench_api;
 pub mod dispatch;
 pub mod feed;
 pub mod lag;
+pub mod memberships;
 pub mod metrics;
 mod runtime;
 pub mod session;
@@ -68,6 +69,8 @@ pub struct HubLimits {
     /// per core); 0: they share the runtime that serves requests. See [`runtime`] for why; the
     /// runtime is process-wide, so the first hub's count is the one used.
     pub connection_threads: usize,
+    /// The membership cache ([`memberships`]).
+    pub memberships: memberships::MembershipLimits,
 }
 
 /// Why a connection was not admitted.
@@ -135,6 +138,8 @@ struct Inner {
     feed: Option<Arc<dyn RoomFeed>>,
     /// Sessions behind although their clients read: writes wait for them ([`lag`]).
     lag: Arc<lag::FanoutLag>,
+    /// Who is in which project, so handshakes need no query ([`memberships`]).
+    memberships: memberships::Memberships,
 }
 
 /// A connection admitted against the limits; dropping it gives the slot back (also when the
@@ -184,6 +189,7 @@ impl Hub {
                 tasks: TaskTracker::new(),
                 feed,
                 lag: Arc::default(),
+                memberships: memberships::Memberships::new(limits.memberships),
             }),
         }
     }
@@ -210,6 +216,18 @@ impl Hub {
         })
     }
 
+    /// Whether a connection arriving now would be admitted, without reserving its slot (the
+    /// per-user limit is not looked at: the caller is not known yet).
+    pub fn would_admit(&self) -> Result<(), AdmitError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(AdmitError::ShuttingDown);
+        }
+        if self.inner.total.load(Ordering::Relaxed) >= self.inner.limits.max_connections {
+            return Err(AdmitError::ServerFull);
+        }
+        Ok(())
+    }
+
     /// Registers a session for an admitted connection.
     pub fn connect(
         &self,
@@ -227,6 +245,13 @@ impl Hub {
             self.inner.lag.clone(),
         );
         self.inner.sessions.insert(id, session.clone());
+        // `projects` was read before the session could hear membership changes; the cache has
+        // applied every change since (it is updated before the sessions are).
+        if !admin {
+            if let Some(now) = self.inner.memberships.peek(session.user()) {
+                session.set_projects(now);
+            }
+        }
         metrics::connection_opened();
         // Shutdown closes the sessions it finds; one registered after it looked closes here.
         if self.inner.shutdown.is_cancelled() {
@@ -451,6 +476,7 @@ impl Hub {
     /// Applies a membership change to the user's live sessions: what `tasks` shows them, and
     /// (on removal) their subscription to the project's room.
     pub(crate) fn membership_changed(&self, project: &ProjectId, user: &str, member: bool) {
+        self.inner.memberships.changed(project, user, member);
         let room = project.room();
         let affected: Vec<Arc<Session>> = self
             .inner
@@ -487,6 +513,11 @@ impl Hub {
             0 => drop(self.inner.tasks.spawn(task)),
             threads => drop(self.inner.tasks.spawn_on(task, runtime::handle(threads))),
         }
+    }
+
+    /// The membership cache.
+    pub fn memberships(&self) -> &memberships::Memberships {
+        &self.inner.memberships
     }
 
     /// Tells every session to close with 1001 and refuses new ones; returns at once.

@@ -654,6 +654,24 @@ impl Session {
                 .is_ok()
     }
 
+    /// The projects the session sees (empty for the admin, who sees all).
+    pub fn projects(&self) -> Vec<ProjectId> {
+        self.projects
+            .read()
+            .expect("never poisoned: no panics under lock")
+            .clone()
+    }
+
+    /// Replaces the projects the session sees.
+    pub(crate) fn set_projects(&self, projects: HashSet<ProjectId>) {
+        let mut projects: Vec<_> = projects.into_iter().collect();
+        projects.sort_unstable();
+        *self
+            .projects
+            .write()
+            .expect("never poisoned: no panics under lock") = projects;
+    }
+
     /// Updates what the session may see after a membership change.
     pub(crate) fn set_member(&self, project: &ProjectId, member: bool) {
         let mut projects = self

@@ -2,13 +2,13 @@
 //! cursor that says where a client stopped in each room.
 
 use crate::auth::{bearer_token, Caller};
-use crate::domain::Room;
+use crate::domain::{ProjectId, Room};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::http::request::Parts;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// The caller, from `Authorization: Bearer` or, for browsers (whose WebSocket and EventSource
 /// cannot set headers), `?access_token=`. Query strings are never logged.
@@ -61,6 +61,7 @@ pub(super) async fn rooms(
     raw: Option<String>,
 ) -> Result<Vec<String>, ApiError> {
     let raw = raw.ok_or_else(|| invalid("rooms is required, e.g. rooms=project:p1,user:alice"))?;
+    let projects = state.memberships_of(caller).await?;
     let mut rooms = Vec::new();
     for name in raw.split(',').map(str::trim).filter(|r| !r.is_empty()) {
         let room = Room::parse(name).map_err(|e| invalid(&e.message))?;
@@ -76,8 +77,11 @@ pub(super) async fn rooms(
             Room::User(_) => {}
             Room::Project(project) => {
                 if caller.is_admin() {
+                    crate::hub::metrics::db_query("project");
                     state.store().get_project(project).await?;
-                } else {
+                } else if !projects.contains(project) {
+                    // A membership added on another node a moment ago may still be on its way.
+                    crate::hub::metrics::db_query("refusal");
                     caller.require_member(state, project).await?;
                 }
             }
@@ -142,30 +146,35 @@ impl Drop for HeldSession {
     }
 }
 
-/// Admits the caller against the connection limits (503 beyond) and opens a hub session.
+/// Everything a real-time connection needs before its session exists: a place in the gate
+/// (held by the caller until the session exists), a connection slot, and the caller's projects
+/// (from the node's cache). Refusals are 503 with `Retry-After`.
+pub(super) async fn admit<'a>(
+    state: &'a AppState,
+    caller: &Caller,
+) -> Result<
+    (
+        crate::hub::Admission,
+        HashSet<ProjectId>,
+        tokio::sync::SemaphorePermit<'a>,
+    ),
+    ApiError,
+> {
+    let place = state.gate().enter().await?;
+    let admission = state
+        .hub()
+        .admit(caller.user())
+        .map_err(|e| state.gate().refuse(e.into()))?;
+    let projects = state.memberships_of(caller).await?;
+    Ok((admission, projects, place))
+}
+
+/// Admits the caller (see [`admit`]) and opens a hub session.
 pub(super) async fn open_session(
     state: &AppState,
     caller: &Caller,
 ) -> Result<(HeldSession, crate::hub::Outbox), ApiError> {
-    let admission = state.hub().admit(caller.user()).map_err(|e| {
-        ApiError::Unavailable(match e {
-            crate::hub::AdmitError::ServerFull => {
-                "the server is at its connection limit; retry later"
-            }
-            crate::hub::AdmitError::UserFull => "too many connections for this user",
-            crate::hub::AdmitError::ShuttingDown => "the server is shutting down",
-        })
-    })?;
-    let projects = if caller.is_admin() {
-        Default::default()
-    } else {
-        state
-            .store()
-            .memberships(caller.user())
-            .await?
-            .into_iter()
-            .collect()
-    };
+    let (admission, projects, _place) = admit(state, caller).await?;
     let (session, outbox) = state
         .hub()
         .connect(caller.user().clone(), caller.is_admin(), projects);

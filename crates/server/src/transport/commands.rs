@@ -141,7 +141,7 @@ async fn run(
     match command {
         Command::Subscribe { room, since } => {
             let parsed = parse_room(&room)?;
-            authorize(state, &conn.caller, &parsed).await?;
+            authorize(state, conn, &parsed).await?;
             if conn.implicit_tasks && parsed != Room::Tasks {
                 state.hub().leave(&conn.session, Room::TASKS);
             }
@@ -156,7 +156,7 @@ async fn run(
                     &conn.session,
                     &room,
                     since.as_ref(),
-                    &tasks_scope(state, &conn.caller, &parsed).await?,
+                    &tasks_scope(state, conn, &parsed).await?,
                     None,
                 )
                 .await
@@ -196,7 +196,7 @@ async fn run(
                     format!("text: 1 to {MAX_MESSAGE_CHARS} characters"),
                 ));
             }
-            authorize(state, &conn.caller, &Room::Project(project.clone())).await?;
+            authorize(state, conn, &Room::Project(project.clone())).await?;
             // The command id makes a resend after a reconnect idempotent.
             let command_id = id.map(|id| id.to_string());
             let event = state
@@ -217,7 +217,7 @@ async fn run(
         }
         Command::Presence { room } => {
             let parsed = parse_room(&room)?;
-            authorize(state, &conn.caller, &parsed).await?;
+            authorize(state, conn, &parsed).await?;
             Ok(json!({ "room": room, "present": state.presence(&room).await }))
         }
         Command::Ping => Ok(json!({})),
@@ -225,16 +225,18 @@ async fn run(
 }
 
 /// The project rooms a `tasks` subscription spans: every project for the admin, the caller's
-/// projects otherwise. Empty for other rooms.
+/// projects otherwise (as the session knows them: kept current by membership events). Empty for
+/// other rooms.
 async fn tasks_scope(
     state: &AppState,
-    caller: &Caller,
+    conn: &Connection,
     room: &Room,
 ) -> Result<Vec<String>, Refusal> {
     if *room != Room::Tasks {
         return Ok(Vec::new());
     }
-    let projects = if caller.is_admin() {
+    let projects = if conn.caller.is_admin() {
+        crate::hub::metrics::db_query("project");
         state
             .store()
             .list_projects(None)
@@ -243,13 +245,7 @@ async fn tasks_scope(
             .map(|p| format!("project:{}", p.id))
             .collect()
     } else {
-        state
-            .store()
-            .memberships(caller.user())
-            .await?
-            .iter()
-            .map(ProjectId::room)
-            .collect()
+        conn.session.projects().iter().map(ProjectId::room).collect()
     };
     Ok(projects)
 }
@@ -258,8 +254,11 @@ fn parse_room(raw: &str) -> Result<Room, Refusal> {
     Room::parse(raw).map_err(|e| Refusal::new("invalid_room", e.to_string()))
 }
 
-/// Whether the caller may subscribe to (or post in, or see presence of) a room.
-async fn authorize(state: &AppState, caller: &Caller, room: &Room) -> Result<(), Refusal> {
+/// Whether the caller may subscribe to (or post in, or see presence of) a room. A member's
+/// projects are the session's (no query, but a refusal is checked with the store); the admin may
+/// use any project that exists.
+async fn authorize(state: &AppState, conn: &Connection, room: &Room) -> Result<(), Refusal> {
+    let caller = &conn.caller;
     match room {
         Room::Tasks => Ok(()),
         Room::User(user) if user == caller.user() || caller.is_admin() => Ok(()),
@@ -267,31 +266,31 @@ async fn authorize(state: &AppState, caller: &Caller, room: &Room) -> Result<(),
             "forbidden",
             "a user room is for that user only",
         )),
-        Room::Project(project) => authorize_project(state, caller, project).await,
-    }
-}
-
-async fn authorize_project(
-    state: &AppState,
-    caller: &Caller,
-    project: &ProjectId,
-) -> Result<(), Refusal> {
-    if caller.is_admin() {
-        return match state.store().get_project(project).await {
-            Ok(_) => Ok(()),
-            Err(StoreError::ProjectNotFound(_)) => Err(Refusal::new(
-                "room_not_found",
-                format!("project {project} does not exist"),
-            )),
-            Err(other) => Err(other.into()),
-        };
-    }
-    if state.store().is_member(project, caller.user()).await? {
-        Ok(())
-    } else {
-        Err(Refusal::new(
-            "forbidden",
-            format!("you are not a member of project {project}"),
-        ))
+        Room::Project(project) if caller.is_admin() => {
+            crate::hub::metrics::db_query("project");
+            match state.store().get_project(project).await {
+                Ok(_) => Ok(()),
+                Err(StoreError::ProjectNotFound(_)) => Err(Refusal::new(
+                    "room_not_found",
+                    format!("project {project} does not exist"),
+                )),
+                Err(other) => Err(other.into()),
+            }
+        }
+        Room::Project(project) if conn.session.sees(project) => Ok(()),
+        Room::Project(project) => {
+            // Not a member as far as this node heard. A membership added on another node a
+            // moment ago may still be on its way: a refusal asks the store (refusals are rare).
+            crate::hub::metrics::db_query("refusal");
+            if state.store().is_member(project, caller.user()).await? {
+                conn.session.set_member(project, true);
+                Ok(())
+            } else {
+                Err(Refusal::new(
+                    "forbidden",
+                    format!("you are not a member of project {project}"),
+                ))
+            }
+        }
     }
 }

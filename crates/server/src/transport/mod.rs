@@ -4,6 +4,7 @@
 
 mod access;
 mod commands;
+mod gate;
 mod poll;
 mod script;
 mod sse;
@@ -12,6 +13,8 @@ mod ws;
 use crate::state::AppState;
 use axum::routing::get;
 use axum::Router;
+
+pub(crate) use gate::Gate;
 
 /// The real-time routes.
 pub(crate) fn router() -> Router<AppState> {

@@ -227,6 +227,7 @@ mod tests {
             max_connections_per_user: 10,
             max_subscriptions: 10,
             connection_threads: 0,
+            memberships: Default::default(),
         });
         Dispatcher::new(
             hub,

@@ -186,6 +186,7 @@ mod tests {
             max_connections_per_user: 10,
             max_subscriptions: 10,
             connection_threads: 0,
+            memberships: Default::default(),
         });
         // A node that heard nothing of the room since it started (at offset 0).
         Dispatcher::new(

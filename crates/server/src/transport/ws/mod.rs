@@ -12,7 +12,7 @@ mod handshake;
 mod read;
 mod write;
 
-use super::access::{authenticate, query_param, require_enabled};
+use super::access::{admit, authenticate, query_param, require_enabled};
 use super::commands::{self, Connection};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -61,7 +61,18 @@ pub(super) async fn upgrade(State(state): State<AppState>, mut parts: Parts) -> 
 }
 
 async fn handshake(state: &AppState, parts: &mut Parts) -> Result<Response, Response> {
-    let upgrade = Upgrade::from_parts(parts).map_err(refusal)?;
+    let upgrade = Upgrade::from_parts(parts).map_err(|rejection| {
+        // A plain GET is how a browser learns why its WebSocket failed (it cannot read the
+        // status of a refused handshake): 503 with `Retry-After` if one would be refused now.
+        let probe = matches!(
+            rejection,
+            Rejection::NoConnectionUpgrade | Rejection::NoUpgradeWebsocket | Rejection::NotUpgradable
+        );
+        match state.refusing_now().filter(|_| probe) {
+            Some(reason) => state.gate().busy(reason).into_response(),
+            None => refusal(rejection),
+        }
+    })?;
     if !origin_allowed(state, parts) {
         return Err(
             ApiError::Forbidden("this Origin may not open WebSocket connections".into())
@@ -70,31 +81,9 @@ async fn handshake(state: &AppState, parts: &mut Parts) -> Result<Response, Resp
     }
     require_enabled(state, "websocket").map_err(IntoResponse::into_response)?;
     let caller = authenticate(state, parts).map_err(IntoResponse::into_response)?;
-    let admission = state.hub().admit(caller.user()).map_err(|e| {
-        let mut response = ApiError::Unavailable(match e {
-            crate::hub::AdmitError::ServerFull => {
-                "the server is at its connection limit; retry later"
-            }
-            crate::hub::AdmitError::UserFull => "too many connections for this user",
-            crate::hub::AdmitError::ShuttingDown => "the server is shutting down",
-        })
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        response
-    })?;
-    let projects: HashSet<_> = if caller.is_admin() {
-        HashSet::new()
-    } else {
-        state
-            .store()
-            .memberships(caller.user())
-            .await
-            .map_err(|e| ApiError::from(e).into_response())?
-            .into_iter()
-            .collect()
-    };
+    let (admission, projects, _place) = admit(state, &caller)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let automatic = !matches!(query_param(parts, "auto").as_deref(), Some("false" | "0"));
     let config = state.config();
     let state = state.clone();
