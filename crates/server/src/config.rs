@@ -173,6 +173,19 @@ pub struct Config {
     /// How long a cached user's memberships are trusted before they are read again, in seconds
     /// (changes through the API apply at once; this bounds changes made behind its back).
     pub membership_cache_ttl_secs: u64,
+    /// Recent events each active room keeps in memory, so a resume whose gap is recent reads
+    /// no log (`hub::dispatch::tail`).
+    pub replay_tail_events: usize,
+    /// Bytes each room's tail keeps at most.
+    pub replay_tail_bytes: usize,
+    /// Bytes all the rooms' tails of a node keep at most.
+    pub replay_tail_total_bytes: usize,
+    /// On a single node, how long a room nobody receives keeps its tail, in seconds: the clients
+    /// a network blip disconnected resume from memory when they come back.
+    pub replay_tail_retain_secs: u64,
+    /// Replays that read the log at once (resumes from older than the tail); the others wait
+    /// their turn instead of exhausting the database pool.
+    pub replay_concurrency: usize,
     /// The `Retry-After` of a 503 that says "not now" (storm, connection limit, shutdown): the
     /// server sends a random value between this and twice this, in seconds, so refused clients
     /// come back spread out.
@@ -270,6 +283,11 @@ impl Default for Config {
             ws_handshake_queue: 4096,
             ws_handshake_wait_ms: 2_000,
             ws_retry_after_secs: 2,
+            replay_tail_events: 1024,
+            replay_tail_bytes: 1 << 20,
+            replay_tail_total_bytes: 256 << 20,
+            replay_tail_retain_secs: 60,
+            replay_concurrency: 4,
             membership_cache_users: 100_000,
             membership_cache_ttl_secs: 600,
             gap_fill_hold_ms: 50,
@@ -320,6 +338,23 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The rooms' tails and the replays this configuration allows.
+    pub fn replay_limits(&self) -> crate::hub::dispatch::ReplayLimits {
+        crate::hub::dispatch::ReplayLimits {
+            // Never more than the log keeps: a resume is recovered or not wherever it lands.
+            tail_events: self
+                .replay_tail_events
+                .min(usize::try_from(self.retention_max_events).unwrap_or(0)),
+            max_age: std::time::Duration::from_secs(
+                u64::try_from(self.retention_max_age_secs).unwrap_or(0),
+            ),
+            tail_bytes: self.replay_tail_bytes,
+            tail_total_bytes: self.replay_tail_total_bytes,
+            concurrency: self.replay_concurrency.max(1),
+            retain: std::time::Duration::from_secs(self.replay_tail_retain_secs),
+        }
+    }
+
     /// The database pools' sizes this configuration asks for.
     pub fn pool_sizes(&self) -> crate::store::PoolSizes {
         crate::store::PoolSizes {

@@ -99,12 +99,13 @@ impl Server {
             None => Hub::new(limits),
         };
         // Streams start where the log stands now; the sink is set before any request is served.
-        let dispatcher = Dispatcher::new(
+        let dispatcher = Dispatcher::with_replay(
             hub,
             Arc::new(StoreSource(store.clone())),
             Duration::from_millis(config.gap_fill_hold_ms),
             store.epoch().to_owned(),
             store.room_offsets().await?,
+            config.replay_limits(),
         );
         let state = match cluster {
             Some((cluster, start)) => {

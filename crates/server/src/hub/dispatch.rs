@@ -20,8 +20,11 @@ use taskflow_protocol::{Since, Subscribed};
 
 mod rooms;
 mod sync;
+mod tail;
 
 pub use rooms::DispatcherCounts;
+pub use tail::ReplayLimits;
+use tail::{Tail, TailBudget};
 
 /// An event ready to fan out: serialized once (on the node that committed it, also for the
 /// other nodes of a cluster: the broker forwards these bytes).
@@ -57,12 +60,16 @@ struct RoomOrder {
     /// Used since the last sweep; an entry is dropped only after a whole sweep interval unused
     /// ([`rooms`]), so an event still on its way from a commit finds the state it follows.
     touched: bool,
+    /// When the sweep last found it unused (for the retention of a tail, see [`tail`]).
+    idle_since: std::time::Instant,
+    /// The last events delivered, for resumes ([`tail`]).
+    tail: Tail,
 }
 
 impl RoomOrder {
     /// A room whose stream stands at `offset` (the last offset of it this node has no need to
     /// deliver).
-    fn starting_at(offset: i64) -> Self {
+    fn starting_at(offset: i64, budget: &Arc<TailBudget>) -> Self {
         Self {
             delivered: offset,
             pending: BTreeMap::new(),
@@ -70,7 +77,16 @@ impl RoomOrder {
             seeded: offset,
             membership: HashMap::new(),
             touched: true,
+            idle_since: std::time::Instant::now(),
+            tail: Tail::new(budget),
         }
+    }
+
+    /// Moves the position without delivering (nothing in between reached anyone here): the
+    /// tail no longer ends at the position, so it is emptied.
+    fn skip_to(&mut self, offset: i64) {
+        self.delivered = offset;
+        self.tail.clear();
     }
 }
 
@@ -97,6 +113,12 @@ struct Inner {
     hold: Duration,
     /// The store's epoch: positions from another epoch cannot be resumed.
     epoch: String,
+    /// What the rooms' tails may hold, and how many replays read the log at once.
+    replay: ReplayLimits,
+    /// The bytes held by every tail.
+    budget: Arc<TailBudget>,
+    /// Permits to read the log for a replay ([`ReplayLimits::concurrency`]).
+    replays: tokio::sync::Semaphore,
 }
 
 impl Dispatcher {
@@ -110,9 +132,25 @@ impl Dispatcher {
         epoch: String,
         rooms: Vec<(String, i64)>,
     ) -> Self {
+        Self::with_replay(hub, source, hold, epoch, rooms, ReplayLimits::default())
+    }
+
+    /// [`Dispatcher::new`] with these limits on the rooms' tails and on replays.
+    pub fn with_replay(
+        hub: Hub,
+        source: Arc<dyn EventSource>,
+        hold: Duration,
+        epoch: String,
+        rooms: Vec<(String, i64)>,
+        replay: ReplayLimits,
+    ) -> Self {
+        let budget = TailBudget::new(replay);
         let map = DashMap::new();
         for (room, last) in rooms {
-            map.insert(room, Arc::new(Mutex::new(RoomOrder::starting_at(last))));
+            map.insert(
+                room,
+                Arc::new(Mutex::new(RoomOrder::starting_at(last, &budget))),
+            );
         }
         let dispatcher = Self {
             inner: Arc::new(Inner {
@@ -122,6 +160,9 @@ impl Dispatcher {
                 source,
                 hold,
                 epoch,
+                replays: tokio::sync::Semaphore::new(replay.concurrency.max(1)),
+                replay,
+                budget,
             }),
         };
         dispatcher.start_sweeping();
@@ -141,7 +182,12 @@ impl Dispatcher {
         self.inner
             .rooms
             .entry(room.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(RoomOrder::starting_at(start()))))
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(RoomOrder::starting_at(
+                    start(),
+                    &self.inner.budget,
+                )))
+            })
             .clone()
     }
 
@@ -238,6 +284,9 @@ impl Dispatcher {
             order.membership.insert(user.clone(), event.offset);
         }
         order.delivered = event.offset;
+        order
+            .tail
+            .push(event.offset, &event.bytes, event.tasks_of.is_some(), event.at_ms);
         let lag = (chrono::Utc::now().timestamp_millis() - event.at_ms).max(0) as f64 / 1000.0;
         metrics::dispatched(reached, lag);
     }
@@ -278,7 +327,7 @@ impl Dispatcher {
                             to = skip_to,
                             "events missing from the log; skipped"
                         );
-                        o.delivered = skip_to;
+                        o.skip_to(skip_to);
                     }
                     for event in missing {
                         if event.offset == o.delivered + 1 {
@@ -302,7 +351,7 @@ impl Dispatcher {
         session: &Arc<Session>,
         room: &str,
     ) -> Result<(bool, Option<i64>), SubscribeError> {
-        let _watching = self.sync_for_subscription(room, &[], false).await;
+        let _watching = self.sync_for_subscription(room, &[], false, &[]).await;
         if room == crate::domain::Room::TASKS {
             // Held until the session is in the room: the project rooms keep their state.
             let _pinned = self.pin_for_tasks().await?;
@@ -346,17 +395,6 @@ impl Dispatcher {
             vec![room.to_owned()]
         };
         let tasks = room == crate::domain::Room::TASKS;
-        // In a cluster, this node may be behind the store in these rooms (it hears a room only
-        // while it has subscribers there): catch up first, so the position it answers is current
-        // and a position the client got from another node can be resumed here.
-        let _watching = self
-            .sync_for_subscription(room, &rooms, since.is_some())
-            .await;
-        // Held until the session is in the room: the project rooms keep their state.
-        let _pinned = match tasks {
-            true => Some(self.pin_for_tasks().await?),
-            false => None,
-        };
         // Where the client stopped in each room (for tasks, a room it never saw starts at 0).
         let from: Vec<Option<i64>> = rooms
             .iter()
@@ -366,21 +404,54 @@ impl Dispatcher {
                 _ => None,
             })
             .collect();
-        // Retention, read before the rooms are locked (no await under a lock).
-        let mut oldest = Vec::with_capacity(rooms.len());
-        if since.is_some() && epoch_ok {
-            for r in &rooms {
-                oldest.push(self.inner.source.events_oldest(r).await);
-            }
-        }
+        let resume: Vec<(String, i64)> = rooms
+            .iter()
+            .zip(&from)
+            .filter_map(|(r, f)| f.map(|f| (r.clone(), f)))
+            .collect();
+        // In a cluster, this node may be behind the store in these rooms (it hears a room only
+        // while it has subscribers there): catch up first, so the position it answers is current
+        // and a position the client got from another node can be resumed here.
+        let _watching = self
+            .sync_for_subscription(room, &rooms, since.is_some(), &resume)
+            .await;
+        // Held until the session is in the room: the project rooms keep their state.
+        let _pinned = match tasks {
+            true => Some(self.pin_for_tasks().await?),
+            false => None,
+        };
         let mut orders: Vec<Arc<Mutex<RoomOrder>>> = Vec::with_capacity(rooms.len());
         for r in &rooms {
             orders.push(self.seeded_order(r).await?);
         }
-        let guards: Vec<_> = orders
-            .iter()
-            .map(|o| o.lock().expect("never poisoned"))
-            .collect();
+        // The log's retention, for a gap older than the room's tail only; read before the rooms
+        // are locked (no await under a lock), so a room whose tail moved on meanwhile goes round
+        // again (at most once per room: its retention is then known).
+        let mut oldest: Vec<Option<Result<Option<i64>, String>>> = vec![None; rooms.len()];
+        let guards = loop {
+            let unknown: Vec<usize> = {
+                let guards: Vec<_> = orders
+                    .iter()
+                    .map(|o| o.lock().expect("never poisoned"))
+                    .collect();
+                let unknown: Vec<usize> = (0..rooms.len())
+                    .filter(|&i| {
+                        oldest[i].is_none()
+                            && from[i].is_some_and(|f| {
+                                (0..guards[i].delivered).contains(&f)
+                                    && !guards[i].tail.covers(f, guards[i].delivered)
+                            })
+                    })
+                    .collect();
+                if unknown.is_empty() {
+                    break guards;
+                }
+                unknown
+            };
+            for i in unknown {
+                oldest[i] = Some(self.read_oldest(&rooms[i]).await);
+            }
+        };
         let delivered: Vec<i64> = guards.iter().map(|g| g.delivered).collect();
         let recovered = match since {
             None => true,
@@ -389,17 +460,23 @@ impl Dispatcher {
                 None => false,
                 Some(f) if f > delivered[i] || f < 0 => false,
                 Some(f) if f == delivered[i] => true,
-                Some(f) => matches!(oldest[i], Ok(Some(o)) if o <= f + 1),
+                Some(f) => {
+                    guards[i].tail.covers(f, delivered[i])
+                        || matches!(oldest[i], Some(Ok(Some(o))) if o <= f + 1)
+                }
             }),
         };
-        let ranges: Vec<(String, i64, i64)> = if since.is_some() && recovered {
+        let ranges: Vec<Range> = if since.is_some() && recovered {
             rooms
                 .iter()
                 .enumerate()
                 .filter_map(|(i, r)| {
-                    from[i]
-                        .filter(|&f| f < delivered[i])
-                        .map(|f| (r.clone(), f, delivered[i]))
+                    from[i].filter(|&f| f < delivered[i]).map(|f| Range {
+                        room: r.clone(),
+                        order: orders[i].clone(),
+                        after: f,
+                        until: delivered[i],
+                    })
                 })
                 .collect()
         } else {
@@ -440,6 +517,13 @@ impl Dispatcher {
             task_events_only: tasks,
         });
         Ok((answer, replay))
+    }
+
+    /// The oldest offset the log retains in `room`, read with a replay permit.
+    async fn read_oldest(&self, room: &str) -> Result<Option<i64>, String> {
+        let _permit = self.inner.replays.acquire().await;
+        metrics::db_query("oldest");
+        self.inner.source.events_oldest(room).await
     }
 
     /// The last offset delivered in a room on this node, if the node keeps the room's state
@@ -485,55 +569,52 @@ pub struct Replay {
     via: String,
     /// The diversion holding them.
     diversion: u64,
-    /// `(room, after, until)`: replay offsets `after + 1 ..= until` of `room`.
-    ranges: Vec<(String, i64, i64)>,
+    /// What to replay, room by room.
+    ranges: Vec<Range>,
     /// For `tasks`: only task events.
     task_events_only: bool,
 }
 
+/// Offsets `after + 1 ..= until` of `room`, to replay.
+struct Range {
+    room: String,
+    /// The room's state, whose tail serves the range while it holds it.
+    order: Arc<Mutex<RoomOrder>>,
+    after: i64,
+    until: i64,
+}
+
 impl Replay {
-    /// Reads the missed events from the log page by page and queues them (pacing itself on
-    /// the queue), then releases the held-back live frames behind them. If the log no longer
-    /// holds an event it must replay (compacted meanwhile), the session is closed: a silent
-    /// partial replay is never an option, and the client's next resume says `recovered: false`.
+    /// Queues the missed events page by page (pacing itself on the queue), from the room's tail
+    /// while it holds them and from the log otherwise (a log read waits for one of the
+    /// [`ReplayLimits::concurrency`] permits), then releases the held-back live frames behind
+    /// them. If the log no longer holds an event it must replay (compacted meanwhile), the
+    /// session is closed: a silent partial replay is never an option, and the client's next
+    /// resume says `recovered: false`.
     pub async fn run(self) {
         const PAGE: i64 = 500;
-        let source = &self.dispatcher.inner.source;
-        for (room, from, until) in &self.ranges {
-            let mut after = *from;
-            while after < *until {
-                let events = match source
-                    .events_after(room, after, PAGE.min(until - after))
-                    .await
-                {
-                    Ok(events) => events,
-                    Err(err) => {
-                        tracing::error!(room, error = %err, "replay failed");
-                        self.session.close(
-                            taskflow_protocol::close::INTERNAL_ERROR,
-                            "could not read the log; reconnect",
-                        );
-                        return;
-                    }
+        for range in &self.ranges {
+            let (room, until) = (&range.room, range.until);
+            let mut after = range.after;
+            while after < until {
+                let from_tail = range
+                    .order
+                    .lock()
+                    .expect("never poisoned")
+                    .tail
+                    .after(after, until, PAGE as usize, self.task_events_only);
+                let (frames, covered) = match from_tail {
+                    Some(page) => page,
+                    None => match self.read_log(room, after, PAGE.min(until - after)).await {
+                        Some(page) => page,
+                        None => return,
+                    },
                 };
-                if events.first().is_none_or(|e| e.offset != after + 1) {
-                    self.session.close(
-                        taskflow_protocol::close::INTERNAL_ERROR,
-                        "history compacted during the replay; reconnect",
-                    );
-                    return;
-                }
-                for event in events {
-                    if event.offset > *until {
-                        break;
-                    }
-                    after = event.offset;
-                    if self.task_events_only && !event.event.is_task_event() {
-                        continue;
-                    }
+                after = covered;
+                for frame in frames {
                     if self
                         .session
-                        .push_replayed(&self.via, self.diversion, prepare(event).bytes)
+                        .push_replayed(&self.via, self.diversion, frame)
                         .await
                         .is_err()
                     {
@@ -543,6 +624,47 @@ impl Replay {
             }
         }
         self.session.end_divert(&self.via, self.diversion).await;
+    }
+
+    /// One page of the range from the log, with the last offset it covers; `None` (the session
+    /// closed) if the log cannot be read or no longer holds the next event.
+    async fn read_log(&self, room: &str, after: i64, limit: i64) -> Option<(Vec<Bytes>, i64)> {
+        let inner = &self.dispatcher.inner;
+        let events = {
+            let _permit = inner.replays.acquire().await;
+            metrics::db_query("replay");
+            inner.source.events_after(room, after, limit).await
+        };
+        let events = match events {
+            Ok(events) => events,
+            Err(err) => {
+                tracing::error!(room, error = %err, "replay failed");
+                self.session.close(
+                    taskflow_protocol::close::INTERNAL_ERROR,
+                    "could not read the log; reconnect",
+                );
+                return None;
+            }
+        };
+        if events.first().is_none_or(|e| e.offset != after + 1) {
+            self.session.close(
+                taskflow_protocol::close::INTERNAL_ERROR,
+                "history compacted during the replay; reconnect",
+            );
+            return None;
+        }
+        let mut covered = after;
+        let mut frames = Vec::with_capacity(events.len());
+        for event in events {
+            if event.offset > after + limit {
+                break;
+            }
+            covered = event.offset;
+            if !self.task_events_only || event.event.is_task_event() {
+                frames.push(prepare(event).bytes);
+            }
+        }
+        Some((frames, covered))
     }
 }
 
@@ -584,7 +706,7 @@ mod tests {
     use crate::broker::StoreSource;
     use crate::domain::{NewTask, Priority, TaskTitle, UserId};
     use crate::hub::session::QueueLimits;
-    use crate::hub::HubLimits;
+    use crate::hub::{HubLimits, Outbox};
     use crate::store::Store;
     use std::collections::HashSet;
 
@@ -661,5 +783,203 @@ mod tests {
         // Late duplicates change nothing.
         dispatcher.publish(log.clone());
         assert!(outbox.try_recv().is_err());
+    }
+
+    /// The log, counting what is read from it, each read taking a while (a busy database).
+    struct Counting {
+        store: StoreSource,
+        reads: std::sync::atomic::AtomicUsize,
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+        delay: Duration,
+    }
+
+    impl Counting {
+        fn new(store: &Store, delay: Duration) -> Arc<Self> {
+            Arc::new(Self {
+                store: StoreSource(store.clone()),
+                reads: Default::default(),
+                in_flight: Default::default(),
+                most: Default::default(),
+                delay,
+            })
+        }
+
+        fn reads(&self) -> usize {
+            self.reads.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl EventSource for Counting {
+        fn events_after<'a>(
+            &'a self,
+            room: &'a str,
+            after: i64,
+            limit: i64,
+        ) -> futures::future::BoxFuture<'a, Result<Vec<LoggedEvent>, String>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            Box::pin(async move {
+                self.reads.fetch_add(1, SeqCst);
+                let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+                self.most.fetch_max(now, SeqCst);
+                tokio::time::sleep(self.delay).await;
+                let events = self.store.events_after(room, after, limit).await;
+                self.in_flight.fetch_sub(1, SeqCst);
+                events
+            })
+        }
+        fn events_oldest<'a>(
+            &'a self,
+            room: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<Option<i64>, String>> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.store.events_oldest(room)
+        }
+        fn last_offset<'a>(
+            &'a self,
+            room: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<i64, String>> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.store.last_offset(room)
+        }
+        fn last_offsets(&self) -> futures::future::BoxFuture<'_, Result<Vec<(String, i64)>, String>> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.store.last_offsets()
+        }
+    }
+
+    const ROOM: &str = "project:default";
+
+    /// A store with `n` events in the default project, a dispatcher over it that has delivered
+    /// them (with a subscriber, so the room stays in use), reading the log through `source`.
+    async fn delivered(
+        n: usize,
+        limits: ReplayLimits,
+        delay: Duration,
+    ) -> (
+        tempfile::TempDir,
+        Dispatcher,
+        Arc<Counting>,
+        (Arc<Session>, Outbox),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        let source = Counting::new(&store, delay);
+        let hub = hub();
+        let dispatcher = Dispatcher::with_replay(
+            hub.clone(),
+            source.clone(),
+            Duration::from_millis(20),
+            store.epoch().to_owned(),
+            vec![(ROOM.into(), 0)],
+            limits,
+        );
+        let (watcher, outbox) =
+            hub.connect(UserId::parse("admin", "u").unwrap(), true, HashSet::new());
+        dispatcher.subscribe(&watcher, ROOM).await.unwrap();
+        for i in 1..=n {
+            store.create_task(task(&format!("t{i}"))).await.unwrap();
+        }
+        dispatcher.publish(store.events_after(ROOM, 0, n as i64).await.unwrap());
+        assert_eq!(dispatcher.position(ROOM), Some(n as i64));
+        (dir, dispatcher, source, (watcher, outbox))
+    }
+
+    /// Resumes a new session from `after` and returns the offsets it is sent.
+    async fn resume(dispatcher: &Dispatcher, after: i64, expect: usize) -> (bool, Vec<i64>) {
+        let (session, mut outbox) =
+            dispatcher
+                .hub()
+                .connect(UserId::parse("admin", "u").unwrap(), true, HashSet::new());
+        let since = Since {
+            epoch: dispatcher.inner.epoch.clone(),
+            offset: Some(after),
+            offsets: Default::default(),
+        };
+        let (answer, replay) = dispatcher
+            .subscribe_from(&session, ROOM, Some(&since), &[], None)
+            .await
+            .unwrap();
+        if let Some(replay) = replay {
+            tokio::spawn(replay.run());
+        }
+        let mut offsets = Vec::new();
+        while offsets.len() < expect {
+            let frame = tokio::time::timeout(Duration::from_secs(10), outbox.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            let frame: serde_json::Value = serde_json::from_slice(&frame).unwrap();
+            offsets.push(frame["offset"].as_i64().unwrap());
+        }
+        (answer.recovered, offsets)
+    }
+
+    /// A resume whose gap the room's tail holds reads nothing from the log; one from before the
+    /// tail reads the log and is just as complete.
+    #[tokio::test]
+    async fn a_recent_gap_is_replayed_from_memory_and_an_older_one_from_the_log() {
+        let limits = ReplayLimits {
+            tail_events: 10,
+            ..ReplayLimits::default()
+        };
+        let (_dir, dispatcher, source, _watcher) = delivered(30, limits, Duration::ZERO).await;
+        let before = source.reads();
+        let (recovered, offsets) = resume(&dispatcher, 22, 8).await;
+        assert!(recovered);
+        assert_eq!(offsets, (23..=30).collect::<Vec<_>>());
+        assert_eq!(source.reads(), before, "served from the tail");
+
+        let (recovered, offsets) = resume(&dispatcher, 5, 25).await;
+        assert!(recovered);
+        assert_eq!(offsets, (6..=30).collect::<Vec<_>>());
+        assert!(source.reads() > before, "older than the tail: read from the log");
+    }
+
+    /// On a single node, a room whose last receiver left keeps its stream and tail for the
+    /// retention time: the clients a blip disconnected resume from memory.
+    #[tokio::test]
+    async fn a_single_node_keeps_an_unused_rooms_tail_for_the_clients_coming_back() {
+        let (_dir, dispatcher, source, watcher) =
+            delivered(12, ReplayLimits::default(), Duration::ZERO).await;
+        dispatcher.hub().disconnect(&watcher.0);
+        assert!(!dispatcher.hub().has_receivers(ROOM));
+        for _ in 0..3 {
+            dispatcher.sweep();
+        }
+        assert_eq!(dispatcher.position(ROOM), Some(12), "kept");
+        let before = source.reads();
+        let (recovered, offsets) = resume(&dispatcher, 9, 3).await;
+        assert!(recovered);
+        assert_eq!(offsets, [10, 11, 12]);
+        assert_eq!(source.reads(), before, "no query");
+    }
+
+    /// A storm of resumes from before the tail reads the log with at most `concurrency` reads at
+    /// once; the others wait their turn, and every one is served in full.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replays_from_the_log_queue_behind_the_concurrency_limit() {
+        let limits = ReplayLimits {
+            tail_events: 2,
+            concurrency: 2,
+            ..ReplayLimits::default()
+        };
+        let (_dir, dispatcher, source, _watcher) =
+            delivered(20, limits, Duration::from_millis(20)).await;
+        let resumes: Vec<_> = (0..8)
+            .map(|_| {
+                let dispatcher = dispatcher.clone();
+                tokio::spawn(async move { resume(&dispatcher, 3, 17).await })
+            })
+            .collect();
+        for resumed in resumes {
+            let (recovered, offsets) = resumed.await.unwrap();
+            assert!(recovered);
+            assert_eq!(offsets, (4..=20).collect::<Vec<_>>());
+        }
+        let most = source.most.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=2).contains(&most), "{most} log reads at once");
     }
 }

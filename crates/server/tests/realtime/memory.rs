@@ -13,7 +13,9 @@ const SETTLE: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_clients_leave_behind_is_dropped_when_the_last_one_leaves() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    // A single node keeps an unused room's tail of recent events for the clients that come
+    // back (`replay_tail_retain_secs`); here briefly, so the test sees it go.
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.replay_tail_retain_secs = 2).await;
     let users: Vec<String> = (0..8).map(|i| format!("leaver{i}")).collect();
     let members: Vec<&str> = users.iter().map(String::as_str).collect();
     let projects = ["left-a", "left-b", "left-c"];

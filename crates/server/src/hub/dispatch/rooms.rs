@@ -30,6 +30,11 @@
 //!   at or below a state's start was never handled by that state, but a session's view of its
 //!   projects depends on it. A newer change of the same user applied already wins.
 //!
+//! - **A tail** ([`super::tail`]): on a single node, a room nobody receives still hears every
+//!   event, so its state (and the tail of recent events it keeps for resumes) is kept for
+//!   `ReplayLimits::retain` after it was last used: the clients a blip disconnected find it when
+//!   they come back. A cluster node drops it as before.
+//!
 //! Left as is: if an event was handled by a state that was dropped since, and then arrives a
 //! second time (a gap fill and its live copy, a broker's duplicate) more than a sweep interval
 //! later, its membership change is applied again. Nothing else depends on a dropped state.
@@ -45,6 +50,8 @@ use std::time::Duration;
 static DISPATCHER_ROOMS: LazyLock<Gauge> = LazyLock::new(|| gauge!("hub_dispatcher_rooms"));
 static HUB_ROOMS: LazyLock<Gauge> = LazyLock::new(|| gauge!("hub_rooms"));
 static HUB_USERS: LazyLock<Gauge> = LazyLock::new(|| gauge!("hub_users"));
+static TAIL_BYTES: LazyLock<Gauge> = LazyLock::new(|| gauge!("hub_replay_tail_bytes"));
+static CACHED_USERS: LazyLock<Gauge> = LazyLock::new(|| gauge!("hub_membership_cache_users"));
 
 /// How often unused room states are looked for. An entry is dropped after one to two of these
 /// unused: longer than an event takes from its commit to the dispatcher, short enough that a
@@ -83,6 +90,7 @@ impl Dispatcher {
         if let Some(order) = self.inner.rooms.get(room) {
             return Ok(order.clone());
         }
+        crate::hub::metrics::db_query("last_offset");
         let last = self.inner.source.last_offset(room).await.map_err(|err| {
             tracing::warn!(room, error = %err, "could not read the room's last offset");
             SubscribeError::LogUnavailable
@@ -103,6 +111,7 @@ impl Dispatcher {
             // Its first member pinned them, and none was dropped since.
             return Ok(pin);
         }
+        crate::hub::metrics::db_query("last_offset");
         let rooms = self.inner.source.last_offsets().await.map_err(|err| {
             tracing::warn!(error = %err, "could not read the rooms' last offsets");
             SubscribeError::LogUnavailable
@@ -120,6 +129,12 @@ impl Dispatcher {
     pub(super) fn sweep(&self) {
         let hub = &self.inner.hub;
         let joining = &self.inner.tasks_joining;
+        // A single node hears every event of every room, so an unused room's stream (and its
+        // tail) stays current and is worth keeping for the clients that come back.
+        let retain = match hub.feed() {
+            None => self.inner.replay.retain,
+            Some(_) => Duration::ZERO,
+        };
         self.inner.rooms.retain(|room, order| {
             // Held elsewhere: an event being handled, a subscription being set up, a gap fill.
             if Arc::strong_count(order) > 1 {
@@ -136,6 +151,10 @@ impl Dispatcher {
                 return true;
             };
             if std::mem::take(&mut o.touched) {
+                o.idle_since = std::time::Instant::now();
+                return true;
+            }
+            if !o.tail.is_empty() && o.idle_since.elapsed() < retain {
                 return true;
             }
             !o.pending.is_empty() || o.filling
@@ -161,6 +180,8 @@ impl Dispatcher {
                 DISPATCHER_ROOMS.set(dispatcher.inner.rooms.len() as f64);
                 HUB_ROOMS.set(hub.rooms as f64);
                 HUB_USERS.set(hub.users as f64);
+                TAIL_BYTES.set(dispatcher.inner.budget.used() as f64);
+                CACHED_USERS.set(dispatcher.inner.hub.memberships().len() as f64);
             }
         });
     }
@@ -216,8 +237,14 @@ mod tests {
         }
     }
 
-    /// A dispatcher that knows no room yet (as if every state had been swept away).
+    /// A dispatcher that knows no room yet (as if every state had been swept away), and keeps
+    /// no tail of a room nobody receives.
     fn dispatcher(store: &Store) -> Dispatcher {
+        retaining(store, Duration::ZERO)
+    }
+
+    /// [`dispatcher`], keeping the tail of an unused room for `retain`.
+    fn retaining(store: &Store, retain: Duration) -> Dispatcher {
         let hub = Hub::new(HubLimits {
             queue: QueueLimits {
                 messages: 100,
@@ -229,12 +256,16 @@ mod tests {
             connection_threads: 0,
             memberships: Default::default(),
         });
-        Dispatcher::new(
+        Dispatcher::with_replay(
             hub,
             Arc::new(StoreSource(store.clone())),
             Duration::from_millis(20),
             store.epoch().to_owned(),
             Vec::new(),
+            crate::hub::dispatch::ReplayLimits {
+                retain,
+                ..Default::default()
+            },
         )
     }
 

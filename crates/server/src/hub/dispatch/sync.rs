@@ -35,13 +35,17 @@ impl Dispatcher {
     ///
     /// A subscription without a position to resume from skips the catch-up when the room was
     /// already watched: its answer is the node's position, and every later event reaches it
-    /// (a room with receivers never skips ahead). A resume always catches up, because the
-    /// client's position may come from a node that is ahead of this one.
+    /// (a room with receivers never skips ahead). So does a resume whose positions (`resume`:
+    /// room, offset) this node has reached in every room: it is following them, so it is as
+    /// current as it would be after reading the store, and a reconnect storm onto a node that
+    /// follows the rooms costs no query. Any other resume catches up, because the client's
+    /// position may come from a node that is ahead of this one.
     pub(super) async fn sync_for_subscription(
         &self,
         room: &str,
         scope: &[String],
         resuming: bool,
+        resume: &[(String, i64)],
     ) -> Option<WatchLease> {
         let feed = self.inner.hub.feed()?.clone();
         let following = feed.watch(room);
@@ -52,12 +56,22 @@ impl Dispatcher {
         if following && !resuming {
             return Some(lease);
         }
+        let reached = || {
+            !resume.is_empty()
+                && resume
+                    .iter()
+                    .all(|(r, f)| self.position(r).is_some_and(|at| *f <= at))
+        };
+        if following && reached() {
+            return Some(lease);
+        }
         // Subscribed in the broker before the store is read: an event committed after the read
         // is published after it, so it reaches this node live.
         feed.ready(room).await;
         let latest = if room == crate::domain::Room::TASKS && !scope.is_empty() {
             let mut latest = Vec::with_capacity(scope.len());
             for r in scope {
+                crate::hub::metrics::db_query("last_offset");
                 match self.inner.source.last_offset(r).await {
                     Ok(last) => latest.push((r.clone(), last)),
                     Err(err) => {
@@ -67,12 +81,14 @@ impl Dispatcher {
             }
             Ok(latest)
         } else if room == crate::domain::Room::TASKS {
+            crate::hub::metrics::db_query("last_offset");
             self.inner.source.last_offsets().await.map(|all| {
                 all.into_iter()
                     .filter(|(r, _)| r.starts_with("project:"))
                     .collect::<Vec<_>>()
             })
         } else {
+            crate::hub::metrics::db_query("last_offset");
             self.inner
                 .source
                 .last_offset(room)
@@ -82,7 +98,7 @@ impl Dispatcher {
         match latest {
             Ok(rooms) => {
                 for (room, last) in rooms {
-                    self.catch_up(&room, last).await;
+                    self.catch_up_counted(&room, last, true).await;
                 }
             }
             Err(err) => tracing::warn!(room, error = %err, "could not read the last offset"),
@@ -98,6 +114,11 @@ impl Dispatcher {
     /// A room with no state here starts at `latest` when nobody receives it, and at 0 when
     /// somebody does (a room created since they subscribed, see [`super::rooms`]).
     pub async fn catch_up(&self, room: &str, latest: i64) {
+        self.catch_up_counted(room, latest, false).await
+    }
+
+    /// [`Dispatcher::catch_up`], its log reads counted as a subscription's queries when `counted`.
+    async fn catch_up_counted(&self, room: &str, latest: i64, counted: bool) {
         let order = self.order_or(room, || {
             if self.inner.hub.has_receivers(room) {
                 0
@@ -113,13 +134,16 @@ impl Dispatcher {
                     return;
                 }
                 if !self.inner.hub.has_receivers(room) {
-                    o.delivered = latest;
+                    o.skip_to(latest);
                     o.pending = o.pending.split_off(&(latest + 1));
                     self.drain(room, &mut o);
                     return;
                 }
                 o.delivered
             };
+            if counted {
+                crate::hub::metrics::db_query("catch_up");
+            }
             match self
                 .inner
                 .source
