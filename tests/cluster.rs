@@ -7,23 +7,17 @@
 mod binary;
 #[path = "../crates/server/tests/common/mod.rs"]
 mod common;
+mod realtime_client;
 
 use binary::TOKEN;
 use common::{Backend, TestDb};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use taskflow_server::store::Store;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// How long anything may take before the test fails.
-const WAIT: Duration = Duration::from_secs(30);
+use realtime_client::*;
 /// The shared Redis, as `scripts/test.sh` starts it.
 const REDIS: &str = "redis://127.0.0.1:6379/";
 
@@ -166,256 +160,6 @@ impl Drop for OwnRedis {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-async fn open_socket(addr: &str, token: &str) -> Socket {
-    let mut request = format!("ws://{addr}/ws/tasks?auto=false")
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("connects in time")
-        .expect("connects");
-    socket
-}
-
-/// The next text frame, or `None` when the connection ends (closed or killed).
-async fn next(socket: &mut Socket) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("a frame or the end in time")
-        {
-            Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).unwrap()),
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
-            Some(Ok(_)) => {}
-        }
-    }
-}
-
-/// A WebSocket client that subscribes to rooms, records every event it receives, and resumes
-/// on another node from where it stopped.
-struct Client {
-    socket: Option<Socket>,
-    token: String,
-    epoch: Value,
-    /// Room → where its stream started (the first subscription's answer).
-    start: BTreeMap<String, i64>,
-    /// Room → offsets received, in arrival order.
-    got: BTreeMap<String, Vec<i64>>,
-    /// Close codes seen.
-    closes: Vec<u16>,
-}
-
-impl Client {
-    async fn connect(addr: &str, token: &str, rooms: &[&str]) -> Client {
-        let mut client = Client {
-            socket: None,
-            token: token.to_owned(),
-            epoch: Value::Null,
-            start: BTreeMap::new(),
-            got: BTreeMap::new(),
-            closes: Vec::new(),
-        };
-        client.socket = Some(open_socket(addr, token).await);
-        for room in rooms {
-            let answer = client
-                .command(json!({ "type": "subscribe", "room": room }))
-                .await;
-            client.epoch = answer["epoch"].clone();
-            client
-                .start
-                .insert(room.to_string(), answer["offset"].as_i64().unwrap());
-            client.got.entry(room.to_string()).or_default();
-        }
-        client
-    }
-
-    /// Sends a command and returns its result; events that arrive meanwhile are recorded.
-    async fn command(&mut self, mut command: Value) -> Value {
-        let id = uuid::Uuid::now_v7().to_string();
-        command["id"] = json!(id);
-        let socket = self.socket.as_mut().expect("connected");
-        socket
-            .send(Message::text(command.to_string()))
-            .await
-            .unwrap();
-        loop {
-            let frame = self.frame().await.expect("the answer");
-            if frame["id"] == json!(id) {
-                assert_eq!(frame["ok"], true, "{command} -> {frame}");
-                return frame["result"].clone();
-            }
-        }
-    }
-
-    /// The next frame, recording it if it is an event.
-    async fn frame(&mut self) -> Option<Value> {
-        let frame = next(self.socket.as_mut()?).await;
-        match &frame {
-            Some(f) if f["type"] == "event" => {
-                let room = f["room"].as_str().unwrap().to_owned();
-                self.got
-                    .entry(room)
-                    .or_default()
-                    .push(f["offset"].as_i64().unwrap());
-            }
-            Some(_) => {}
-            None => {
-                if let Some(mut socket) = self.socket.take() {
-                    // The close frame, if the server sent one, was the last thing read.
-                    let _ = socket.close(None).await;
-                }
-            }
-        }
-        frame
-    }
-
-    /// The last offset seen in `room` (or where its stream started).
-    fn position(&self, room: &str) -> i64 {
-        self.got
-            .get(room)
-            .and_then(|o| o.last().copied())
-            .unwrap_or(self.start[room])
-    }
-
-    /// Reads until every room has reached `targets`; false if the connection ended first.
-    async fn read_until(&mut self, targets: &BTreeMap<String, i64>) -> bool {
-        let deadline = Instant::now() + WAIT;
-        while targets.iter().any(|(room, &t)| self.position(room) < t) {
-            assert!(
-                Instant::now() < deadline,
-                "events in time: {targets:?} vs {:?}",
-                self.got
-                    .iter()
-                    .map(|(r, o)| (r, o.last()))
-                    .collect::<Vec<_>>()
-            );
-            if self.socket.is_none() || self.frame().await.is_none() {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Reads until the connection ends (the node died or closed it); records the close code.
-    async fn read_until_closed(&mut self) {
-        while let Some(socket) = self.socket.as_mut() {
-            match tokio::time::timeout(WAIT, socket.next())
-                .await
-                .expect("the connection ends in time")
-            {
-                Some(Ok(Message::Text(text))) => {
-                    let f: Value = serde_json::from_str(&text).unwrap();
-                    if f["type"] == "event" {
-                        self.got
-                            .entry(f["room"].as_str().unwrap().to_owned())
-                            .or_default()
-                            .push(f["offset"].as_i64().unwrap());
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    if let Some(frame) = frame {
-                        self.closes.push(frame.code.into());
-                    }
-                    self.socket = None;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => self.socket = None,
-            }
-        }
-    }
-
-    /// Connects to `addr` and resumes every room from where it stopped; the node must recover
-    /// them all (its log is the cluster's log).
-    async fn resume(&mut self, addr: &str) {
-        self.socket = Some(open_socket(addr, &self.token).await);
-        let rooms: Vec<String> = self.start.keys().cloned().collect();
-        for room in rooms {
-            let since = json!({ "epoch": self.epoch, "offset": self.position(&room) });
-            let answer = self
-                .command(json!({ "type": "subscribe", "room": room, "since": since }))
-                .await;
-            assert_eq!(answer["recovered"], true, "resume on {addr}: {answer}");
-        }
-    }
-
-    /// Every event of every room from the start up to `targets`, once each, in order.
-    fn assert_complete(&self, targets: &BTreeMap<String, i64>) {
-        for (room, &target) in targets {
-            let expected: Vec<i64> = (self.start[room] + 1..=target).collect();
-            assert_eq!(
-                self.got[room], expected,
-                "{room}: every event once, in offset order"
-            );
-        }
-    }
-}
-
-async fn create_project(addr: &str, id: &str, members: &[&str]) {
-    let res = reqwest::Client::new()
-        .post(format!("http://{addr}/projects"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "id": id, "name": id, "members": members }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-}
-
-async fn token_for(addr: &str, user: &str) -> String {
-    let res = reqwest::Client::new()
-        .post(format!("http://{addr}/auth/tokens"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "user": user }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
-}
-
-/// Writes up to `count` tasks into `project` through `addr`, stopping at the first failure (the
-/// node died); returns how many were acknowledged.
-fn writer(addr: String, project: &'static str, count: usize) -> tokio::task::JoinHandle<usize> {
-    tokio::spawn(async move {
-        let client = reqwest::Client::new();
-        for i in 0..count {
-            let res = client
-                .post(format!("http://{addr}/tasks"))
-                .bearer_auth(TOKEN)
-                .json(&json!({ "title": format!("t{i}"), "project_id": project }))
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await;
-            match res {
-                Ok(res) if res.status() == 201 => {}
-                _ => return i,
-            }
-        }
-        count
-    })
-}
-
-/// The store's last offset of each room: what every subscriber must end up with.
-async fn last_offsets(db: &TestDb, rooms: &[&str]) -> BTreeMap<String, i64> {
-    let store = Store::connect(&db.url).await.unwrap();
-    let mut targets = BTreeMap::new();
-    for room in rooms {
-        targets.insert(room.to_string(), store.last_offset(room).await.unwrap());
-    }
-    store.close().await;
-    targets
-}
-
-async fn get_json(url: &str) -> (u16, Value) {
-    let res = reqwest::get(url).await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
 }
 
 const ROOMS: [&str; 2] = ["project:default", "project:p2"];
@@ -923,19 +667,6 @@ async fn a_membership_change_reaches_a_node_that_does_not_watch_the_project() {
     }
 }
 
-/// A counter of a node's `/metrics`.
-async fn counter(node: &Node, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", node.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_receives_only_the_rooms_it_has_subscribers_for() {
     let (db, nodes, _prefix) = cluster(2).await;
@@ -954,8 +685,8 @@ async fn a_node_receives_only_the_rooms_it_has_subscribers_for() {
     assert!(on_1.read_until(&p2).await);
     on_1.assert_complete(&p2);
     // Node 1 got p2's ten events through Redis, and none of default's twenty.
-    assert_eq!(counter(&nodes[1], "broker_received_total").await, 10.0);
-    assert_eq!(counter(&nodes[1], "broker_watched_rooms").await, 1.0);
+    assert_eq!(counter(&nodes[1].addr, "broker_received_total").await, 10.0);
+    assert_eq!(counter(&nodes[1].addr, "broker_watched_rooms").await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1045,7 +776,131 @@ async fn a_node_starts_and_serves_while_redis_is_unreachable_and_joins_when_it_c
     assert!(client.read_until(&six).await);
     client.assert_complete(&six);
     assert!(
-        counter(&nodes[0], "broker_received_total").await > 0.0,
+        counter(&nodes[0].addr, "broker_received_total").await > 0.0,
         "once connected, events come through Redis"
+    );
+}
+
+/// Subscribes on a new connection to `addr` and returns the reply (ok or not).
+async fn try_subscribe(addr: &str, token: &str, room: &str) -> Value {
+    let mut socket = open_socket(addr, token).await;
+    let command = json!({ "type": "subscribe", "room": room, "id": "s" });
+    futures::SinkExt::send(
+        &mut socket,
+        tokio_tungstenite::tungstenite::Message::text(command.to_string()),
+    )
+    .await
+    .unwrap();
+    loop {
+        let frame = next(&mut socket).await.expect("a reply");
+        if frame["id"] == "s" {
+            return frame;
+        }
+    }
+}
+
+/// Node 1 serves fay's handshakes from its membership cache; a removal made through node 0
+/// reaches that cache through the broker, so her next subscription on node 1 is refused without
+/// node 1 reloading her memberships; her return is seen the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_change_on_one_node_updates_the_others_cache() {
+    let (_db, nodes, _prefix) = cluster(2).await;
+    create_project(&nodes[0].addr, "p5", &["fay"]).await;
+    let fay = token_for(&nodes[0].addr, "fay").await;
+    let loads = r#"reason="memberships""#;
+    let reply = try_subscribe(&nodes[1].addr, &fay, "project:p5").await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(
+        counter_of(&nodes[1].addr, "realtime_db_queries_total", loads).await,
+        1.0
+    );
+    let members = |method: reqwest::Method| {
+        reqwest::Client::new()
+            .request(
+                method,
+                format!("http://{}/projects/p5/members/fay", nodes[0].addr),
+            )
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    assert!(members(reqwest::Method::DELETE)
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reply = try_subscribe(&nodes[1].addr, &fay, "project:p5").await;
+        if reply["ok"] == false {
+            assert_eq!(reply["error"]["code"], "forbidden", "{reply}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the removal reaches node 1");
+    }
+    assert!(members(reqwest::Method::PUT)
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reply = try_subscribe(&nodes[1].addr, &fay, "project:p5").await;
+        if reply["ok"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new membership reaches node 1"
+        );
+    }
+    assert_eq!(
+        counter_of(&nodes[1].addr, "realtime_db_queries_total", loads).await,
+        1.0,
+        "node 1 never read fay's memberships again: the broker kept its cache current"
+    );
+}
+
+/// Clients of one node drop and resume on another node that follows their room: it answers from
+/// its own position and its room's tail, with no query per connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_onto_a_node_that_follows_the_room_makes_no_database_queries() {
+    let (db, nodes, _prefix) = cluster(2).await;
+    let users = ["gus", "hal"];
+    create_project(&nodes[0].addr, "p6", &users).await;
+    let mut tokens = Vec::new();
+    for user in users {
+        tokens.push(token_for(&nodes[0].addr, user).await);
+    }
+    // The same users are connected to both nodes (each node's cache knows them).
+    let mut here = Vec::new();
+    let mut there = Vec::new();
+    for i in 0..20 {
+        let token = &tokens[i % 2];
+        here.push(Client::connect(&nodes[0].addr, token, &["project:p6"]).await);
+        there.push(Client::connect(&nodes[1].addr, token, &["project:p6"]).await);
+    }
+    assert_eq!(writer(nodes[0].addr.clone(), "p6", 5).await.unwrap(), 5);
+    let targets = last_offsets(&db, &["project:p6"]).await;
+    for client in here.iter_mut().chain(there.iter_mut()) {
+        assert!(client.read_until(&targets).await);
+    }
+    let queries = counter_sum(&nodes[0].addr, "realtime_db_queries_total").await;
+    let opened = counter(&nodes[0].addr, "hub_connections_opened_total").await;
+    for client in &mut there {
+        drop(client.socket.take());
+    }
+    assert_eq!(writer(nodes[0].addr.clone(), "p6", 5).await.unwrap(), 5);
+    futures::future::join_all(there.iter_mut().map(|c| c.resume(&nodes[0].addr))).await;
+    let targets = last_offsets(&db, &["project:p6"]).await;
+    for client in here.iter_mut().chain(there.iter_mut()) {
+        assert!(client.read_until(&targets).await);
+        client.assert_complete(&targets);
+    }
+    let reconnections = counter(&nodes[0].addr, "hub_connections_opened_total").await - opened;
+    assert_eq!(reconnections, 20.0);
+    let queries = counter_sum(&nodes[0].addr, "realtime_db_queries_total").await - queries;
+    assert!(
+        queries / reconnections <= 0.05,
+        "{queries} queries for {reconnections} reconnections"
     );
 }

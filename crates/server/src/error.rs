@@ -190,9 +190,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_)
             | ApiError::Busy { .. }
-            | ApiError::TooManyConnections { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | ApiError::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -284,9 +284,12 @@ impl Dispatcher {
             order.membership.insert(user.clone(), event.offset);
         }
         order.delivered = event.offset;
-        order
-            .tail
-            .push(event.offset, &event.bytes, event.tasks_of.is_some(), event.at_ms);
+        order.tail.push(
+            event.offset,
+            &event.bytes,
+            event.tasks_of.is_some(),
+            event.at_ms,
+        );
         let lag = (chrono::Utc::now().timestamp_millis() - event.at_ms).max(0) as f64 / 1000.0;
         metrics::dispatched(reached, lag);
     }
@@ -597,12 +600,12 @@ impl Replay {
             let (room, until) = (&range.room, range.until);
             let mut after = range.after;
             while after < until {
-                let from_tail = range
-                    .order
-                    .lock()
-                    .expect("never poisoned")
-                    .tail
-                    .after(after, until, PAGE as usize, self.task_events_only);
+                let from_tail = range.order.lock().expect("never poisoned").tail.after(
+                    after,
+                    until,
+                    PAGE as usize,
+                    self.task_events_only,
+                );
                 let (frames, covered) = match from_tail {
                     Some(page) => page,
                     None => match self.read_log(room, after, PAGE.min(until - after)).await {
@@ -842,7 +845,9 @@ mod tests {
             self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.store.last_offset(room)
         }
-        fn last_offsets(&self) -> futures::future::BoxFuture<'_, Result<Vec<(String, i64)>, String>> {
+        fn last_offsets(
+            &self,
+        ) -> futures::future::BoxFuture<'_, Result<Vec<(String, i64)>, String>> {
             self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.store.last_offsets()
         }
@@ -935,7 +940,10 @@ mod tests {
         let (recovered, offsets) = resume(&dispatcher, 5, 25).await;
         assert!(recovered);
         assert_eq!(offsets, (6..=30).collect::<Vec<_>>());
-        assert!(source.reads() > before, "older than the tail: read from the log");
+        assert!(
+            source.reads() > before,
+            "older than the tail: read from the log"
+        );
     }
 
     /// On a single node, a room whose last receiver left keeps its stream and tail for the

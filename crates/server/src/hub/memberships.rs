@@ -250,7 +250,9 @@ mod tests {
     async fn changes_apply_to_a_loaded_user_and_to_a_load_in_flight() {
         let cache = Arc::new(Memberships::new(MembershipLimits::default()));
         let got = cache
-            .get(&user("alice"), || async { Ok::<_, ()>(vec![project("p1")]) })
+            .get(&user("alice"), || async {
+                Ok::<_, ()>(vec![project("p1")])
+            })
             .await
             .unwrap();
         assert_eq!(got, set(&["p1"]));
@@ -297,7 +299,9 @@ mod tests {
         let failed = cache.get(&user("alice"), || async { Err("down") }).await;
         assert_eq!(failed, Err("down"));
         let got = cache
-            .get(&user("alice"), || async { Ok::<_, &str>(vec![project("p1")]) })
+            .get(&user("alice"), || async {
+                Ok::<_, &str>(vec![project("p1")])
+            })
             .await;
         assert_eq!(got, Ok(set(&["p1"])));
         let started = Instant::now();
@@ -305,7 +309,9 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let reloaded = cache
-            .get(&user("alice"), || async { Ok::<_, &str>(vec![project("p2")]) })
+            .get(&user("alice"), || async {
+                Ok::<_, &str>(vec![project("p2")])
+            })
             .await;
         assert_eq!(reloaded, Ok(set(&["p2"])), "older than the ttl: read again");
     }
@@ -318,7 +324,9 @@ mod tests {
         });
         for i in 0..1000 {
             cache
-                .get(&user(&format!("u{i}")), || async { Ok::<_, ()>(Vec::new()) })
+                .get(&user(&format!("u{i}")), || async {
+                    Ok::<_, ()>(Vec::new())
+                })
                 .await
                 .unwrap();
             assert!(cache.len() <= 65, "{}", cache.len());

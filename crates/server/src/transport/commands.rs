@@ -245,7 +245,11 @@ async fn tasks_scope(
             .map(|p| format!("project:{}", p.id))
             .collect()
     } else {
-        conn.session.projects().iter().map(ProjectId::room).collect()
+        conn.session
+            .projects()
+            .iter()
+            .map(ProjectId::room)
+            .collect()
     };
     Ok(projects)
 }

@@ -137,3 +137,51 @@ async fn connection_limits_answer_503() {
         }
     }
 }
+
+/// A refusal for "not now" says when to retry (`Retry-After`, jittered between the configured
+/// base and twice it, also in the body with the reason), and a plain GET of the endpoint (how a
+/// browser, which cannot read a refused handshake, learns it) gets the same answer while the
+/// node would refuse, and 426 once it would not.
+#[tokio::test]
+async fn a_refusal_says_when_to_retry_and_a_probe_learns_it() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.ws_max_connections = 1;
+        c.ws_retry_after_secs = 3;
+    })
+    .await;
+    let probe = || reqwest::get(app.url("/ws/tasks"));
+    assert_eq!(probe().await.unwrap().status(), 426, "room for one more");
+    let held = Ws::connect(&app, &app.token_for("ivy").await).await;
+    let refused = match Ws::open(&app, &app.token_for("joe").await).await {
+        Err(WsError::Http(response)) => response,
+        other => panic!("expected 503, got {:?}", other.map(|_| ())),
+    };
+    assert_eq!(refused.status(), 503);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3..=6).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value =
+        serde_json::from_slice(refused.body().as_deref().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(body["error"]["details"]["reason"], "server_full");
+    assert_eq!(body["error"]["details"]["retry_after_secs"], retry_after);
+
+    let answer = probe().await.unwrap();
+    assert_eq!(answer.status(), 503);
+    assert!(answer.headers().contains_key("retry-after"));
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["details"]["reason"], "server_full");
+
+    drop(held);
+    let deadline = tokio::time::Instant::now() + crate::ws::WAIT;
+    while probe().await.unwrap().status() != 426 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the probe says come in once the slot is free"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -106,6 +106,8 @@ pub(super) async fn run(mut sub: Subscriber) {
         if connected_before {
             metrics::reconnected();
             tracing::info!("Redis pub/sub connected again; catching up from the log");
+            // Membership changes published meanwhile were lost to this node: read them again.
+            sub.dispatcher.hub().memberships().clear();
         }
         connected_before = true;
         // Whatever was published while this node was not subscribed is in the log.

@@ -105,7 +105,11 @@ impl Tail {
 
     /// Keeps a delivered event (the next offset), dropping the oldest ones beyond the limits.
     pub(crate) fn push(&mut self, offset: i64, bytes: &Bytes, task_event: bool, at_ms: i64) {
-        if self.events.back().is_some_and(|last| last.offset + 1 != offset) {
+        if self
+            .events
+            .back()
+            .is_some_and(|last| last.offset + 1 != offset)
+        {
             self.clear();
         }
         let limits = self.budget.limits;
@@ -252,10 +256,7 @@ mod tests {
         let (frames, covered) = tail.after(14, 20, 3, false).unwrap();
         assert_eq!((offsets(&frames), covered), (vec![15, 16, 17], 17));
         let (frames, covered) = tail.after(10, 20, 100, true).unwrap();
-        assert_eq!(
-            (offsets(&frames), covered),
-            (vec![12, 14, 16, 18, 20], 20)
-        );
+        assert_eq!((offsets(&frames), covered), (vec![12, 14, 16, 18, 20], 20));
         assert_eq!(tail.after(9, 20, 10, false), None, "offset 10 is not here");
         assert!(tail.covers(10, 20) && tail.covers(20, 20) && !tail.covers(9, 20));
         tail.push(25, &frame(25), false, now());
@@ -264,10 +265,7 @@ mod tests {
             None,
             "a jump empties it before keeping the new event"
         );
-        assert_eq!(
-            offsets(&tail.after(24, 25, 10, false).unwrap().0),
-            vec![25]
-        );
+        assert_eq!(offsets(&tail.after(24, 25, 10, false).unwrap().0), vec![25]);
     }
 
     #[test]
@@ -312,7 +310,10 @@ mod tests {
             b.push(offset, &frame(offset), false, now());
             assert!(budget.used() <= 10 * cost + cost, "{}", budget.used());
         }
-        assert!(a.covers(49, 50) && b.covers(49, 50), "each keeps its newest");
+        assert!(
+            a.covers(49, 50) && b.covers(49, 50),
+            "each keeps its newest"
+        );
         a.clear();
         b.clear();
         assert_eq!(budget.used(), 0);

@@ -66,7 +66,9 @@ async fn handshake(state: &AppState, parts: &mut Parts) -> Result<Response, Resp
         // status of a refused handshake): 503 with `Retry-After` if one would be refused now.
         let probe = matches!(
             rejection,
-            Rejection::NoConnectionUpgrade | Rejection::NoUpgradeWebsocket | Rejection::NotUpgradable
+            Rejection::NoConnectionUpgrade
+                | Rejection::NoUpgradeWebsocket
+                | Rejection::NotUpgradable
         );
         match state.refusing_now().filter(|_| probe) {
             Some(reason) => state.gate().busy(reason).into_response(),
