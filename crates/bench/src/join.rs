@@ -89,6 +89,10 @@ pub async fn join(
     }
 }
 
+/// How long the TCP connection may take: under a storm the listen queue overflows and the
+/// kernel retries the SYN (after 1, 3, 7 s ...), and a client must not wait for minutes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One try: dial, handshake, subscribe.
 async fn attempt(
     dialer: &Dialer,
@@ -97,7 +101,9 @@ async fn attempt(
     room: &str,
     since: Option<(&str, i64)>,
 ) -> Result<(Wire, Subscribed), OpenError> {
-    let tcp = dialer.dial(target).await?;
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, dialer.dial(target))
+        .await
+        .map_err(|_| OpenError::Failed("connect timed out".into()))??;
     let mut wire = Wire::open(tcp, target, token).await?;
     let subscribed = wire.subscribe(room, since).await?;
     Ok((wire, subscribed))
@@ -125,6 +131,8 @@ pub fn failure_reason(err: &str) -> &'static str {
         "closed_before_subscribed"
     } else if err.starts_with("subscribe refused") {
         "subscribe_refused"
+    } else if err.starts_with("connect timed out") {
+        "connect_timeout"
     } else if err.starts_with("TLS handshake") {
         "tls_handshake"
     } else if err == "no hello" {
@@ -158,6 +166,7 @@ mod tests {
             ("subscribe refused: {}", "subscribe_refused"),
             ("TLS handshake: invalid peer certificate", "tls_handshake"),
             ("no hello", "no_hello"),
+            ("connect timed out", "connect_timeout"),
             ("Connection refused (os error 111)", "connect_error"),
         ] {
             assert_eq!(failure_reason(err), reason, "{err}");

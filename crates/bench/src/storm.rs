@@ -189,6 +189,8 @@ struct Ctx {
     affected: AtomicUsize,
     /// Of those, the ones not caught up (nor failed) yet.
     pending: AtomicUsize,
+    /// Of those, the ones that could not get back in.
+    storm_failed: AtomicUsize,
     /// Clients that saw their room's end marker.
     ended: AtomicUsize,
     delivered: AtomicU64,
@@ -414,6 +416,7 @@ impl Client {
                 match storm {
                     Some(_) => {
                         self.end.storm = Some(Err(err));
+                        self.ctx.storm_failed.fetch_add(1, Ordering::Relaxed);
                         if std::mem::take(&mut self.counted) {
                             self.ctx.pending.fetch_sub(1, Ordering::Relaxed);
                         }
@@ -488,6 +491,7 @@ pub async fn run(target: &Target, plan: &StormPlan) -> Result<StormReport, Bench
         live: AtomicUsize::new(0),
         affected: AtomicUsize::new(0),
         pending: AtomicUsize::new(0),
+        storm_failed: AtomicUsize::new(0),
         ended: AtomicUsize::new(0),
         delivered: AtomicU64::new(0),
     });
@@ -537,7 +541,7 @@ pub async fn run(target: &Target, plan: &StormPlan) -> Result<StormReport, Bench
     tokio::time::sleep(plan.warmup).await;
     let before = metrics::scrape(target, &metrics_at).await;
     let server_before = target.sample();
-    let alive = ctx.live.load(Ordering::Relaxed);
+    let alive = ctx.live.load(Ordering::Relaxed) as u64;
     let storm_start = Instant::now();
     let _ = storm_tx.send(Some(storm_start));
     if plan.mode == Mode::Drain {
@@ -547,7 +551,7 @@ pub async fn run(target: &Target, plan: &StormPlan) -> Result<StormReport, Bench
             }
         }
     }
-    let bar = progress::counter("storm", alive as u64);
+    let bar = progress::counter("storm", alive);
     loop {
         let (affected, pending) = (
             ctx.affected.load(Ordering::Relaxed),
@@ -555,9 +559,13 @@ pub async fn run(target: &Target, plan: &StormPlan) -> Result<StormReport, Bench
         );
         bar.set_position(affected.saturating_sub(pending) as u64);
         // Every client the storm hits has lost its connection: all of them when they drop it
-        // themselves; those of a drained node once it has exited (its sockets are closed then).
+        // themselves (every live one, and those of them that could not get back in); those of a
+        // drained node once it has exited (its sockets are closed then).
         let all_hit = match plan.mode {
-            Mode::Reconnect => affected >= alive,
+            Mode::Reconnect => {
+                affected
+                    >= ctx.live.load(Ordering::Relaxed) + ctx.storm_failed.load(Ordering::Relaxed)
+            }
             Mode::Drain => plan.drain_pids.iter().all(|&pid| exited(pid)),
         };
         if (all_hit && pending == 0) || storm_start.elapsed() >= plan.timeout {
