@@ -75,6 +75,8 @@ bench rest-writes fanout --subscribers 0 --rate 0 --publishers 64 --duration 10
 SERVER_ENV=TASKFLOW_WS_THREADS=0 bench shared-10k-20 fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20
 SERVER_ENV=TASKFLOW_WS_THREADS=0 bench shared-10k-saturation fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 64 --duration 15
 bench churn-1000 churn --rate 1000 --duration 60 --warmup 5 --concurrency 200
+# A reconnect storm: 19,000 clients connect at once, then all drop and resume at once under load.
+bench storm-19k storm --clients 19000 --rooms 20 --rate 20
 # Over TLS: the same idle connections and 10,000-subscriber fan-outs, the bench trusting the CA.
 SERVER_ENV=$tls_server_env bench tls-idle-19k --ca-cert "$db_dir/ca.pem" connections --count 19000 --rate 2000 --concurrency 200 --hold 5
 SERVER_ENV=$tls_server_env bench tls-fanout-10k-20 --ca-cert "$db_dir/ca.pem" fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20

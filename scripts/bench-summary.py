@@ -4,12 +4,18 @@ import json, pathlib, statistics, sys
 
 FIGURES = {
     "connections": [("opened", "opened"), ("rss_per_connection", "RSS/conn B"), ("connect.p99_ms", "connect p99 ms")],
-    "fanout": [("failed_connections", "failed to connect"), ("published", "published"), ("publish_errors", "publish errors"), ("delivered", "delivered"), ("lost", "lost"), ("duplicates", "dup"), ("out_of_order", "ooo"),
+    "fanout": [("failed_connections", "failed to connect"), ("delayed", "delayed (503 followed)"), ("published", "published"), ("publish_errors", "publish errors"), ("delivered", "delivered"), ("lost", "lost"), ("duplicates", "dup"), ("out_of_order", "ooo"),
                ("disconnected", "closed"), ("events_per_sec_per_subscriber", "events/s"),
                ("delivered_per_sec", "deliveries/s"), ("latency.p50_ms", "p50 ms"), ("latency.p99_ms", "p99 ms"),
                ("latency.max_ms", "max ms"), ("server_cpu_us_per_delivery", "CPU us/delivery")],
     "churn": [("cycles", "cycles"), ("errors", "errors"), ("cycles_per_sec", "cycles/s"),
               ("rss_change_pct", "RSS change %")],
+    "storm": [("connect.subscribed_s", "connect s"), ("storm.clients", "resumed"),
+              ("storm.subscribed_s", "all subscribed s"), ("storm.caught_up_s", "all caught up s"),
+              ("storm.caught_up.p99_ms", "caught up p99 ms"), ("storm.recovered_false", "not recovered"),
+              ("failed_connections", "failed"), ("delayed", "delayed (503 followed)"),
+              ("lost", "lost"), ("duplicates", "dup"), ("out_of_order", "ooo"),
+              ("db_queries_per_connection", "DB queries/conn")],
 }
 
 def get(report, path):

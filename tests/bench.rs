@@ -6,11 +6,13 @@ mod binary;
 #[path = "../crates/server/tests/common/mod.rs"]
 mod common;
 
-use binary::{start_with, TOKEN};
+use binary::{start_serving, start_with, Prefix, TOKEN};
 use common::certs::Ca;
 use common::{Backend, TestDb};
 use serde_json::Value;
 use std::process::Command;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 fn bench_command(addr: &str, pid: u32, scenario: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_taskflow"));
@@ -57,8 +59,8 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// The server's `ws_subscriptions` gauge.
-async fn subscriptions(addr: &str) -> f64 {
+/// The sum of the server's series named `name` whose labels contain `labels` (absent: 0).
+async fn metric(addr: &str, name: &str, labels: &str) -> f64 {
     let text = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()
@@ -66,8 +68,17 @@ async fn subscriptions(addr: &str) -> f64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix("ws_subscriptions "))
-        .map_or(0.0, |v| v.parse().unwrap())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && rest.contains(labels)).then(|| value.parse::<f64>().unwrap())
+        })
+        .sum()
+}
+
+/// The server's `ws_subscriptions` gauge.
+async fn subscriptions(addr: &str) -> f64 {
+    metric(addr, "ws_subscriptions", "").await
 }
 
 /// Against a server with its default configuration (the bench mints its own users, so the
@@ -346,14 +357,27 @@ async fn bench_runs_over_tls_trusting_a_private_ca() {
     assert_eq!(churn["errors"], 0);
 }
 
+/// A server with room for 30 WebSockets, whose 503s say `Retry-After` 1 to 2 s.
+async fn room_for_30() -> (TestDb, KillOnDrop, String) {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (child, addr) = start_with(
+        &db.url,
+        &[
+            ("TASKFLOW_WS_MAX_CONNECTIONS", "30"),
+            ("TASKFLOW_WS_RETRY_AFTER_SECS", "1"),
+        ],
+    );
+    (db, KillOnDrop(child), addr)
+}
+
 /// A run where some subscribers cannot get in still yields its report: the failures are counted
 /// by reason, the subscribers that got in are accounted as usual; `--max-failed` makes them fatal.
+/// A refused subscriber follows the 503's `Retry-After` for `--retry-for` seconds before it is a
+/// failure: here the server never has room for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_connections_are_figures_and_max_failed_makes_them_fatal() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    // Room for 30 WebSockets: of 40 subscribers, 10 are refused with 503.
-    let (child, addr) = start_with(&db.url, &[("TASKFLOW_WS_MAX_CONNECTIONS", "30")]);
-    let server = KillOnDrop(child);
+    // Room for 30 WebSockets: of 40 subscribers, 10 are refused with 503, again and again.
+    let (_db, server, addr) = room_for_30().await;
     let pid = server.0.id();
     let scenario = [
         "fanout",
@@ -366,20 +390,27 @@ async fn failed_connections_are_figures_and_max_failed_makes_them_fatal() {
         "--concurrency",
         "40",
     ];
+    let mut following = scenario.to_vec();
+    following.extend(["--retry-for", "4"]);
     let addr2 = addr.clone();
-    let fanout = tokio::task::spawn_blocking(move || bench(&addr2, pid, &scenario))
+    let fanout = tokio::task::spawn_blocking(move || bench(&addr2, pid, &following))
         .await
         .unwrap();
     assert_eq!(fanout["subscribers"], 30, "{fanout}");
     assert_eq!(fanout["failed_connections"], 10, "{fanout}");
     assert_eq!(fanout["failures"]["refused_503"], 10, "{fanout}");
+    assert_eq!(fanout["delayed"], 0, "never got in: failures, not delays");
+    assert!(
+        metric(&addr, "handshakes_refused_total", r#"reason="server_full""#).await >= 20.0,
+        "each of the 10 followed its Retry-After (1 to 2 s) at least once"
+    );
     let published = fanout["published"].as_u64().unwrap();
     assert_eq!(fanout["expected"], published * 30, "{fanout}");
     assert_eq!(fanout["delivered"], fanout["expected"], "{fanout}");
 
-    // The same with --max-failed 5: the run ends with the error instead.
+    // The same with --max-failed 5 (and no following): the run ends with the error instead.
     let mut fatal = scenario.to_vec();
-    fatal.extend(["--max-failed", "5"]);
+    fatal.extend(["--max-failed", "5", "--retry-for", "0"]);
     let output =
         tokio::task::spawn_blocking(move || bench_command(&addr, pid, &fatal).output().unwrap())
             .await
@@ -389,5 +420,226 @@ async fn failed_connections_are_figures_and_max_failed_makes_them_fatal() {
     assert!(
         stderr.contains("10 of 40 connections failed") && stderr.contains("upgrade refused: 503"),
         "{stderr}"
+    );
+}
+
+/// Waits (bounded) until `check` holds.
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+/// A subscriber refused with 503 and `Retry-After` waits and tries again; once the server has
+/// room it gets in, and the report counts it as delayed (by the refusal's reason), not failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_subscribers_follow_retry_after_and_are_delays_not_failures() {
+    let (_db, server, addr) = room_for_30().await;
+    let pid = server.0.id();
+    // The test's own 10 connections take 10 of the 30 places: of the bench's 30 subscribers, 20
+    // get in and the others are refused (server_full) until these close.
+    let mut holders = Vec::new();
+    for _ in 0..10 {
+        let mut request = format!("ws://{addr}/ws/tasks")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        holders.push(tokio_tungstenite::connect_async(request).await.unwrap().0);
+    }
+    let fanout = bench_command(
+        &addr,
+        pid,
+        &[
+            "fanout",
+            "--subscribers",
+            "30",
+            "--rate",
+            "20",
+            "--duration",
+            "1",
+            "--concurrency",
+            "30",
+            "--retry-for",
+            "30",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    until(
+        "the server refuses a subscriber for want of room",
+        || async {
+            metric(&addr, "handshakes_refused_total", r#"reason="server_full""#).await >= 1.0
+        },
+    )
+    .await;
+    for mut holder in holders {
+        holder.close(None).await.unwrap();
+    }
+    let fanout = tokio::task::spawn_blocking(move || report(fanout.wait_with_output().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(fanout["subscribers"], 30, "{fanout}");
+    assert_eq!(fanout["failed_connections"], 0, "{fanout}");
+    let delayed = fanout["delayed"].as_u64().unwrap();
+    assert!((1..=10).contains(&delayed), "{fanout}");
+    assert_eq!(fanout["delays"]["server_full"], delayed, "{fanout}");
+    let published = fanout["published"].as_u64().unwrap();
+    assert_eq!(fanout["expected"], published * 30, "{fanout}");
+    assert_eq!(fanout["delivered"], fanout["expected"], "{fanout}");
+    assert_eq!(fanout["lost"], 0);
+}
+
+/// The figures every storm must show: each client affected by the storm resubscribed with
+/// everything recovered and caught up, nothing lost, duplicated or out of order over the whole
+/// run, no client failed, and the server's database queries per connection reported.
+fn assert_storm_is_clean(storm: &Value) {
+    assert_eq!(storm["scenario"], "storm");
+    let phase = &storm["storm"];
+    let affected = phase["clients"].as_u64().unwrap();
+    assert!(affected > 0, "{storm}");
+    assert_eq!(phase["subscribed"]["count"], affected, "{storm}");
+    assert_eq!(phase["caught_up"]["count"], affected, "every one caught up");
+    assert_eq!(phase["not_caught_up"], 0, "{storm}");
+    assert_eq!(phase["recovered_false"], 0, "{storm}");
+    assert_eq!(phase["failed"], 0, "{storm}");
+    assert!(
+        phase["caught_up_s"].as_f64().unwrap()
+            >= phase["subscribed"]["p50_ms"].as_f64().unwrap() / 1000.0
+    );
+    assert_eq!(storm["failed_connections"], 0, "{storm}");
+    assert!(storm["published"].as_u64().unwrap() > 0, "{storm}");
+    assert!(storm["expected"].as_u64().unwrap() > 0, "{storm}");
+    assert_eq!(storm["delivered"], storm["expected"], "{storm}");
+    assert_eq!(storm["lost"], 0, "{storm}");
+    assert_eq!(storm["duplicates"], 0, "{storm}");
+    assert_eq!(storm["out_of_order"], 0, "{storm}");
+    assert_eq!(storm["incomplete"], 0, "{storm}");
+    assert!(
+        storm["db_queries_per_connection"].is_number(),
+        "the server's counters were read: {storm}"
+    );
+}
+
+/// A storm on one node: 300 clients connect at once, then all drop their connections at the
+/// same moment and resume from their last offsets while the publisher goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_clients_all_resume_at_once_and_catch_up_with_nothing_lost() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (child, addr) = start_with(&db.url, &[]);
+    let server = KillOnDrop(child);
+    let pid = server.0.id();
+    let storm = tokio::task::spawn_blocking(move || {
+        bench(
+            &addr,
+            pid,
+            &[
+                "storm",
+                "--clients",
+                "300",
+                "--rooms",
+                "3",
+                "--rate",
+                "50",
+                "--warmup",
+                "1",
+                "--after",
+                "1",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_storm_is_clean(&storm);
+    assert_eq!(storm["mode"], "reconnect");
+    assert_eq!(storm["connect"]["clients"], 300, "{storm}");
+    assert_eq!(storm["connect"]["subscribed"]["count"], 300, "{storm}");
+    assert_eq!(
+        storm["storm"]["clients"], 300,
+        "all of them dropped and resumed"
+    );
+    assert_eq!(
+        storm["storm"]["db"]["connections_opened"], 300.0,
+        "the server opened one session per resume: {storm}"
+    );
+    assert!(
+        storm["storm"]["replayed"].as_u64().unwrap() > 0,
+        "events published while they were away reached them as the replay: {storm}"
+    );
+}
+
+/// Two nodes share one port (SO_REUSEPORT) on PostgreSQL and Redis. Under load the bench drains
+/// one with SIGTERM: its clients, closed with 1001, reconnect to the same address, land on the
+/// other node and resume there with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_drains_a_node_and_its_clients_resume_on_the_other() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let prefix = Prefix::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [
+        ("TASKFLOW_BROKER", "redis://127.0.0.1:6379/"),
+        ("TASKFLOW_BROKER_PREFIX", &*prefix),
+        ("TASKFLOW_SHUTDOWN_TIMEOUT_SECS", "3"),
+        ("TASKFLOW_WS_RETRY_AFTER_SECS", "1"),
+    ];
+    let node = |id: &str| {
+        let args = [
+            "--listen",
+            &listen,
+            "--reuse-port",
+            "--node-id",
+            id,
+            "--database",
+            &db.url,
+        ];
+        let (child, addr, _output) = start_serving(&args, &env);
+        (KillOnDrop(child), addr)
+    };
+    let (mut drained, addr) = node("n1");
+    let (_kept, _) = node("n2");
+    let drained_pid = drained.0.id().to_string();
+    let storm = tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_taskflow"));
+        command
+            .args(["bench", "--target", &addr, "--sources", "4", "--json"])
+            .args(["storm", "--clients", "200", "--rooms", "2", "--rate", "20"])
+            .args(["--warmup", "1", "--after", "1", "--mode", "drain"])
+            .args(["--drain-pid", &drained_pid])
+            .env("TASKFLOW_ADMIN_TOKEN", TOKEN);
+        report(command.output().unwrap())
+    })
+    .await
+    .unwrap();
+    assert_storm_is_clean(&storm);
+    assert_eq!(storm["mode"], "drain");
+    assert_eq!(
+        storm["connect"]["db"]["nodes"],
+        serde_json::json!(["n1", "n2"]),
+        "both nodes found behind the one port: {storm}"
+    );
+    assert_eq!(
+        storm["storm"]["db"]["nodes"],
+        serde_json::json!(["n2"]),
+        "only the node left answers after the storm: {storm}"
+    );
+    assert!(
+        storm["storm"]["clients"].as_u64().unwrap() < 200,
+        "only the drained node's clients were affected: {storm}"
+    );
+    assert!(
+        drained.0.try_wait().unwrap().is_some(),
+        "the drained node has exited"
     );
 }

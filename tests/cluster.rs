@@ -9,7 +9,7 @@ mod binary;
 mod common;
 mod realtime_client;
 
-use binary::TOKEN;
+use binary::{Prefix, TOKEN};
 use common::{Backend, TestDb};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -20,37 +20,6 @@ use std::time::{Duration, Instant};
 use realtime_client::*;
 /// The shared Redis, as `scripts/test.sh` starts it.
 const REDIS: &str = "redis://127.0.0.1:6379/";
-
-/// A Redis key prefix no other test (or run) uses; its keys are deleted when it is dropped.
-struct Prefix(String);
-
-impl Prefix {
-    fn new() -> Prefix {
-        Prefix(format!("tftest-{}", uuid::Uuid::now_v7()))
-    }
-}
-
-impl std::ops::Deref for Prefix {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        // Presence hashes outlive their nodes; leave the shared Redis as it was.
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "redis-cli -h 127.0.0.1 -p 6379 --scan --pattern '{}:*' | xargs -r redis-cli -h 127.0.0.1 -p 6379 del",
-                self.0
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 /// One `taskflow serve` node of a cluster.
 struct Node {

@@ -40,8 +40,15 @@ impl Output {
 
 /// Like [`start_with`], keeping what the binary prints (logs included: they go to stdout).
 pub fn start_capturing(database: &str, env: &[(&str, &str)]) -> (Child, String, Output) {
+    start_serving(&["--listen", "127.0.0.1:0", "--database", database], env)
+}
+
+/// `taskflow serve ARGS` (which name the database and the address), with `env`; returns the
+/// process, the address it prints once it listens, and its output.
+pub fn start_serving(args: &[&str], env: &[(&str, &str)]) -> (Child, String, Output) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_taskflow"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+        .arg("serve")
+        .args(args)
         .env("TASKFLOW_ADMIN_TOKEN", TOKEN)
         .env("TASKFLOW_LOG_LEVEL", "warn")
         .envs(env.iter().copied())
@@ -85,4 +92,36 @@ pub fn start_capturing(database: &str, env: &[(&str, &str)]) -> (Child, String, 
             reader,
         },
     )
+}
+
+/// A Redis key prefix no other test (or run) uses, for nodes on the shared Redis
+/// (127.0.0.1:6379, as `scripts/test.sh` starts it); its keys are deleted when it is dropped.
+pub struct Prefix(String);
+
+impl Prefix {
+    pub fn new() -> Prefix {
+        Prefix(format!("tftest-{}", uuid::Uuid::now_v7()))
+    }
+}
+
+impl std::ops::Deref for Prefix {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        // Presence hashes outlive their nodes; leave the shared Redis as it was.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "redis-cli -h 127.0.0.1 -p 6379 --scan --pattern '{}:*' | xargs -r redis-cli -h 127.0.0.1 -p 6379 del",
+                self.0
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }

@@ -2,7 +2,7 @@
 
 use crate::report::Report;
 use crate::target::Target;
-use crate::{churn, connections, fanout, plot, report, BenchError};
+use crate::{churn, connections, fanout, plot, report, storm, BenchError};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -93,6 +93,65 @@ enum Scenario {
         /// (unset: failures are counted in the report, by reason, and the run goes on).
         #[arg(long)]
         max_failed: Option<usize>,
+        /// Seconds a subscriber refused with 503 and Retry-After keeps waiting and trying again
+        /// (counted as delayed once it gets in); 0: the first refusal is a failure.
+        #[arg(long, default_value_t = 30)]
+        retry_for: u64,
+    },
+    /// Every client back at once: connect and subscribe N clients, publish through the run, then
+    /// drop and resume them all (or drain a node with SIGTERM); time until every client is
+    /// subscribed and caught up, failures, delays, database queries per connection.
+    Storm {
+        /// Clients.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Rooms they are spread over.
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+        /// Events per second in all, through the whole run; 0 publishes as fast as the server
+        /// accepts.
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+        /// Concurrent publishers.
+        #[arg(long, default_value_t = 2)]
+        publishers: usize,
+        /// reconnect: every client drops its connection and resumes at once; drain: SIGTERM to
+        /// --drain-pid, whose clients resume on the nodes left.
+        #[arg(long, value_enum, default_value_t = storm::Mode::Reconnect)]
+        mode: storm::Mode,
+        /// The server process(es) to drain in --mode drain (repeat, or separate with commas).
+        #[arg(long, value_delimiter = ',')]
+        drain_pid: Vec<u32>,
+        /// Seconds over which the connect phase starts its clients (0: all at once, a storm of
+        /// its own).
+        #[arg(long, default_value_t = 0.0)]
+        ramp: f64,
+        /// Seconds of publishing before the storm.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Seconds of publishing once every client is caught up, before the end markers.
+        #[arg(long, default_value_t = 2.0)]
+        after: f64,
+        /// Seconds the storm may take; clients not caught up by then are counted as such.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Seconds to wait for the last end markers once nothing arrives.
+        #[arg(long, default_value_t = 5)]
+        grace: u64,
+        /// Seconds a client keeps trying to get in (following 503s with Retry-After, retrying
+        /// other errors) before it counts as failed.
+        #[arg(long, default_value_t = 60)]
+        retry_for: u64,
+        /// Read the server's /metrics here (repeat for several addresses; every node behind a
+        /// shared port is found); default: the target.
+        #[arg(long)]
+        metrics: Vec<std::net::SocketAddr>,
+        /// The run's name; generated if absent.
+        #[arg(long)]
+        run: Option<String>,
+        /// End with an error if more than this many clients fail to get in, in either phase.
+        #[arg(long)]
+        max_failed: Option<usize>,
     },
     /// Connect, subscribe and disconnect at a rate; errors and server memory before and after.
     Churn {
@@ -150,6 +209,8 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             Report::merge(reports).map_err(|e| CliError::Reports(e.to_string()))?
         }
         ref scenario => {
+            // Each connection is a file: the bench takes what the hard limit allows.
+            crate::dial::raise_open_files_limit();
             let token = args
                 .token
                 .clone()
@@ -167,12 +228,14 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             Report::Fanout(f) => (&f.latency, f.rates.clone()),
             Report::Connections(c) => (&c.connect, Default::default()),
             Report::Churn(c) => (&c.connect, Default::default()),
+            Report::Storm(s) => (&s.storm.caught_up, Default::default()),
         };
         let histogram = latency.decode().unwrap_or_else(crate::stats::histogram);
         let title = match &report {
             Report::Fanout(_) => "fanout",
             Report::Connections(_) => "connections (connect time)",
             Report::Churn(_) => "churn (connect time)",
+            Report::Storm(_) => "storm (time until caught up)",
         };
         plot::draw(path, title, &histogram, &rates)?;
     }
@@ -222,6 +285,7 @@ async fn run_scenario(
             grace,
             concurrency,
             max_failed,
+            retry_for,
         } => Report::Fanout(Box::new(
             fanout::run(
                 target,
@@ -236,6 +300,48 @@ async fn run_scenario(
                     part: args.part,
                     grace: Duration::from_secs(grace),
                     concurrency,
+                    max_failed,
+                    retry_for: Duration::from_secs(retry_for),
+                },
+            )
+            .await?,
+        )),
+        Scenario::Storm {
+            clients,
+            rooms,
+            rate,
+            publishers,
+            mode,
+            ref drain_pid,
+            ramp,
+            warmup,
+            after,
+            timeout,
+            grace,
+            retry_for,
+            ref metrics,
+            ref run,
+            max_failed,
+        } => Report::Storm(Box::new(
+            storm::run(
+                target,
+                &storm::StormPlan {
+                    clients,
+                    rooms,
+                    rate,
+                    publishers,
+                    mode,
+                    drain_pids: drain_pid.clone(),
+                    ramp: seconds(ramp),
+                    warmup: seconds(warmup),
+                    after: seconds(after),
+                    timeout: Duration::from_secs(timeout),
+                    grace: Duration::from_secs(grace),
+                    retry_for: Duration::from_secs(retry_for),
+                    metrics: metrics.clone(),
+                    sources: args.sources,
+                    run: run.clone(),
+                    part: args.part,
                     max_failed,
                 },
             )
@@ -261,4 +367,9 @@ async fn run_scenario(
         ),
         Scenario::Merge { .. } => unreachable!("merge runs nothing"),
     })
+}
+
+/// A command line's seconds (negative or not a number: none).
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or_default()
 }

@@ -96,6 +96,24 @@ impl Dialer {
     }
 }
 
+/// Raises this process's soft limit on open files to its hard limit, since each connection is a
+/// file and the soft limit is often far below what the hard one allows; returns the limit now in
+/// force (`None`: unlimited).
+pub fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    open_files_limit()
+}
+
+/// This process's soft limit on open files (`None`: unlimited).
+pub fn open_files_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
 /// The bench's own connections: a read buffer large enough to take many batched frames per
 /// read, small enough that 19,000 connections fit in one bench process.
 fn client_config() -> WebSocketConfig {

@@ -11,6 +11,7 @@
 
 use crate::dial::Dialer;
 use crate::frame::{self, Mark};
+use crate::join::{self, Patience};
 use crate::setup::{self, BenchUser, Setup};
 use crate::stats::{Percentiles, Recorder, Spans};
 use crate::target::{Target, Usage};
@@ -20,7 +21,8 @@ use crate::{progress, BenchError};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -50,6 +52,9 @@ pub struct FanoutPlan {
     /// More subscribers than this failing to connect or subscribe ends the run with an error;
     /// `None`: failures are only counted (`failed_connections`, `failures`).
     pub max_failed: Option<usize>,
+    /// How long a subscriber refused with 503 and `Retry-After` keeps following it (zero: it
+    /// fails at the first refusal).
+    pub retry_for: Duration,
 }
 
 /// What happened.
@@ -62,29 +67,26 @@ pub struct FanoutReport {
     /// Subscribers that could not connect or subscribe (and took no part).
     #[serde(default)]
     pub failed_connections: u64,
-    /// Those failures by reason (see [`failure_reason`]).
+    /// Those failures by reason (see [`join::failure_reason`]).
     #[serde(default)]
-    pub failures: std::collections::BTreeMap<String, u64>,
+    pub failures: BTreeMap<String, u64>,
+    /// Subscribers that got in after following one or more 503s with `Retry-After` (not
+    /// failures: they took part).
+    #[serde(default)]
+    pub delayed: u64,
+    /// Those by the reason of the first refusal they followed (`server_full`, `overloaded`,
+    /// `user_full`, `shutting_down`, ...).
+    #[serde(default)]
+    pub delays: BTreeMap<String, u64>,
     /// Events published by this process (answered 201), end markers included.
     pub published: u64,
     /// Publish requests refused or failed.
     pub publish_errors: u64,
-    /// Deliveries expected: for each subscriber, the offsets between its subscription and its
-    /// room's end marker.
-    pub expected: u64,
-    /// Deliveries received (first copies).
-    pub delivered: u64,
-    /// Expected deliveries that never came.
-    pub lost: u64,
-    /// Deliveries received twice.
-    pub duplicates: u64,
-    /// Deliveries that came after a later offset.
-    pub out_of_order: u64,
+    /// What the subscribers received against what they should have.
+    #[serde(flatten)]
+    pub totals: Completeness,
     /// Subscribers whose connection the server closed (slow consumer, ...) during the run.
     pub disconnected: u64,
-    /// Subscribers that never saw their room's end marker (their `expected` is unknown and
-    /// counted as what they received).
-    pub incomplete: u64,
     /// Publish-to-receive latency.
     pub latency: Percentiles,
     /// Per event, the latency of its first copy: the way through REST, commit and dispatch.
@@ -123,17 +125,170 @@ type Readers = Vec<(usize, tokio::task::JoinHandle<Tally>)>;
 
 /// One subscriber's tally.
 #[derive(Debug, Default)]
-struct Tally {
+pub(crate) struct Tally {
     /// The room's offset when the subscription started.
-    start: i64,
+    pub(crate) start: i64,
     /// The last offset received.
-    last: i64,
-    delivered: u64,
-    duplicates: u64,
-    out_of_order: u64,
+    pub(crate) last: i64,
+    pub(crate) delivered: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) out_of_order: u64,
     /// The end marker's offset, once seen.
-    end: Option<i64>,
-    disconnected: bool,
+    pub(crate) end: Option<i64>,
+    pub(crate) disconnected: bool,
+}
+
+impl Tally {
+    /// A subscriber whose stream starts after `start`.
+    pub(crate) fn new(start: i64) -> Self {
+        Self {
+            start,
+            last: start,
+            ..Self::default()
+        }
+    }
+
+    /// Counts the event at `offset`: `true` when it is the first copy of one after the last
+    /// received (delivered), `false` when it is seen already or older than the newest seen
+    /// (counted as a duplicate or out of order) or from before the subscription (ignored).
+    pub(crate) fn take(&mut self, offset: i64) -> bool {
+        if offset == self.last || (offset < self.last && offset > self.start) {
+            if offset == self.last {
+                self.duplicates += 1;
+            } else {
+                self.out_of_order += 1;
+            }
+            return false;
+        }
+        if offset <= self.start {
+            return false;
+        }
+        self.last = offset;
+        self.delivered += 1;
+        true
+    }
+}
+
+/// What the subscribers received against what they should have (in a report, these fields
+/// stand beside the others).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completeness {
+    /// Deliveries expected: for each subscriber, the offsets between its subscription and its
+    /// room's end marker.
+    pub expected: u64,
+    /// Deliveries received (first copies).
+    pub delivered: u64,
+    /// Expected deliveries that never came.
+    pub lost: u64,
+    /// Deliveries received twice.
+    pub duplicates: u64,
+    /// Deliveries that came after a later offset.
+    pub out_of_order: u64,
+    /// Subscribers that never saw their room's end marker, nor did any other of their room
+    /// (their `expected` is unknown and counted as what they received).
+    pub incomplete: u64,
+}
+
+impl Completeness {
+    /// Adds another process's totals (`taskflow bench merge`).
+    pub fn add(&mut self, other: &Completeness) {
+        self.expected += other.expected;
+        self.delivered += other.delivered;
+        self.lost += other.lost;
+        self.duplicates += other.duplicates;
+        self.out_of_order += other.out_of_order;
+        self.incomplete += other.incomplete;
+    }
+}
+
+/// Adds up `tallies` (each with its room index, of `rooms`). A subscriber that missed its marker
+/// still has a known end if another one of its room saw it: the marker's offset is the room's.
+pub(crate) fn account<'a>(
+    tallies: impl Iterator<Item = (usize, &'a Tally)> + Clone,
+    rooms: usize,
+) -> Completeness {
+    let mut room_end = vec![None; rooms];
+    for (room, tally) in tallies.clone() {
+        if tally.end.is_some() {
+            room_end[room] = tally.end;
+        }
+    }
+    let mut total = Completeness::default();
+    for (room, tally) in tallies {
+        total.delivered += tally.delivered;
+        total.duplicates += tally.duplicates;
+        total.out_of_order += tally.out_of_order;
+        match tally.end.or(room_end[room]) {
+            Some(end) => total.expected += (end - tally.start).max(0) as u64,
+            None => {
+                total.incomplete += 1;
+                total.expected += tally.delivered;
+            }
+        }
+    }
+    total.lost = total.expected.saturating_sub(total.delivered);
+    total
+}
+
+/// The projects and users of a run: rooms `bench-<run>-<r>`, each with its own subscribing users
+/// (members of that room only; subscriber `i` is in room `i % rooms`), and publishers that are
+/// members of every room.
+pub(crate) struct Cast {
+    pub(crate) run: String,
+    pub(crate) rooms: Vec<String>,
+    /// Per room, the users its subscribers connect as ([`setup::user_of`]).
+    pub(crate) users: Vec<Vec<BenchUser>>,
+    pub(crate) publishers: Vec<BenchUser>,
+}
+
+impl Cast {
+    /// Creates (or, for a shared `run`, finds) the projects and mints the users.
+    pub(crate) async fn new(
+        target: &Target,
+        run: Option<String>,
+        rooms: usize,
+        subscribers: usize,
+        publishers: usize,
+        part: u32,
+    ) -> Result<Self, BenchError> {
+        let setup = Setup::new(target);
+        let run = run.unwrap_or_else(|| format!("{}", now_nanos() % 1_000_000_000));
+        let rooms: Vec<String> = (0..rooms.max(1))
+            .map(|r| format!("bench-{run}-{r}"))
+            .collect();
+        for room in &rooms {
+            setup.project(room).await?;
+        }
+        let mut users: Vec<Vec<BenchUser>> = Vec::new();
+        for (r, room) in rooms.iter().enumerate() {
+            let in_room = (subscribers + rooms.len() - 1 - r) / rooms.len();
+            let prefix = format!("bench-{run}-{part}-r{r}");
+            users.push(setup::users_for(&setup, &prefix, in_room, Some(room)).await?);
+        }
+        let mut cast_publishers = Vec::new();
+        for p in 0..publishers {
+            let user = setup.user(&format!("bench-{run}-{part}-pub{p}")).await?;
+            for room in &rooms {
+                setup.member(room, &user.id).await?;
+            }
+            cast_publishers.push(user);
+        }
+        Ok(Self {
+            run,
+            rooms,
+            users,
+            publishers: cast_publishers,
+        })
+    }
+
+    /// Subscriber `i`'s room index and user.
+    pub(crate) fn subscriber(&self, i: usize) -> (usize, &BenchUser) {
+        let room = i % self.rooms.len();
+        (
+            room,
+            setup::user_of(&self.users[room], i / self.rooms.len()),
+        )
+    }
 }
 
 /// Shared by every subscriber task.
@@ -164,34 +319,15 @@ impl Counters {
 
 /// Runs the plan.
 pub async fn run(target: &Target, plan: &FanoutPlan) -> Result<FanoutReport, BenchError> {
-    let setup = Setup::new(target);
-    let run = plan
-        .run
-        .clone()
-        .unwrap_or_else(|| format!("{}", now_nanos() % 1_000_000_000));
-    let rooms: Vec<String> = (0..plan.rooms.max(1))
-        .map(|r| format!("bench-{run}-{r}"))
-        .collect();
-    for room in &rooms {
-        setup.project(room).await?;
-    }
-    // Subscriber i is in room i % rooms; each room has its own users, members of that room only.
-    let mut users: Vec<Vec<BenchUser>> = Vec::new();
-    for (r, room) in rooms.iter().enumerate() {
-        let in_room = (plan.subscribers + rooms.len() - 1 - r) / rooms.len();
-        let prefix = format!("bench-{run}-{}-r{r}", plan.part);
-        users.push(setup::users_for(&setup, &prefix, in_room, Some(room)).await?);
-    }
-    let mut publishers = Vec::new();
-    for p in 0..plan.publishers {
-        let user = setup
-            .user(&format!("bench-{run}-{}-pub{p}", plan.part))
-            .await?;
-        for room in &rooms {
-            setup.member(room, &user.id).await?;
-        }
-        publishers.push(user);
-    }
+    let cast = Cast::new(
+        target,
+        plan.run.clone(),
+        plan.rooms,
+        plan.subscribers,
+        plan.publishers,
+        plan.part,
+    )
+    .await?;
 
     // Subscribing, publishing and the longest drain: a few thousand small buckets at most.
     let span = plan.duration * 2 + plan.grace * 10 + Duration::from_secs(300);
@@ -206,16 +342,40 @@ pub async fn run(target: &Target, plan: &FanoutPlan) -> Result<FanoutReport, Ben
         timeline: Timeline::new(Instant::now(), span),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (readers, failed) =
-        subscribe_all(target, plan, &rooms, &users, &counters, &stop_rx).await?;
+    let (readers, failed, delays) = subscribe_all(target, plan, &cast, &counters, &stop_rx).await?;
 
     let before = target.sample();
-    let (published, publish_errors) = if publishers.is_empty() {
+    let (published, publish_errors) = if cast.publishers.is_empty() {
         (0, 0)
     } else {
-        publish_apart(target, plan, &rooms, &publishers).await
+        let pace = Pace {
+            rate: plan.rate,
+            until: Until::Elapsed(plan.duration),
+        };
+        publish_apart(
+            target.clone(),
+            pace,
+            cast.rooms.clone(),
+            cast.publishers.clone(),
+        )
+        .await
     };
-    wait_for_ends(plan, &counters, readers.len()).await;
+    // Publishers of this process end with the markers; a subscribers-only process waits for
+    // another's for as long as it publishes.
+    let deadline = Instant::now()
+        + if plan.publishers == 0 {
+            plan.duration + plan.grace
+        } else {
+            plan.grace * 10
+        };
+    wait_for_ends(
+        &counters.ended,
+        &counters.delivered,
+        readers.len(),
+        plan.grace,
+        deadline,
+    )
+    .await;
     let after = target.sample();
     let _ = stop_tx.send(true);
 
@@ -225,42 +385,24 @@ pub async fn run(target: &Target, plan: &FanoutPlan) -> Result<FanoutReport, Ben
             tallies.push((room, tally));
         }
     }
-    // A subscriber that missed its marker still has a known end if another one of its room saw
-    // it: the marker's offset is the room's.
-    let mut room_end = vec![None; rooms.len()];
-    for (room, tally) in &tallies {
-        if tally.end.is_some() {
-            room_end[*room] = tally.end;
-        }
-    }
     let mut report = FanoutReport {
-        run,
+        run: cast.run,
         subscribers: tallies.len(),
         failed_connections: failed.len() as u64,
+        delayed: delays.values().sum(),
+        delays,
         published,
         publish_errors,
+        totals: account(tallies.iter().map(|(room, t)| (*room, t)), cast.rooms.len()),
+        disconnected: tallies.iter().filter(|(_, t)| t.disconnected).count() as u64,
         ..FanoutReport::default()
     };
-    for (room, tally) in &tallies {
-        report.delivered += tally.delivered;
-        report.duplicates += tally.duplicates;
-        report.out_of_order += tally.out_of_order;
-        report.disconnected += u64::from(tally.disconnected);
-        match tally.end.or(room_end[*room]) {
-            Some(end) => report.expected += (end - tally.start).max(0) as u64,
-            None => {
-                report.incomplete += 1;
-                report.expected += tally.delivered;
-            }
-        }
-    }
     for err in &failed {
         *report
             .failures
-            .entry(failure_reason(err).to_owned())
+            .entry(join::failure_reason(err).to_owned())
             .or_default() += 1;
     }
-    report.lost = report.expected.saturating_sub(report.delivered);
     report.latency = Percentiles::of(&counters.latencies.merged());
     if let Some(spans) = &counters.spans {
         let (first_copy, spread) = spans.summarize();
@@ -275,54 +417,64 @@ pub async fn run(target: &Target, plan: &FanoutPlan) -> Result<FanoutReport, Ben
     )
     .as_secs_f64()
     .max(1e-3);
-    report.delivered_per_sec = report.delivered as f64 / window;
+    report.delivered_per_sec = report.totals.delivered as f64 / window;
     report.events_per_sec_per_subscriber =
         report.delivered_per_sec / report.subscribers.max(1) as f64;
     report.rates = counters.timeline.rates();
     let cpu = before.zip(after).map(|(b, a)| a.cpu_secs - b.cpu_secs);
     report.server_cpu_secs = cpu;
     report.server_cpu_us_per_delivery = cpu
-        .filter(|_| report.delivered > 0)
-        .map(|c| c * 1e6 / report.delivered as f64);
+        .filter(|_| report.totals.delivered > 0)
+        .map(|c| c * 1e6 / report.totals.delivered as f64);
     report.server_before = before;
     report.server_after = after;
     Ok(report)
 }
 
 /// Connects and subscribes every subscriber, and starts reading each one as soon as it is
-/// subscribed (a socket left unread would not answer the server's pings): the readers, and the
-/// errors of those that could not connect or subscribe (fatal past `max_failed`).
+/// subscribed (a socket left unread would not answer the server's pings): the readers, the
+/// errors of those that could not connect or subscribe (fatal past `max_failed`), and the
+/// delayed ones by the reason of the first 503 they followed.
 async fn subscribe_all(
     target: &Target,
     plan: &FanoutPlan,
-    rooms: &[String],
-    users: &[Vec<BenchUser>],
+    cast: &Cast,
     counters: &Arc<Counters>,
     stop: &tokio::sync::watch::Receiver<bool>,
-) -> Result<(Readers, Vec<String>), BenchError> {
+) -> Result<(Readers, Vec<String>, BTreeMap<String, u64>), BenchError> {
     let dialer = Arc::new(Dialer::new(target, plan.sources));
+    let patience = Patience {
+        retry_for: plan.retry_for,
+        errors: false,
+    };
     let bar = progress::counter("subscribing", plan.subscribers as u64);
     let mut opened = futures::stream::iter(0..plan.subscribers)
         .map(|i| {
-            let room = i % rooms.len();
-            let user = setup::user_of(&users[room], i / rooms.len()).clone();
-            let (dialer, target, name) = (dialer.clone(), target.clone(), rooms[room].clone());
+            let (room, user) = cast.subscriber(i);
+            let token = user.token.clone();
+            let (dialer, target) = (dialer.clone(), target.clone());
+            let name = format!("project:{}", cast.rooms[room]);
             let (counters, stop) = (counters.clone(), stop.clone());
             async move {
-                let tcp = dialer.dial(&target).await?;
-                let mut socket = Wire::open(tcp, &target, &user.token).await?;
-                let start = subscribe(&mut socket, &format!("project:{name}")).await?;
-                let reader = tokio::spawn(read((i, room), start, socket, counters, stop));
-                Ok::<_, String>((room, reader))
+                let joined = join::join(&dialer, &target, &token, &name, None, &patience).await?;
+                let start = joined.subscribed.offset;
+                let reader = tokio::spawn(read((i, room), start, joined.wire, counters, stop));
+                Ok::<_, String>((room, reader, joined.delayed_by))
             }
         })
         .buffer_unordered(plan.concurrency.max(1));
     let mut readers = Vec::with_capacity(plan.subscribers);
     let mut failures = Vec::new();
+    let mut delays = BTreeMap::new();
     while let Some(result) = opened.next().await {
         bar.inc(1);
         match result {
-            Ok(s) => readers.push(s),
+            Ok((room, reader, delayed_by)) => {
+                if let Some(reason) = delayed_by {
+                    *delays.entry(reason).or_default() += 1;
+                }
+                readers.push((room, reader));
+            }
             Err(err) => failures.push(err),
         }
     }
@@ -341,55 +493,7 @@ async fn subscribe_all(
             plan.subscribers
         );
     }
-    Ok((readers, failures))
-}
-
-/// A failed subscriber's error as a stable reason, for the report's `failures`.
-pub fn failure_reason(err: &str) -> &'static str {
-    if err.starts_with("handshake timed out") {
-        "handshake_timeout"
-    } else if err.starts_with("upgrade refused: 503") {
-        "refused_503"
-    } else if err.starts_with("upgrade refused") {
-        "refused"
-    } else if err.starts_with("no answer to subscribe within") {
-        "subscribe_timeout"
-    } else if err.starts_with("no answer to subscribe") {
-        "closed_before_subscribed"
-    } else if err.starts_with("subscribe refused") {
-        "subscribe_refused"
-    } else if err.starts_with("TLS handshake") {
-        "tls_handshake"
-    } else if err == "no hello" {
-        "no_hello"
-    } else {
-        "connect_error"
-    }
-}
-
-/// Subscribes to `room`; returns the offset the live stream starts after.
-async fn subscribe(socket: &mut Wire, room: &str) -> Result<i64, String> {
-    let command = json!({ "type": "subscribe", "room": room, "id": "s" });
-    socket.send_text(&command.to_string()).await?;
-    loop {
-        let text = match tokio::time::timeout(Duration::from_secs(30), socket.next_text()).await {
-            Ok(Ok(Some(text))) => text,
-            Ok(Err(err)) => return Err(format!("subscribe: {err}")),
-            Ok(Ok(None)) => return Err(format!("no answer to subscribe: {}", socket.ending())),
-            Err(_) => return Err("no answer to subscribe within 30 s".into()),
-        };
-        let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
-        if value["type"] != "reply" || value["id"] != "s" {
-            continue;
-        }
-        return match value["result"]["offset"].as_i64() {
-            Some(offset) if value["ok"] == true => Ok(offset),
-            _ => Err(format!(
-                "subscribe refused: {}",
-                String::from_utf8_lossy(&text)
-            )),
-        };
-    }
+    Ok((readers, failures, delays))
 }
 
 /// One subscriber (`i`, in room index `room`): counts what arrives until told to stop.
@@ -400,11 +504,7 @@ async fn read(
     counters: Arc<Counters>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Tally {
-    let mut tally = Tally {
-        start,
-        last: start,
-        ..Tally::default()
-    };
+    let mut tally = Tally::new(start);
     // One wait for the stop signal for the whole run, not one per frame.
     let stopped = stop.changed();
     tokio::pin!(stopped);
@@ -425,20 +525,9 @@ async fn read(
             continue;
         };
         let now = Instant::now();
-        if event.offset == tally.last || (event.offset < tally.last && event.offset > start) {
-            // Seen already, or older than the newest seen: either way a problem.
-            if event.offset == tally.last {
-                tally.duplicates += 1;
-            } else {
-                tally.out_of_order += 1;
-            }
+        if !tally.take(event.offset) {
             continue;
         }
-        if event.offset <= start {
-            continue;
-        }
-        tally.last = event.offset;
-        tally.delivered += 1;
         counters.delivery(now);
         match event.mark {
             Mark::Sent(sent) => {
@@ -459,22 +548,43 @@ async fn read(
     tally
 }
 
+/// How fast publishers go, and for how long.
+#[derive(Debug, Clone)]
+pub(crate) struct Pace {
+    /// Events per second over all publishers; 0: as fast as the server accepts.
+    pub(crate) rate: u32,
+    /// When they stop.
+    pub(crate) until: Until,
+}
+
+/// When publishing stops.
+#[derive(Debug, Clone)]
+pub(crate) enum Until {
+    /// After this long (a fan-out run).
+    Elapsed(Duration),
+    /// Once this is set (a storm: publishing goes on through it, however long it takes).
+    Told(Arc<AtomicBool>),
+}
+
+impl Until {
+    fn reached(&self, start: Instant) -> bool {
+        match self {
+            Until::Elapsed(duration) => start.elapsed() >= *duration,
+            Until::Told(stop) => stop.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Runs [`publish`] on a thread and runtime of its own. On the subscribers' runtime a publisher
 /// woken by its timer would queue behind every reader with a frame to take, so the send time it
 /// writes would be taken late, the request sent later still, and the bench's own backlog would
 /// count as the server's latency; a thread of its own is scheduled by the OS as soon as it wakes.
-async fn publish_apart(
-    target: &Target,
-    plan: &FanoutPlan,
-    rooms: &[String],
-    publishers: &[BenchUser],
+pub(crate) async fn publish_apart(
+    target: Target,
+    pace: Pace,
+    rooms: Vec<String>,
+    publishers: Vec<BenchUser>,
 ) -> (u64, u64) {
-    let (target, plan, rooms, publishers) = (
-        target.clone(),
-        plan.clone(),
-        rooms.to_vec(),
-        publishers.to_vec(),
-    );
     let (done, result) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("bench-publish".into())
@@ -483,7 +593,7 @@ async fn publish_apart(
                 .enable_all()
                 .build()
                 .expect("a runtime for the publishers");
-            let counts = runtime.block_on(publish(&target, &plan, &rooms, &publishers));
+            let counts = runtime.block_on(publish(&target, &pace, &rooms, &publishers));
             let _ = done.send(counts);
         })
         .expect("a thread for the publishers");
@@ -492,11 +602,11 @@ async fn publish_apart(
     counts
 }
 
-/// Publishes at the planned rate for the planned time, then an end marker in every room.
-/// Returns (published, errors).
+/// Publishes at the planned rate until told or for the planned time, then an end marker in
+/// every room. Returns (published, errors).
 async fn publish(
     target: &Target,
-    plan: &FanoutPlan,
+    pace: &Pace,
     rooms: &[String],
     publishers: &[BenchUser],
 ) -> (u64, u64) {
@@ -504,14 +614,22 @@ async fn publish(
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let n = publishers.len();
-    let bar = progress::clock("publishing", plan.duration);
+    let bar = match pace.until {
+        Until::Elapsed(duration) => progress::clock("publishing", duration),
+        // A storm has bars of its own.
+        Until::Told(_) => indicatif::ProgressBar::hidden(),
+    };
     let tasks: Vec<_> = publishers
         .iter()
         .enumerate()
         .map(|(p, user)| {
             let (target, rooms, user) = (target.clone(), rooms.to_vec(), user.clone());
-            let (published, errors, duration, rate) =
-                (published.clone(), errors.clone(), plan.duration, plan.rate);
+            let (published, errors, until, rate) = (
+                published.clone(),
+                errors.clone(),
+                pace.until.clone(),
+                pace.rate,
+            );
             tokio::spawn(async move {
                 let client = target.http_client();
                 let mut tick = (rate > 0).then(|| {
@@ -522,7 +640,7 @@ async fn publish(
                     tick
                 });
                 let mut k = p;
-                while start.elapsed() < duration {
+                while !until.reached(start) {
                     if let Some(tick) = tick.as_mut() {
                         tick.tick().await;
                     }
@@ -590,30 +708,30 @@ async fn create(
     matches!(res, Ok(ref r) if r.status().as_u16() == 201)
 }
 
-/// Waits until every subscriber has seen its end marker, or nothing has arrived for `grace`
-/// since deliveries began, or a bounded time is up.
-async fn wait_for_ends(plan: &FanoutPlan, counters: &Counters, subscribers: usize) {
+/// Waits until every one of `subscribers` has seen its end marker (`ended`), or nothing has been
+/// `delivered` for `grace` since deliveries began, or `deadline` is reached.
+pub(crate) async fn wait_for_ends(
+    ended: &AtomicUsize,
+    delivered: &AtomicU64,
+    subscribers: usize,
+    grace: Duration,
+    deadline: Instant,
+) {
     if subscribers == 0 {
         return;
     }
-    let deadline = Instant::now()
-        + if plan.publishers == 0 {
-            plan.duration + plan.grace
-        } else {
-            plan.grace * 10
-        };
     let bar = progress::counter("draining", subscribers as u64);
-    let mut last = (counters.delivered.load(Ordering::Relaxed), Instant::now());
+    let mut last = (delivered.load(Ordering::Relaxed), Instant::now());
     loop {
-        let ended = counters.ended.load(Ordering::Relaxed);
+        let ended = ended.load(Ordering::Relaxed);
         bar.set_position(ended as u64);
         if ended >= subscribers || Instant::now() >= deadline {
             break;
         }
-        let delivered = counters.delivered.load(Ordering::Relaxed);
-        if delivered != last.0 {
-            last = (delivered, Instant::now());
-        } else if delivered > 0 && last.1.elapsed() > plan.grace {
+        let now = delivered.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if now > 0 && last.1.elapsed() > grace {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -623,25 +741,40 @@ async fn wait_for_ends(plan: &FanoutPlan, counters: &Counters, subscribers: usiz
 
 #[cfg(test)]
 mod tests {
-    use super::failure_reason;
+    use super::*;
 
     #[test]
-    fn every_subscriber_error_has_a_stable_reason() {
-        for (err, reason) in [
-            ("handshake timed out", "handshake_timeout"),
-            ("upgrade refused: 503 Service Unavailable", "refused_503"),
-            ("upgrade refused: 401 Unauthorized", "refused"),
-            ("no answer to subscribe within 30 s", "subscribe_timeout"),
-            (
-                "no answer to subscribe: closed by the server with 1001 \"\"",
-                "closed_before_subscribed",
-            ),
-            ("subscribe refused: {}", "subscribe_refused"),
-            ("TLS handshake: invalid peer certificate", "tls_handshake"),
-            ("no hello", "no_hello"),
-            ("Connection refused (os error 111)", "connect_error"),
-        ] {
-            assert_eq!(failure_reason(err), reason, "{err}");
+    fn a_tally_counts_each_offset_once_in_order() {
+        let mut tally = Tally::new(10);
+        assert!(!tally.take(9), "before the subscription");
+        assert!(tally.take(11));
+        assert!(!tally.take(11), "a duplicate");
+        assert!(
+            tally.take(13),
+            "a gap is not seen here: the end marker tells"
+        );
+        assert!(!tally.take(12), "late");
+        assert_eq!(
+            (tally.delivered, tally.duplicates, tally.out_of_order),
+            (2, 1, 1)
+        );
+    }
+
+    #[test]
+    fn completeness_takes_a_rooms_end_from_any_subscriber_that_saw_it() {
+        let mut saw = Tally::new(0);
+        for offset in 1..=5 {
+            saw.take(offset);
         }
+        saw.end = Some(5);
+        let mut missed = Tally::new(2);
+        missed.take(3);
+        let other_room = Tally::new(0);
+        let tallies = [(0, saw), (0, missed), (1, other_room)];
+        let total = account(tallies.iter().map(|(r, t)| (*r, t)), 2);
+        assert_eq!(total.expected, 5 + 3);
+        assert_eq!(total.delivered, 6);
+        assert_eq!(total.lost, 2);
+        assert_eq!(total.incomplete, 1, "nobody in room 1 saw its marker");
     }
 }

@@ -7,9 +7,11 @@
 //! - [`stream`]: one connection's bytes, over TCP or TLS.
 //! - [`setup`]: the projects and users a run needs.
 //! - [`dial`]: opening WebSocket connections from many loopback source addresses.
+//! - [`join`]: getting a subscriber in, following the server's 503 + `Retry-After`.
 //! - [`frame`]: reading offsets and send times from event frames without parsing them.
 //! - [`stats`] and [`timeline`]: latency histograms and delivered rates.
-//! - [`connections`], [`fanout`] and [`churn`]: the scenarios.
+//! - [`metrics`]: the server's own counters (database queries per connection), node by node.
+//! - [`connections`], [`fanout`], [`churn`] and [`storm`]: the scenarios.
 //! - [`report`]: their reports, as a table or JSON, and merging those of several processes.
 //! - [`progress`] and [`plot`]: a progress bar while running, an SVG afterwards.
 //!
@@ -21,11 +23,14 @@ pub mod connections;
 pub mod dial;
 pub mod fanout;
 pub mod frame;
+pub mod join;
+pub mod metrics;
 pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod setup;
 pub mod stats;
+pub mod storm;
 pub mod stream;
 pub mod target;
 pub mod timeline;

@@ -5,6 +5,7 @@ use crate::churn::ChurnReport;
 use crate::connections::ConnectionsReport;
 use crate::fanout::FanoutReport;
 use crate::stats::{histogram, Percentiles};
+use crate::storm::StormReport;
 use crate::target::Usage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,6 +20,8 @@ pub enum Report {
     Fanout(Box<FanoutReport>),
     /// `taskflow bench churn`.
     Churn(ChurnReport),
+    /// `taskflow bench storm` (boxed, like the fan-out's).
+    Storm(Box<StormReport>),
 }
 
 /// Why reports could not be merged.
@@ -33,6 +36,9 @@ pub enum MergeError {
     /// A report carries no histogram to merge.
     #[error("a report's latency histogram is missing or unreadable")]
     Histogram,
+    /// Reports of a scenario that runs in one process.
+    #[error("{0} reports do not merge: {0} runs in one process (its clock starts the storm)")]
+    OneProcess(&'static str),
 }
 
 impl Report {
@@ -41,6 +47,7 @@ impl Report {
             Report::Connections(_) => "connections",
             Report::Fanout(_) => "fanout",
             Report::Churn(_) => "churn",
+            Report::Storm(_) => "storm",
         }
     }
 
@@ -69,6 +76,7 @@ impl Report {
                     })
                     .collect(),
             )?)),
+            "storm" => return Err(MergeError::OneProcess("storm")),
             _ => Report::Churn(merge_churn(
                 reports
                     .into_iter()
@@ -189,15 +197,14 @@ fn merge_fanout(all: Vec<FanoutReport>) -> Result<FanoutReport, MergeError> {
         for (reason, n) in &r.failures {
             *merged.failures.entry(reason.clone()).or_default() += n;
         }
+        merged.delayed += r.delayed;
+        for (reason, n) in &r.delays {
+            *merged.delays.entry(reason.clone()).or_default() += n;
+        }
         merged.published += r.published;
         merged.publish_errors += r.publish_errors;
-        merged.expected += r.expected;
-        merged.delivered += r.delivered;
-        merged.lost += r.lost;
-        merged.duplicates += r.duplicates;
-        merged.out_of_order += r.out_of_order;
+        merged.totals.add(&r.totals);
         merged.disconnected += r.disconnected;
-        merged.incomplete += r.incomplete;
         merged.delivered_per_sec += r.delivered_per_sec;
         merged.rates.add(&r.rates);
     }
@@ -206,8 +213,8 @@ fn merge_fanout(all: Vec<FanoutReport>) -> Result<FanoutReport, MergeError> {
     merged.server_cpu_secs = span.cpu_secs();
     merged.server_cpu_us_per_delivery = merged
         .server_cpu_secs
-        .filter(|_| merged.delivered > 0)
-        .map(|c| c * 1e6 / merged.delivered as f64);
+        .filter(|_| merged.totals.delivered > 0)
+        .map(|c| c * 1e6 / merged.totals.delivered as f64);
     (merged.server_before, merged.server_after) = span.first();
     Ok(merged)
 }
@@ -271,13 +278,17 @@ fn lines(value: &serde_json::Value, prefix: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fanout::Completeness;
     use std::time::Duration;
 
     fn fanout(delivered: u64, ms: u64, cpu: (f64, f64)) -> Report {
         Report::Fanout(Box::new(FanoutReport {
             subscribers: 10,
-            delivered,
-            expected: delivered,
+            totals: Completeness {
+                delivered,
+                expected: delivered,
+                ..Completeness::default()
+            },
             delivered_per_sec: delivered as f64,
             latency: Percentiles::of_samples(&vec![Duration::from_millis(ms); delivered as usize]),
             server_before: Some(Usage {
@@ -299,7 +310,7 @@ mod tests {
         let merged =
             Report::merge(vec![fanout(90, 1, (1.0, 2.0)), fanout(10, 100, (1.1, 2.5))]).unwrap();
         let Report::Fanout(f) = merged else { panic!() };
-        assert_eq!(f.delivered, 100);
+        assert_eq!(f.totals.delivered, 100);
         assert_eq!(f.subscribers, 20);
         assert_eq!(f.latency.count, 100);
         assert!((f.latency.p99_ms - 100.0).abs() < 0.1, "{:?}", f.latency);
@@ -322,28 +333,43 @@ mod tests {
         let json = serde_json::to_string(&fanout(5, 2, (0.0, 1.0))).unwrap();
         assert!(json.starts_with(r#"{"scenario":"fanout""#), "{json}");
         let back: Report = serde_json::from_str(&json).unwrap();
-        assert!(matches!(back, Report::Fanout(f) if f.delivered == 5));
+        assert!(matches!(back, Report::Fanout(f) if f.totals.delivered == 5));
     }
 
     #[test]
-    fn failed_connections_add_up_by_reason() {
-        let with = |reason: &str, n: u64| {
+    fn failed_connections_and_delays_add_up_by_reason() {
+        let with = |reason: &str, n: u64, delay: &str| {
             let Report::Fanout(mut f) = fanout(5, 1, (1.0, 2.0)) else {
                 unreachable!()
             };
             f.failed_connections = n;
             f.failures.insert(reason.to_owned(), n);
+            f.delayed = 2;
+            f.delays.insert(delay.to_owned(), 2);
             Report::Fanout(f)
         };
         let merged = Report::merge(vec![
-            with("refused_503", 3),
-            with("refused_503", 2),
-            with("handshake_timeout", 1),
+            with("refused_503", 3, "server_full"),
+            with("refused_503", 2, "server_full"),
+            with("handshake_timeout", 1, "overloaded"),
         ])
         .unwrap();
         let Report::Fanout(f) = merged else { panic!() };
         assert_eq!(f.failed_connections, 6);
         assert_eq!(f.failures["refused_503"], 5);
         assert_eq!(f.failures["handshake_timeout"], 1);
+        assert_eq!(f.delayed, 6);
+        assert_eq!(f.delays["server_full"], 4);
+        assert_eq!(f.delays["overloaded"], 2);
+    }
+
+    #[test]
+    fn a_fanout_report_from_before_delays_still_reads() {
+        let mut json = serde_json::to_value(fanout(5, 2, (0.0, 1.0))).unwrap();
+        let map = json.as_object_mut().unwrap();
+        map.remove("delayed");
+        map.remove("delays");
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert!(matches!(back, Report::Fanout(f) if f.delayed == 0 && f.delays.is_empty()));
     }
 }

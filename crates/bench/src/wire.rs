@@ -15,10 +15,11 @@
 use crate::stream::Stream;
 use crate::target::Target;
 use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde_json::json;
 use std::io::Cursor;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,6 +34,59 @@ const READ_CHUNK: usize = 16 * 1024;
 /// How long the opening handshake and the server's hello may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a subscribe may wait for its reply (a resume's reply comes before its replay).
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why an opening handshake gave no connection.
+#[derive(Debug, Clone)]
+pub enum OpenError {
+    /// The server said "not now" (see [`NotNow`]): a client that waits and tries again may get
+    /// in.
+    NotNow(NotNow),
+    /// Anything else, in words (`crate::join::failure_reason` names it).
+    Failed(String),
+}
+
+/// A handshake refused with 503 (or 429) and `Retry-After`: the node is in a storm, at a
+/// connection limit or draining, and says when to come back (docs/protocol.md).
+#[derive(Debug, Clone)]
+pub struct NotNow {
+    /// The answer's `details.reason` (`overloaded`, `server_full`, `user_full`,
+    /// `shutting_down`), else its error code (`too_many_connections`, `rate_limited`).
+    pub reason: String,
+    /// How long the server asks the client to wait.
+    pub retry_after: Duration,
+    /// The refusal in words, starting like any other refused upgrade (`upgrade refused: 503 …`).
+    pub message: String,
+}
+
+impl From<String> for OpenError {
+    fn from(message: String) -> Self {
+        OpenError::Failed(message)
+    }
+}
+
+impl OpenError {
+    /// The error in words.
+    pub fn message(&self) -> &str {
+        match self {
+            OpenError::NotNow(not_now) => &not_now.message,
+            OpenError::Failed(message) => message,
+        }
+    }
+}
+
+/// The answer to a `subscribe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribed {
+    /// The live stream starts after this offset; a resume's missed events up to it come first.
+    pub offset: i64,
+    /// The store's epoch, to resume with.
+    pub epoch: String,
+    /// `false` when a resume could not be honoured (nothing was replayed).
+    pub recovered: bool,
+}
+
 /// One subscriber's connection.
 pub struct Wire {
     tcp: Stream,
@@ -46,16 +100,16 @@ pub struct Wire {
 impl Wire {
     /// Upgrades `tcp` (over TLS if the target speaks it) to a WebSocket as the holder of
     /// `token` and waits for the server's hello.
-    pub async fn open(tcp: TcpStream, target: &Target, token: &str) -> Result<Self, String> {
+    pub async fn open(tcp: TcpStream, target: &Target, token: &str) -> Result<Self, OpenError> {
         tokio::time::timeout(OPEN_TIMEOUT, async {
             let stream = target.secure(tcp).await?;
             Self::handshake(stream, target, token).await
         })
         .await
-        .map_err(|_| "handshake timed out".to_owned())?
+        .map_err(|_| OpenError::Failed("handshake timed out".to_owned()))?
     }
 
-    async fn handshake(tcp: Stream, target: &Target, token: &str) -> Result<Self, String> {
+    async fn handshake(tcp: Stream, target: &Target, token: &str) -> Result<Self, OpenError> {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| e.to_string())?;
@@ -77,13 +131,13 @@ impl Wire {
             .await
             .map_err(|e| e.to_string())?;
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Err(format!("upgrade refused: {}", response.status()));
+            return Err(refusal(response).await);
         }
         let accept = derive_accept_key(key.as_bytes());
         if response.headers().get(header::SEC_WEBSOCKET_ACCEPT)
             != Some(&HeaderValue::from_str(&accept).map_err(|e| e.to_string())?)
         {
-            return Err("wrong Sec-WebSocket-Accept".into());
+            return Err(OpenError::Failed("wrong Sec-WebSocket-Accept".into()));
         }
         let upgraded = hyper::upgrade::on(response)
             .await
@@ -99,7 +153,52 @@ impl Wire {
         };
         match wire.next_text().await? {
             Some(_) => Ok(wire),
-            None => Err("no hello".into()),
+            None => Err(OpenError::Failed("no hello".into())),
+        }
+    }
+
+    /// Subscribes to `room`, resuming after `since` (epoch, offset) when given, and waits for
+    /// the reply; frames before it are skipped (none of them is of `room`: the server answers
+    /// before it replays or forwards anything of the room).
+    pub async fn subscribe(
+        &mut self,
+        room: &str,
+        since: Option<(&str, i64)>,
+    ) -> Result<Subscribed, String> {
+        let mut command = json!({ "type": "subscribe", "room": room, "id": "s" });
+        if let Some((epoch, offset)) = since {
+            command["since"] = json!({ "epoch": epoch, "offset": offset });
+        }
+        self.send_text(&command.to_string()).await?;
+        loop {
+            let text = match tokio::time::timeout(SUBSCRIBE_TIMEOUT, self.next_text()).await {
+                Ok(Ok(Some(text))) => text,
+                Ok(Err(err)) => return Err(format!("subscribe: {err}")),
+                Ok(Ok(None)) => return Err(format!("no answer to subscribe: {}", self.ending())),
+                Err(_) => {
+                    return Err(format!(
+                        "no answer to subscribe within {} s",
+                        SUBSCRIBE_TIMEOUT.as_secs()
+                    ))
+                }
+            };
+            let value: serde_json::Value =
+                serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+            if value["type"] != "reply" || value["id"] != "s" {
+                continue;
+            }
+            let result = &value["result"];
+            return match result["offset"].as_i64() {
+                Some(offset) if value["ok"] == true => Ok(Subscribed {
+                    offset,
+                    epoch: result["epoch"].as_str().unwrap_or_default().to_owned(),
+                    recovered: result["recovered"].as_bool().unwrap_or(true),
+                }),
+                _ => Err(format!(
+                    "subscribe refused: {}",
+                    String::from_utf8_lossy(&text)
+                )),
+            };
         }
     }
 
@@ -178,5 +277,62 @@ impl Wire {
         self.tcp.write_all(&out).await.map_err(|e| e.to_string())?;
         // TLS may keep what it took in its own buffer; TCP flushes nothing.
         self.tcp.flush().await.map_err(|e| e.to_string())
+    }
+}
+
+/// A refused upgrade as an error: a "not now" when the answer is 503 or 429 with a
+/// `Retry-After` in seconds, its reason read from the JSON body; otherwise a plain failure.
+async fn refusal(response: hyper::Response<hyper::body::Incoming>) -> OpenError {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let message = format!("upgrade refused: {status}");
+    let (Some(secs), StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) =
+        (retry_after, status)
+    else {
+        return OpenError::Failed(message);
+    };
+    // An error body is a few hundred bytes; a larger or slow one is not worth waiting for.
+    let body = tokio::time::timeout(
+        Duration::from_secs(5),
+        Limited::new(response.into_body(), 64 * 1024).collect(),
+    )
+    .await;
+    let body = match body {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        _ => Bytes::new(),
+    };
+    let reason = busy_reason(&body).unwrap_or_else(|| format!("status_{}", status.as_u16()));
+    OpenError::NotNow(NotNow {
+        message: format!("{message} ({reason}, Retry-After {secs} s)"),
+        reason,
+        retry_after: Duration::from_secs(secs),
+    })
+}
+
+/// `error.details.reason` of an error body, else `error.code`.
+fn busy_reason(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = &value["error"];
+    error["details"]["reason"]
+        .as_str()
+        .or_else(|| error["code"].as_str())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::busy_reason;
+
+    #[test]
+    fn a_busy_answer_names_its_reason_else_its_code() {
+        let busy = br#"{"error":{"code":"unavailable","message":"m","details":{"reason":"server_full","retry_after_secs":3}}}"#;
+        assert_eq!(busy_reason(busy).as_deref(), Some("server_full"));
+        let per_ip = br#"{"error":{"code":"too_many_connections","message":"m"}}"#;
+        assert_eq!(busy_reason(per_ip).as_deref(), Some("too_many_connections"));
+        assert_eq!(busy_reason(b"not json"), None);
     }
 }
