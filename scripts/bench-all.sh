@@ -34,13 +34,27 @@ stop_server() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
   server_pid=
 }
-trap 'stop_server; rm -rf "$db_dir"' EXIT
+
+pg_db=
+drop_pg() {
+  if [ -n "$pg_db" ]; then psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" || true; fi
+  pg_db=
+}
+trap 'stop_server; drop_pg; rm -rf "$db_dir"' EXIT
 
 start_server() {
   stop_server
   rm -f "$db_dir"/bench.db*
+  local database="sqlite://$db_dir/bench.db"
+  if [ "${SERVER_DB:-sqlite}" = postgres ]; then
+    # A fresh database per run, on the PostgreSQL that scripts/test.sh starts (127.0.0.1:5432).
+    drop_pg
+    pg_db=bench_$RANDOM$RANDOM
+    psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $pg_db"
+    database="postgres://postgres@127.0.0.1:5432/$pg_db"
+  fi
   TASKFLOW_ADMIN_TOKEN=$token TASKFLOW_LOG_LEVEL=warn env ${SERVER_ENV:-} \
-    taskset -c 0 "$bin" serve --database "sqlite://$db_dir/bench.db" --listen "127.0.0.1:$port" \
+    taskset -c 0 "$bin" serve --database "$database" --listen "127.0.0.1:$port" \
     >"$out/server.log" 2>&1 &
   server_pid=$!
   local scheme=http
@@ -77,6 +91,8 @@ SERVER_ENV=TASKFLOW_WS_THREADS=0 bench shared-10k-saturation fanout --subscriber
 bench churn-1000 churn --rate 1000 --duration 60 --warmup 5 --concurrency 200
 # A reconnect storm: 19,000 clients connect at once, then all drop and resume at once under load.
 bench storm-19k storm --clients 19000 --rooms 20 --rate 20
+# The same on PostgreSQL (a fresh database per run).
+SERVER_DB=postgres bench storm-19k-pg storm --clients 19000 --rooms 20 --rate 20
 # Over TLS: the same idle connections and 10,000-subscriber fan-outs, the bench trusting the CA.
 SERVER_ENV=$tls_server_env bench tls-idle-19k --ca-cert "$db_dir/ca.pem" connections --count 19000 --rate 2000 --concurrency 200 --hold 5
 SERVER_ENV=$tls_server_env bench tls-fanout-10k-20 --ca-cert "$db_dir/ca.pem" fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20
