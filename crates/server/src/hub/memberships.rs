@@ -68,6 +68,25 @@ struct State {
     loading: bool,
     /// Changes that arrived while the load ran, in order.
     pending: Vec<(ProjectId, bool)>,
+    /// Counts the loads started, so that a load abandoned midway (its request went away) stops
+    /// collecting changes without disturbing the load that follows it.
+    attempt: u64,
+}
+
+/// Ends a load's collecting of changes however the load ends, abandoned included.
+struct Loading<'a> {
+    state: &'a Mutex<State>,
+    attempt: u64,
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        let mut state = self.state.lock().expect("never poisoned");
+        if state.attempt == self.attempt && !state.ready {
+            state.loading = false;
+            state.pending.clear();
+        }
+    }
 }
 
 impl Memberships {
@@ -90,12 +109,17 @@ impl Memberships {
         entry
             .loaded
             .get_or_try_init(|| async {
-                {
+                let _loading = {
                     let mut state = entry.state.lock().expect("never poisoned");
                     // Changes seen before this point are in what the load reads.
                     state.pending.clear();
                     state.loading = true;
-                }
+                    state.attempt += 1;
+                    Loading {
+                        state: &entry.state,
+                        attempt: state.attempt,
+                    }
+                };
                 let projects = load().await;
                 let mut state = entry.state.lock().expect("never poisoned");
                 state.loading = false;
@@ -288,6 +312,28 @@ mod tests {
         // A change for a user nobody asked about is nothing to keep.
         cache.changed(&project("p3"), "carol", true);
         assert_eq!(cache.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_load_keeps_nothing_and_the_next_one_loads() {
+        let cache = Memberships::new(MembershipLimits::default());
+        let alice = user("alice");
+        let abandoned = cache.get(&alice, || std::future::pending::<Result<Vec<_>, ()>>());
+        assert!(tokio::time::timeout(Duration::from_millis(10), abandoned)
+            .await
+            .is_err());
+        cache.changed(&project("p9"), "alice", true);
+        let entry = cache.users.get(&user("alice")).unwrap().clone();
+        assert!(
+            entry.state.lock().unwrap().pending.is_empty(),
+            "nobody collects changes for an abandoned load"
+        );
+        let got = cache
+            .get(&user("alice"), || async {
+                Ok::<_, ()>(vec![project("p1")])
+            })
+            .await;
+        assert_eq!(got, Ok(set(&["p1"])));
     }
 
     #[tokio::test]
