@@ -9,7 +9,7 @@ mod chromium;
 
 #[test]
 fn the_browser_library_goes_live_degrades_and_resumes_in_chromium() {
-    chromium::run("client.test.mjs", &["playwright-core"], &[], 6);
+    chromium::run("client.test.mjs", &["playwright-core"], &[], 7);
 }
 
 /// The board over HTTPS and WSS (`tests/browser/tls.test.mjs`), with a CA and a server

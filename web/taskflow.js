@@ -18,12 +18,49 @@
 // events are de-duplicated by offset, so switching and reconnecting lose nothing and repeat
 // nothing. Reconnects wait with exponential backoff and full jitter.
 //
+// A node that cannot take a connection now (draining, at its connection limit, in a reconnect
+// storm) refuses the handshake with 503 and `Retry-After`. A browser's WebSocket and EventSource
+// cannot read that answer, so when one fails before it opened the client asks the node with a
+// plain `GET /ws/tasks` (the probe), which answers the same 503 while the node would refuse. Then
+// it waits at least the `Retry-After`, with jitter up to twice that, instead of falling back to
+// another transport the node would refuse as well; `reconnecting` carries `info.retryAfter`.
+//
 // In a browser it also follows the network: when the browser goes offline it drops its
 // transport and reports `offline` (no retries are wasted meanwhile); when the network is back it
 // reconnects at once, without waiting for a backoff, and resumes. `watchNetwork: false` turns
 // this off.
 
 const TRANSPORTS = ["websocket", "sse", "poll"];
+
+/** The longest `Retry-After` honoured as it is, in seconds (a larger one is read as this). */
+const MAX_RETRY_AFTER = 60;
+
+/**
+ * What a 503 (or 429) says about when to come back: `{ retryAfter, reason }`, with `retryAfter` in
+ * seconds from the `Retry-After` header or else the body's `details.retry_after_secs`; `null` for
+ * any other answer, or one without a usable value (then the normal backoff applies).
+ */
+async function busyAnswer(response) {
+  if (response.status !== 503 && response.status !== 429) return null;
+  let details = {};
+  try {
+    details = (await response.json()).error.details ?? {};
+  } catch {
+    /* no JSON body, or one without details: the header alone will do */
+  }
+  const header = response.headers.get("Retry-After");
+  const retryAfter = header !== null && /^\s*\d+\s*$/.test(header) ? Number(header) : details.retry_after_secs;
+  if (!Number.isInteger(retryAfter) || retryAfter < 0) return null;
+  return { retryAfter, reason: details.reason ?? null };
+}
+
+/** The wait after `Retry-After: retryAfter` (seconds), in ms: uniform in [retryAfter, 2 x retryAfter], so the
+ * clients a node refused together do not return together; never below it (up to MAX_RETRY_AFTER), never
+ * above MAX_RETRY_AFTER beyond it. */
+export function retryAfterDelay(retryAfter) {
+  const least = Math.min(retryAfter, MAX_RETRY_AFTER) * 1000;
+  return Math.floor(Math.min(least * (1 + Math.random()), Math.max(least, MAX_RETRY_AFTER * 1000)));
+}
 
 /** Starts a client; see the header for the options. Returns it (call `close()` to stop). */
 export function connect(options) {
@@ -219,6 +256,8 @@ export class TaskflowClient {
         }
       },
       onUnavailable: () => this.attempt(index + 1, reconnecting),
+      // The node said "not now": the other transports would be refused too.
+      onBusy: (busy) => this.retryWhenAsked(name, busy),
       onLost: () => {
         if (this.closed) return;
         this.cancelUpgrade();
@@ -226,6 +265,42 @@ export class TaskflowClient {
         this.setState("reconnecting", { retryAt: Date.now() + delay, transport: name });
         this.later(delay, () => this.attempt(0, true));
       },
+    });
+  }
+
+  /** Waits as the node asked (`busyAnswer`), then starts again from the best transport. The wait
+   * counts as a failure, so the backoff after it goes on from where it was. */
+  retryWhenAsked(transport, { retryAfter, reason }) {
+    if (this.closed) return;
+    this.cancelUpgrade();
+    this.failures += 1;
+    const delay = retryAfterDelay(retryAfter);
+    this.setState("reconnecting", { retryAt: Date.now() + delay, retryAfter, reason, transport });
+    this.later(delay, () => this.attempt(0, true));
+  }
+
+  /**
+   * Why a WebSocket or EventSource that never opened failed, which the browser does not tell: a
+   * plain GET of /ws/tasks answers 503 with `Retry-After` while the node would refuse a
+   * connection (426 otherwise). Resolves with `busyAnswer`'s verdict; `null` when the node would
+   * take one or the probe itself fails (a cross-origin page without CORS, the node is down).
+   */
+  async whyRefused() {
+    try {
+      const timeout = typeof AbortSignal.timeout === "function" ? AbortSignal.timeout(5000) : undefined;
+      return await busyAnswer(await fetch(this.httpUrl("/ws/tasks"), { cache: "no-store", signal: timeout }));
+    } catch {
+      return null;
+    }
+  }
+
+  /** After a transport failed to open: `onBusy` if the node says "not now", else `onUnavailable`
+   * (the next transport). Nothing if the handle was closed meanwhile. */
+  refusedOrUnavailable(handlers, isClosed) {
+    this.whyRefused().then((busy) => {
+      if (this.closed || isClosed()) return;
+      if (busy) handlers.onBusy(busy);
+      else handlers.onUnavailable();
     });
   }
 
@@ -274,6 +349,11 @@ export class TaskflowClient {
       onUnavailable: () => {
         this.probing = null;
         this.probe(candidate + 1, index);
+      },
+      // The node is busy: the degraded transport goes on; try again at the next interval.
+      onBusy: () => {
+        this.probing = null;
+        this.scheduleUpgrade(index);
       },
       onLost: () => {
         this.probing = null;
@@ -396,11 +476,13 @@ export class TaskflowClient {
     let opened = false;
     let live = false;
     let ended = false;
+    let closedHere = false;
     let waiting = 0;
     const handle = {
       ws,
       close: () => {
         ended = true;
+        closedHere = true;
         try {
           ws.close(1000, "client closing");
         } catch {
@@ -447,7 +529,8 @@ export class TaskflowClient {
         this.tokenExpired();
         return;
       }
-      if (!opened || !live) handlers.onUnavailable();
+      if (!opened) this.refusedOrUnavailable(handlers, () => closedHere);
+      else if (!live) handlers.onUnavailable();
       else handlers.onLost();
     };
     return handle;
@@ -465,10 +548,12 @@ export class TaskflowClient {
     let live = false;
     let everLive = false;
     let ended = false;
+    let closedHere = false;
     let waiting = this.rooms.length;
     const handle = {
       close: () => {
         ended = true;
+        closedHere = true;
         source.close();
       },
     };
@@ -502,10 +587,10 @@ export class TaskflowClient {
     source.onerror = () => {
       if (ended) return;
       if (!everLive) {
-        // Never got going: SSE is not available here.
+        // Never got going: the node is busy, or SSE is not available here.
         ended = true;
         source.close();
-        handlers.onUnavailable();
+        this.refusedOrUnavailable(handlers, () => closedHere);
         return;
       }
       // The browser reconnects by itself, resuming with Last-Event-ID. If it gave up, we do.
@@ -549,6 +634,12 @@ export class TaskflowClient {
           if (response.status === 401 && live) {
             ended = true;
             this.tokenExpired();
+            return;
+          }
+          const busy = await busyAnswer(response);
+          if (busy && !ended) {
+            ended = true;
+            handlers.onBusy(busy);
             return;
           }
           if (!response.ok) throw new Error(`poll answered ${response.status}`);

@@ -48,13 +48,14 @@ async function launch() {
 }
 
 /** Starts the server; resolves once it prints where it listens. */
-function startServer({ db, port, disabled = [] }) {
+function startServer({ db, port, disabled = [], env = {} }) {
   const child = spawn(BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--database", `sqlite://${db}`], {
     env: {
       ...process.env,
       TASKFLOW_ADMIN_TOKEN: TOKEN,
       TASKFLOW_LOG_LEVEL: "warn",
       TASKFLOW_DISABLED_TRANSPORTS: disabled.join(","),
+      ...env,
     },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -95,6 +96,7 @@ async function openPage(base) {
   window.received = [];
   window.states = [];
   window.recoveries = [];
+  window.reports = [];
   window.client = connect({
     token: ${JSON.stringify(TOKEN)},
     rooms: ["project:default"],
@@ -102,7 +104,10 @@ async function openPage(base) {
     backoffCap: 1000,
     upgradeInterval: 1000,
     onEvent: (e) => window.received.push(e.offset),
-    onState: (state, info) => window.states.push(info.transport ? state + ":" + info.transport : state),
+    onState: (state, info) => {
+      window.states.push(info.transport ? state + ":" + info.transport : state);
+      window.reports.push({ state, at: Date.now(), ...info });
+    },
     onRecovery: (r) => window.recoveries.push(r),
   });
 </script>`,
@@ -199,6 +204,124 @@ test("behind the same address, a new database (another epoch) is reported as not
   // The new history's events arrive from its start, not filtered by the old offsets.
   await createTasks(base, 2, "new");
   assert.deepEqual(await waitForCount(page, 5), [1, 2, 3, 1, 2]);
+  await context.close();
+  server.kill("SIGKILL");
+  await stopped(server);
+});
+
+/**
+ * Holds a WebSocket to the server from a page of its own (Node 20 has no WebSocket client), trying
+ * again while the server refuses it. `release()` closes it and resolves once the close is answered.
+ */
+async function holdConnection(base) {
+  const context = await (await launch()).newContext();
+  const page = await context.newPage();
+  await page.route(`${base}/__hold.html`, (route) =>
+    route.fulfill({ contentType: "text/html", body: `<!doctype html><meta charset="utf-8"><title>hold</title>` }),
+  );
+  await page.goto(`${base}/__hold.html`);
+  await page.evaluate(async (token) => {
+    const deadline = Date.now() + 15000;
+    for (;;) {
+      const held = await new Promise((resolve) => {
+        const ws = new WebSocket(`ws://${location.host}/ws/tasks?access_token=${token}`);
+        ws.onmessage = (m) => JSON.parse(m.data).type === "hello" && resolve(ws);
+        ws.onclose = () => resolve(null);
+      });
+      if (held) {
+        window.held = held;
+        return;
+      }
+      // Refused: the place the other page left is not free yet.
+      if (Date.now() > deadline) throw new Error("the server never had a place for the held connection");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }, TOKEN);
+  return {
+    release: () =>
+      page.evaluate(
+        () =>
+          new Promise((resolve) => {
+            window.held.onclose = () => resolve();
+            window.held.close(1000);
+          }),
+      ),
+    close: () => context.close(),
+  };
+}
+
+test("refused by a node at its connection limit, it waits out the Retry-After, gets in and resumes without loss", async () => {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = await startServer({
+    db: join(scratch, "busy.db"),
+    port,
+    env: { TASKFLOW_WS_MAX_CONNECTIONS: "1", TASKFLOW_WS_RETRY_AFTER_SECS: "1" },
+  });
+  const { page, context } = await openPage(base);
+  await waitForState(page, "live:websocket");
+  await createTasks(base, 5, "before");
+  assert.deepEqual(await waitForCount(page, 5), range(1, 5));
+
+  // The page drops its connection (offline); the node's one place goes to another page, and
+  // events are written meanwhile.
+  await context.setOffline(true);
+  await waitForState(page, "offline");
+  const holder = await holdConnection(base);
+  await createTasks(base, 5, "meanwhile");
+
+  // Back online, the page's WebSocket is refused with 503: the probe tells it to wait.
+  const since = await page.evaluate(() => window.reports.length);
+  await context.setOffline(false);
+  let refused;
+  try {
+    refused = await page.waitForFunction(
+      (from) => window.reports.slice(from).find((r) => r.state === "reconnecting" && r.retryAfter !== undefined),
+      since,
+      { timeout: WAIT },
+    );
+  } catch (err) {
+    const seen = await page.evaluate(() => window.reports);
+    throw new Error(`no reconnecting state with a retryAfter; the page reported ${JSON.stringify(seen)}`, { cause: err });
+  }
+  const report = await refused.jsonValue();
+  assert.ok([1, 2].includes(report.retryAfter), `the server's Retry-After is 1 or 2 s: ${JSON.stringify(report)}`);
+  assert.equal(report.reason, "server_full");
+  assert.equal(report.transport, "websocket");
+  assert.ok(report.retryAt - report.at >= report.retryAfter * 1000, `waits at least the Retry-After: ${JSON.stringify(report)}`);
+
+  // The place is free: the page comes back, after its wait, and gets what it missed.
+  await holder.release();
+  await page.waitForFunction(
+    (from) => window.reports.slice(from).some((r) => r.state === "live" && r.transport === "websocket"),
+    since,
+    { timeout: WAIT },
+  );
+  assert.deepEqual(await waitForCount(page, 10), range(1, 10), "nothing lost, nothing twice");
+  const reports = await page.evaluate((from) => window.reports.slice(from), since);
+  const live = reports.findLastIndex((r) => r.state === "live");
+  const lastRefusal = reports.slice(0, live).findLast((r) => r.state === "reconnecting");
+  assert.ok(lastRefusal.retryAfter !== undefined, `every wait before it was a Retry-After: ${JSON.stringify(reports)}`);
+  assert.ok(
+    reports[live].at - lastRefusal.at >= lastRefusal.retryAfter * 1000,
+    `live only after the Retry-After: ${JSON.stringify(reports)}`,
+  );
+  const recoveries = await page.evaluate(() => window.recoveries);
+  assert.ok(recoveries.every((r) => r.recovered), "every resume recovered");
+  await createTasks(base, 1, "after");
+  assert.deepEqual(await waitForCount(page, 11), range(1, 11));
+
+  // The wait itself: at least the Retry-After, jittered up to twice it, at most 60 s.
+  const delays = await page.evaluate(async () => {
+    const { retryAfterDelay } = await import("/taskflow.js");
+    return { one: Array.from({ length: 500 }, () => retryAfterDelay(1)), huge: retryAfterDelay(3600), near: retryAfterDelay(40) };
+  });
+  assert.ok(delays.one.every((d) => d >= 1000 && d <= 2000), "within [1 s, 2 s]");
+  assert.ok(new Set(delays.one).size > 100, "jittered");
+  assert.equal(delays.huge, 60000);
+  assert.ok(delays.near >= 40000 && delays.near <= 60000);
+
+  await holder.close();
   await context.close();
   server.kill("SIGKILL");
   await stopped(server);

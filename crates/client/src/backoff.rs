@@ -1,9 +1,17 @@
 //! Exponential backoff with full jitter: after the n-th failure in a row, wait a uniformly random
 //! time between zero and `min(cap, base * 2^n)`. The randomness spreads out the clients that a
 //! server restart disconnected all at once, so they do not come back all at once.
+//!
+//! A server that refuses the handshake with 503 and `Retry-After` knows better than the
+//! schedule: [`Backoff::after_retry_after`] waits at least that long, with jitter on top, so
+//! the clients a drained or overloaded node turned away do not all return in the same second.
 
 use rand::Rng;
 use std::time::Duration;
+
+/// The longest `Retry-After` honoured as it is: a larger one (a misconfigured server) is read as
+/// this, so a client never sits out for hours on one answer.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// A retry schedule.
 #[derive(Debug, Clone)]
@@ -37,6 +45,19 @@ impl Backoff {
         let ceiling = self.ceiling();
         self.failures = self.failures.saturating_add(1);
         rand::thread_rng().gen_range(Duration::ZERO..=ceiling)
+    }
+
+    /// The next wait after a refusal that said `Retry-After: retry_after`: uniformly random
+    /// between `retry_after` and twice that (the server's value is jittered already; this
+    /// spreads the clients that got the same one), never below `retry_after` (up to
+    /// [`MAX_RETRY_AFTER`]) and never above [`MAX_RETRY_AFTER`] beyond it. `taskflow.js` waits
+    /// the same (`retryAfterDelay`). Counts as a failure like any other, so a refusal followed
+    /// by lost connections keeps backing off rather than starting over.
+    pub fn after_retry_after(&mut self, retry_after: Duration) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let least = retry_after.min(MAX_RETRY_AFTER);
+        let most = least.saturating_mul(2).min(MAX_RETRY_AFTER.max(least));
+        rand::thread_rng().gen_range(least..=most)
     }
 
     /// A connection succeeded: start again from `base`.
@@ -74,5 +95,51 @@ mod tests {
         let distinct: std::collections::HashSet<_> = delays.iter().collect();
         assert!(distinct.len() > 100, "full jitter spreads the delays");
         assert!(delays.iter().any(|d| *d < Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn a_retry_after_is_waited_at_least_with_jitter_up_to_twice() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let delays: Vec<Duration> = (0..200)
+            .map(|_| b.after_retry_after(Duration::from_secs(2)))
+            .collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| (Duration::from_secs(2)..=Duration::from_secs(4)).contains(d)),
+            "{delays:?}"
+        );
+        let distinct: std::collections::HashSet<_> = delays.iter().collect();
+        assert!(distinct.len() > 100, "jittered, not all the same");
+        assert!(delays.iter().any(|d| *d < Duration::from_secs(3)));
+        assert!(delays.iter().any(|d| *d > Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_retry_after_is_capped_and_counts_as_a_failure() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        // Near the most: at least the Retry-After, the jitter stops at MAX_RETRY_AFTER (not at
+        // the backoff's cap: the server's answer outranks the schedule).
+        for _ in 0..50 {
+            let d = b.after_retry_after(Duration::from_secs(40));
+            assert!(
+                (Duration::from_secs(40)..=MAX_RETRY_AFTER).contains(&d),
+                "{d:?}"
+            );
+        }
+        // Beyond it: MAX_RETRY_AFTER.
+        assert_eq!(b.after_retry_after(MAX_RETRY_AFTER), MAX_RETRY_AFTER);
+        assert_eq!(
+            b.after_retry_after(Duration::from_secs(3600)),
+            MAX_RETRY_AFTER
+        );
+
+        // A refusal is a failure: the schedule goes on from where it was, not from the base.
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        b.next_delay();
+        b.after_retry_after(Duration::from_secs(1));
+        assert_eq!(b.ceiling(), Duration::from_secs(2));
+        b.reset();
+        assert_eq!(b.ceiling(), Duration::from_millis(500));
     }
 }

@@ -3,14 +3,15 @@
 use crate::backoff::Backoff;
 use crate::display::describe;
 use futures::{SinkExt, StreamExt};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::time::Duration;
 use taskflow_protocol::{close, ServerFrame, Since, Subscribed};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::RETRY_AFTER;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, Response, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -143,6 +144,89 @@ enum Ended {
     Stopped,
     /// The connection was lost or closed by the server; try again.
     Lost(String),
+    /// The server turned the handshake away for now; try again when it says.
+    Refused(Refusal),
+}
+
+/// A handshake the server answered 503 (or 429): not now. A node that is draining, at its
+/// connection limit or in a reconnect storm says so, and how long to stay away, with
+/// `Retry-After` (docs/protocol.md, "Handshake").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// `Retry-After` in seconds (the header; else the body's `details.retry_after_secs`), when
+    /// the server sent one in seconds. Without it the normal backoff applies.
+    pub retry_after_secs: Option<u64>,
+    /// The body's `details.reason`: `overloaded`, `server_full`, `user_full`, `shutting_down`.
+    pub reason: Option<String>,
+    /// The body's `error.message`, else the status line.
+    pub message: String,
+}
+
+impl Refusal {
+    /// The refusal a failed handshake's response is, if it is one (503 or 429). The body is what
+    /// arrived with the headers, so it may be missing; the header alone is enough.
+    pub fn from_response(response: &Response<Option<Vec<u8>>>) -> Option<Self> {
+        let status = response.status();
+        if status != StatusCode::SERVICE_UNAVAILABLE && status != StatusCode::TOO_MANY_REQUESTS {
+            return None;
+        }
+        let body: Value = response
+            .body()
+            .as_deref()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or(Value::Null);
+        let error = &body["error"];
+        let retry_after_secs = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .or_else(|| error["details"]["retry_after_secs"].as_u64());
+        Some(Self {
+            status: status.as_u16(),
+            retry_after_secs,
+            reason: error["details"]["reason"].as_str().map(str::to_owned),
+            message: error["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| status.to_string()),
+        })
+    }
+
+    /// How it is told in the client's news: `503 server_full: the server is at its…`.
+    fn describe(&self) -> String {
+        match &self.reason {
+            Some(reason) => format!("{} {reason}: {}", self.status, self.message),
+            None => format!("{}: {}", self.status, self.message),
+        }
+    }
+}
+
+/// The client's own line saying it will try again in `delay`: for people, or (`json`) one JSON
+/// object, `client.reconnecting`, with `retry_after_secs` and `refusal` (the server's reason)
+/// when the server refused the handshake.
+fn reconnecting_news(json: bool, lost: &str, refusal: Option<&Refusal>, delay: Duration) -> String {
+    let reason = refusal.map_or_else(|| lost.to_owned(), Refusal::describe);
+    if json {
+        let mut news = json!({ "type": "client.reconnecting", "reason": reason, "retry_in_ms": delay.as_millis() as u64 });
+        if let Some(refusal) = refusal {
+            news["status"] = refusal.status.into();
+            news["retry_after_secs"] = refusal.retry_after_secs.into();
+            news["refusal"] = refusal.reason.clone().into();
+        }
+        return news.to_string();
+    }
+    let wait = format!("reconnecting in {:.1}s...", delay.as_secs_f64());
+    match refusal {
+        None => format!("Connection lost ({reason}); {wait}"),
+        Some(Refusal {
+            retry_after_secs: Some(secs),
+            ..
+        }) => format!("Refused by the server ({reason}); it asks for {secs} s; {wait}"),
+        Some(_) => format!("Refused by the server ({reason}); {wait}"),
+    }
 }
 
 /// Connects, prints, and reconnects until `stop` resolves. Returns only on `stop` or on an
@@ -170,22 +254,20 @@ pub async fn run(
             &mut stop,
         )
         .await?;
-        let reason = match ended {
+        let (reason, refusal) = match ended {
             Ended::Stopped => return Ok(()),
-            Ended::Lost(reason) => reason,
+            Ended::Lost(reason) => (reason, None),
+            Ended::Refused(refusal) => (String::new(), Some(refusal)),
         };
-        let delay = backoff.next_delay();
-        if options.json {
-            // Scripts read one JSON object per line; the client's own news is one too.
-            let news = json!({ "type": "client.reconnecting", "reason": reason, "retry_in_ms": delay.as_millis() as u64 });
-            writeln!(out, "{news}")?;
-        } else {
-            writeln!(
-                out,
-                "Connection lost ({reason}); reconnecting in {:.1}s...",
-                delay.as_secs_f64()
-            )?;
-        }
+        // A refusal's `Retry-After` is honoured (with jitter); one without falls back on the
+        // schedule. Neither resets it: only a connection that works does.
+        let delay = match refusal.as_ref().and_then(|r| r.retry_after_secs) {
+            Some(secs) => backoff.after_retry_after(Duration::from_secs(secs)),
+            None => backoff.next_delay(),
+        };
+        // Scripts read one JSON object per line; the client's own news is one too.
+        let news = reconnecting_news(options.json, &reason, refusal.as_ref(), delay);
+        writeln!(out, "{news}")?;
         out.flush()?;
         tokio::select! {
             _ = &mut stop => return Ok(()),
@@ -226,6 +308,14 @@ async fn connect_once(
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default();
             return Err(ClientError::Unauthorized(body));
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            return Ok(match Refusal::from_response(&response) {
+                Some(refusal) => Ended::Refused(refusal),
+                None => {
+                    Ended::Lost(tokio_tungstenite::tungstenite::Error::Http(response).to_string())
+                }
+            });
         }
         Err(err) => return Ok(Ended::Lost(err.to_string())),
     };
@@ -321,4 +411,90 @@ fn reason_code(reason: &str) -> Option<u16> {
         .next()?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, retry_after: Option<&str>, body: &str) -> Response<Option<Vec<u8>>> {
+        let mut builder = Response::builder().status(status);
+        if let Some(value) = retry_after {
+            builder = builder.header(RETRY_AFTER, value);
+        }
+        builder.body(Some(body.as_bytes().to_vec())).unwrap()
+    }
+
+    const BUSY: &str = r#"{"error":{"code":"unavailable","message":"the server is at its connection limit; retry later","details":{"reason":"server_full","retry_after_secs":3}}}"#;
+
+    #[test]
+    fn a_503_is_a_refusal_with_its_retry_after_and_reason() {
+        let refusal = Refusal::from_response(&response(503, Some("2"), BUSY)).unwrap();
+        assert_eq!(
+            refusal,
+            Refusal {
+                status: 503,
+                retry_after_secs: Some(2),
+                reason: Some("server_full".into()),
+                message: "the server is at its connection limit; retry later".into(),
+            },
+            "the header wins over the body"
+        );
+        // Without the header, the body's value; without either, none (the normal backoff).
+        let body_only = Refusal::from_response(&response(503, None, BUSY)).unwrap();
+        assert_eq!(body_only.retry_after_secs, Some(3));
+        let bare = Refusal::from_response(&response(503, None, "")).unwrap();
+        assert_eq!(bare.retry_after_secs, None);
+        assert_eq!(bare.reason, None);
+        assert_eq!(bare.message, "503 Service Unavailable");
+        // An HTTP date is not read: the normal backoff.
+        let dated = response(503, Some("Wed, 21 Oct 2026 07:28:00 GMT"), "");
+        assert_eq!(
+            Refusal::from_response(&dated).unwrap().retry_after_secs,
+            None
+        );
+        assert!(Refusal::from_response(&response(429, Some("1"), "")).is_some());
+        assert!(Refusal::from_response(&response(500, Some("1"), "")).is_none());
+        assert!(Refusal::from_response(&response(404, None, "")).is_none());
+    }
+
+    #[test]
+    fn the_news_of_a_refusal_names_the_retry_after_and_the_reason() {
+        let refusal = Refusal::from_response(&response(503, Some("2"), BUSY)).unwrap();
+        let delay = Duration::from_millis(2700);
+        let news: Value =
+            serde_json::from_str(&reconnecting_news(true, "", Some(&refusal), delay)).unwrap();
+        assert_eq!(
+            news,
+            json!({
+                "type": "client.reconnecting",
+                "reason": "503 server_full: the server is at its connection limit; retry later",
+                "retry_in_ms": 2700,
+                "status": 503,
+                "retry_after_secs": 2,
+                "refusal": "server_full",
+            })
+        );
+        assert_eq!(
+            reconnecting_news(false, "", Some(&refusal), delay),
+            "Refused by the server (503 server_full: the server is at its connection limit; \
+             retry later); it asks for 2 s; reconnecting in 2.7s..."
+        );
+        // A lost connection reads as before.
+        assert_eq!(
+            reconnecting_news(false, "connection closed", None, Duration::from_millis(400)),
+            "Connection lost (connection closed); reconnecting in 0.4s..."
+        );
+        let lost: Value = serde_json::from_str(&reconnecting_news(
+            true,
+            "connection closed",
+            None,
+            Duration::from_millis(400),
+        ))
+        .unwrap();
+        assert_eq!(
+            lost,
+            json!({ "type": "client.reconnecting", "reason": "connection closed", "retry_in_ms": 400 })
+        );
+    }
 }
