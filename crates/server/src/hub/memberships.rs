@@ -318,7 +318,7 @@ mod tests {
     async fn an_abandoned_load_keeps_nothing_and_the_next_one_loads() {
         let cache = Memberships::new(MembershipLimits::default());
         let alice = user("alice");
-        let abandoned = cache.get(&alice, || std::future::pending::<Result<Vec<_>, ()>>());
+        let abandoned = cache.get(&alice, std::future::pending::<Result<Vec<_>, ()>>);
         assert!(tokio::time::timeout(Duration::from_millis(10), abandoned)
             .await
             .is_err());
