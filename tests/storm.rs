@@ -19,7 +19,8 @@ const USERS: usize = 4;
 
 async fn a_warm_reconnect_storm_makes_no_database_queries(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let (mut child, addr) = binary::start(&db.url);
+    let (child, addr) = binary::start(&db.url);
+    let _server = binary::Running(child);
     let users: Vec<String> = (0..USERS).map(|u| format!("storm{u}")).collect();
     let members: Vec<&str> = users.iter().map(String::as_str).collect();
     create_project(&addr, "storm", &members).await;
@@ -65,8 +66,6 @@ async fn a_warm_reconnect_storm_makes_no_database_queries(backend: Backend) {
         per_connection <= 0.05,
         "{per_connection} database queries per warm reconnection"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,4 +76,49 @@ async fn a_warm_reconnect_storm_makes_no_database_queries_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_reconnect_storm_makes_no_database_queries_on_postgres() {
     a_warm_reconnect_storm_makes_no_database_queries(Backend::Postgres).await;
+}
+
+/// Long polling on a single node: each request is answered from the dispatcher's position and
+/// the room's tail, so pollers cost no query either, and still get every event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_are_answered_from_memory() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (child, addr) = binary::start(&db.url);
+    let _server = binary::Running(child);
+    create_project(&addr, "polled", &["pia"]).await;
+    let token = token_for(&addr, "pia").await;
+    let http = reqwest::Client::new();
+    let poll = |cursor: Option<String>| {
+        let mut url = format!("http://{addr}/poll?rooms=project:polled&timeout=5");
+        if let Some(cursor) = cursor {
+            url.push_str(&format!("&cursor={cursor}"));
+        }
+        http.get(url).bearer_auth(&token).send()
+    };
+    let first: serde_json::Value = poll(None).await.unwrap().json().await.unwrap();
+    let mut cursor = first["cursor"].as_str().unwrap().to_owned();
+    let queries = counter_sum(&addr, "realtime_db_queries_total").await;
+    assert_eq!(writer(addr.clone(), "polled", 6).await.unwrap(), 6);
+    let mut offsets = Vec::new();
+    while offsets.len() < 6 {
+        let answer: serde_json::Value = poll(Some(cursor.clone()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["recovered"], true, "{answer}");
+        for event in answer["events"].as_array().unwrap() {
+            assert_eq!(event["event"], "task.created");
+            offsets.push(event["offset"].as_i64().unwrap());
+        }
+        cursor = answer["cursor"].as_str().unwrap().to_owned();
+    }
+    let start = offsets[0];
+    assert_eq!(offsets, (start..start + 6).collect::<Vec<_>>());
+    assert_eq!(
+        counter_sum(&addr, "realtime_db_queries_total").await,
+        queries,
+        "no query for a warm poller"
+    );
 }

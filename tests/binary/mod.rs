@@ -125,3 +125,14 @@ impl Drop for Prefix {
             .status();
     }
 }
+
+/// A server process that is killed when the test ends, failed assertions included (a panicking
+/// test would otherwise leave it running, holding the test harness's output open).
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

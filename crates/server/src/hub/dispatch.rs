@@ -529,6 +529,34 @@ impl Dispatcher {
         self.inner.source.events_oldest(room).await
     }
 
+    /// Where a room's stream stands, without a query, when that is its true last offset: on a
+    /// single node, whose dispatcher hears every commit, if it keeps the room's state now. A
+    /// cluster node may lag the store in a room it does not follow, so it says `None`.
+    pub fn current_position(&self, room: &str) -> Option<i64> {
+        match self.inner.hub.feed() {
+            None => self.position(room),
+            Some(_) => None,
+        }
+    }
+
+    /// The frames of `room` after offset `after`, up to where this node stands in it (at most
+    /// `limit`), if the room's tail holds them all; `None` if the log must be read. For long
+    /// polling, which answers each request from where its cursor stands.
+    pub fn recent(&self, room: &str, after: i64, limit: usize) -> Option<Vec<Bytes>> {
+        let order = self.inner.rooms.get(room)?.clone();
+        let order = order.lock().expect("never poisoned");
+        if after == order.delivered {
+            return Some(Vec::new());
+        }
+        if after > order.delivered {
+            return None;
+        }
+        order
+            .tail
+            .after(after, order.delivered, limit, false)
+            .map(|(frames, _)| frames)
+    }
+
     /// The last offset delivered in a room on this node, if the node keeps the room's state
     /// now (it does while the room has receivers here).
     pub fn position(&self, room: &str) -> Option<i64> {
