@@ -768,6 +768,22 @@ async fn try_subscribe(addr: &str, token: &str, room: &str) -> Value {
     }
 }
 
+/// Subscribes on new connections until the reply's `ok` is `ok` (a membership change on its
+/// way through the broker), and returns that reply.
+async fn subscribe_until(addr: &str, token: &str, room: &str, ok: bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reply = try_subscribe(addr, token, room).await;
+        if reply["ok"] == ok {
+            return reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{room} on {addr}: ok {ok} in time"
+        );
+    }
+}
+
 /// Node 1 serves fay's handshakes from its membership cache; a removal made through node 0
 /// reaches that cache through the broker, so her next subscription on node 1 is refused without
 /// node 1 reloading her memberships; her return is seen the same way.
@@ -797,31 +813,14 @@ async fn a_membership_change_on_one_node_updates_the_others_cache() {
         .unwrap()
         .status()
         .is_success());
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let reply = try_subscribe(&nodes[1].addr, &fay, "project:p5").await;
-        if reply["ok"] == false {
-            assert_eq!(reply["error"]["code"], "forbidden", "{reply}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the removal reaches node 1");
-    }
+    let reply = subscribe_until(&nodes[1].addr, &fay, "project:p5", false).await;
+    assert_eq!(reply["error"]["code"], "forbidden", "{reply}");
     assert!(members(reqwest::Method::PUT)
         .await
         .unwrap()
         .status()
         .is_success());
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let reply = try_subscribe(&nodes[1].addr, &fay, "project:p5").await;
-        if reply["ok"] == true {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new membership reaches node 1"
-        );
-    }
+    subscribe_until(&nodes[1].addr, &fay, "project:p5", true).await;
     assert_eq!(
         counter_of(&nodes[1].addr, "realtime_db_queries_total", loads).await,
         1.0,

@@ -269,28 +269,30 @@ pub async fn get_json(url: &str) -> (u16, Value) {
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-/// A counter of a node's `/metrics`.
-pub async fn counter(addr: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
+/// A node's `/metrics` text.
+async fn metrics(addr: &str) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// A counter of a node's `/metrics`.
+pub async fn counter(addr: &str, name: &str) -> f64 {
+    metrics(addr)
+        .await
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
 /// A counter of a node's `/metrics`, summed over its labels (0 if it is not there yet).
 pub async fn counter_sum(addr: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
+    metrics(addr)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter_map(|l| {
             let rest = l.strip_prefix(name)?;
             let value = match rest.strip_prefix('{') {
