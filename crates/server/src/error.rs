@@ -318,13 +318,17 @@ impl From<DependencyError> for ApiError {
     fn from(err: DependencyError) -> Self {
         let message = err.to_string();
         match err {
-            DependencyError::OnItself => ApiError::InvalidField {
-                field: "dep_id".into(),
+            // Both are about the tasks named, not the request's shape: a well-formed request
+            // that meets this state is a conflict (409), as a longer cycle is.
+            DependencyError::OnItself => ApiError::Conflict {
+                code: "dependency_cycle",
                 message,
+                details: None,
             },
-            DependencyError::OtherProject { .. } => ApiError::InvalidField {
-                field: "dep_id".into(),
+            DependencyError::OtherProject { .. } => ApiError::Conflict {
+                code: "dependency_other_project",
                 message,
+                details: None,
             },
             DependencyError::Missing(_) => ApiError::NotFound {
                 code: "dependency_not_found",

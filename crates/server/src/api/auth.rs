@@ -29,7 +29,8 @@ pub(crate) struct TokenRequest {
     /// `member` (default) or `admin`.
     role: Option<Role>,
     /// Lifetime in seconds; the server's default (`token_ttl_secs`) if absent.
-    ttl_secs: Option<u64>,
+    #[serde(default, deserialize_with = "crate::api::fields::integer")]
+    ttl_secs: Option<i64>,
 }
 
 /// Mint a user token (admin only).
@@ -42,12 +43,14 @@ async fn mint_token(
 ) -> Result<(StatusCode, Json<MintedToken>), ApiError> {
     caller.require_admin()?;
     let user = UserId::parse(&body.user, "user")?;
-    if body.ttl_secs == Some(0) || body.ttl_secs.is_some_and(|t| t > 366 * 24 * 3600) {
-        return Err(crate::domain::Invalid::new("ttl_secs", "must be from 1 s to 366 days").into());
+    if let Some(ttl) = body.ttl_secs {
+        crate::domain::rules::TOKEN_TTL.check(ttl, "ttl_secs")?;
     }
-    let minted = state
-        .keys()
-        .mint(&user, body.role.unwrap_or(Role::Member), body.ttl_secs);
+    let minted = state.keys().mint(
+        &user,
+        body.role.unwrap_or(Role::Member),
+        body.ttl_secs.map(|t| t.unsigned_abs()),
+    );
     Ok((StatusCode::CREATED, Json(minted)))
 }
 

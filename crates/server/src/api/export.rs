@@ -50,6 +50,7 @@ pub(crate) const CSV_COLUMNS: [&str; 12] = [
 
 /// Query of `GET /tasks/export`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExportQuery {
     /// `ndjson` (default) or `csv`.

@@ -4,7 +4,7 @@
 //! presence, and so that a page can load a chat's history before it goes live.
 
 use crate::auth::Caller;
-use crate::domain::{Invalid, ProjectId};
+use crate::domain::{rules, Invalid, ProjectId};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
@@ -17,10 +17,6 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Longest chat message, in characters: the same limit as the WebSocket `message` command.
-const MAX_MESSAGE_CHARS: usize = 4000;
-/// Most messages one history request returns.
-const MAX_HISTORY: i64 = 500;
 /// Messages a history request returns when it names no `limit`.
 const DEFAULT_HISTORY: i64 = 100;
 
@@ -32,6 +28,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 
 /// Query of `GET /projects/{id}/messages`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HistoryQuery {
     /// At most this many messages, 1 to 500 (default 100): the latest ones.
@@ -92,9 +89,7 @@ async fn list_messages(
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<Vec<LoggedEvent>>, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_HISTORY);
-    if !(1..=MAX_HISTORY).contains(&limit) {
-        return Err(Invalid::new("limit", format!("must be from 1 to {MAX_HISTORY}")).into());
-    }
+    rules::PAGE_LIMIT.check(limit, "limit")?;
     let id = open_project(&state, &caller, &id).await?;
     let messages = state
         .store()
@@ -106,27 +101,17 @@ async fn list_messages(
 /// Post to the project's chat; delivered to the room like the WebSocket `message` command.
 #[utoipa::path(post, path = "/projects/{id}/messages", tag = "projects", params(("id" = String, Path)),
     request_body = PostMessage, security(("bearer" = [])),
-    responses((status = 201, body = LoggedEvent), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = LoggedEvent), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn post_message(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PostMessage>,
 ) -> Result<(StatusCode, Json<LoggedEvent>), ApiError> {
+    rules::CHAT_TEXT.check(&body.text, "text")?;
     let text = body.text.trim();
-    if text.is_empty() || text.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(Invalid::new(
-            "text",
-            format!("must be 1 to {MAX_MESSAGE_CHARS} characters"),
-        )
-        .into());
-    }
-    if body
-        .id
-        .as_deref()
-        .is_some_and(|i| i.is_empty() || i.len() > 128)
-    {
-        return Err(Invalid::new("id", "must be 1 to 128 characters").into());
+    if let Some(id) = &body.id {
+        rules::MESSAGE_ID.check(id, "id")?;
     }
     let id = open_project(&state, &caller, &id).await?;
     // Stored as the WebSocket command stores its `id` (as JSON), so one id names one post

@@ -1,7 +1,7 @@
 //! `/projects`: create, list, read, members, and the plan.
 
 use crate::auth::Caller;
-use crate::domain::{Invalid, ProjectId, UserId};
+use crate::domain::{rules, Invalid, ProjectId, UserId};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -61,10 +61,12 @@ async fn create_project(
         None => ProjectId::parse(&uuid::Uuid::now_v7().simple().to_string())
             .expect("hex is a valid slug"),
     };
-    let name = body.name.as_deref().map(str::trim).unwrap_or_default();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(Invalid::new("name", "is required, 1 to 200 characters").into());
-    }
+    let name = body
+        .name
+        .as_deref()
+        .ok_or_else(|| Invalid::new("name", "is required"))?;
+    rules::PROJECT_NAME.check(name, "name")?;
+    let name = name.trim();
     let mut members = body
         .members
         .iter()
@@ -136,7 +138,7 @@ async fn remove_member(
 
 /// Every task of the project in an order that respects dependencies, ties broken by priority.
 #[utoipa::path(get, path = "/projects/{id}/plan", tag = "projects", params(("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Plan), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Plan), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn project_plan(
     State(state): State<AppState>,
     caller: Caller,

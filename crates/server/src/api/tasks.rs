@@ -1,8 +1,9 @@
 //! `/tasks`: create, read, update, delete, list; the priority queue; dependencies.
 
+use crate::api::fields::{integer, non_null, non_null_integer, present};
 use crate::auth::Caller;
 use crate::domain::{
-    Description, Invalid, NewTask, Priority, ProjectId, TaskChange, TaskTitle, UserId,
+    rules, Description, Invalid, NewTask, Priority, ProjectId, TaskChange, TaskTitle, UserId,
 };
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
@@ -12,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use taskflow_protocol::{ErrorBody, Task, TaskPage, TaskStatus};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -39,6 +40,7 @@ pub(crate) struct CreateTask {
     /// `todo` unless given.
     status: Option<TaskStatus>,
     /// 0 to 100, default 0.
+    #[serde(default, deserialize_with = "integer")]
     priority: Option<i64>,
     /// The project; `default` unless given.
     project_id: Option<String>,
@@ -102,22 +104,19 @@ impl CreateTask {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateTask {
+    /// A title cannot be cleared: `null` is refused.
+    #[serde(default, deserialize_with = "non_null")]
     title: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "non_null")]
     status: Option<TaskStatus>,
+    #[serde(default, deserialize_with = "non_null_integer")]
     priority: Option<i64>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     assignee: Option<Option<String>>,
-}
-
-/// Tells a field set to `null` (`Some(None)`) from an absent one (`None`, via `default`).
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 impl UpdateTask {
@@ -144,6 +143,7 @@ impl UpdateTask {
 
 /// Query of `GET /tasks`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// Only this project.
@@ -160,6 +160,7 @@ pub(crate) struct ListQuery {
 
 /// Query naming a project (`default` if absent).
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProjectQuery {
     /// The project; `default` if absent.
@@ -177,6 +178,7 @@ impl ProjectQuery {
 
 /// Query of `DELETE /tasks/{id}`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeleteQuery {
     /// Also remove the dependencies other tasks have on this one.
@@ -198,7 +200,8 @@ pub(crate) async fn project_filter(
 
 /// A task id from the path.
 pub(crate) fn parse_id(raw: &str, field: &'static str) -> Result<Uuid, Invalid> {
-    Uuid::parse_str(raw).map_err(|_| Invalid::new(field, "must be a task id (a UUID)"))
+    rules::TASK_ID.check(raw, field)?;
+    Uuid::parse_str(raw).map_err(|_| Invalid::new(field, rules::TASK_ID.message))
 }
 
 /// A task with its version as `ETag`, so a client can send it back in `If-Match`.
@@ -244,9 +247,7 @@ async fn list_tasks(
 ) -> Result<Json<TaskPage>, ApiError> {
     let project = project_filter(&state, &caller, query.project.as_deref()).await?;
     let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(Invalid::new("limit", "must be from 1 to 500").into());
-    }
+    rules::PAGE_LIMIT.check(limit.into(), "limit")?;
     let cursor = query
         .cursor
         .as_deref()
@@ -314,11 +315,12 @@ fn parse_if_match(headers: &HeaderMap) -> Result<Option<i64>, Invalid> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let text = value.to_str().unwrap_or_default().trim();
+    let text = value.to_str().unwrap_or_default();
+    rules::IF_MATCH.check(text, "If-Match")?;
     let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
     text.parse()
         .map(Some)
-        .map_err(|_| Invalid::new("If-Match", "must be the task's version, e.g. \"3\""))
+        .map_err(|_| Invalid::new("If-Match", rules::IF_MATCH.message))
 }
 
 /// Delete a task. Refused (409) while other tasks depend on it, unless `cascade=true`.

@@ -1,10 +1,9 @@
 //! Identifiers that come from outside (URLs, bodies, tokens) and end up in room names and SQL.
 
-use super::Invalid;
+use super::{rules, Invalid};
 use std::fmt;
 
-/// A project slug: `[a-z0-9][a-z0-9_-]{0,63}`. Restricting the alphabet keeps room names
-/// (`project:<id>`) unambiguous and URLs free of escaping.
+/// A project slug: `[a-z0-9][a-z0-9_-]{0,63}`, see [`rules::PROJECT_ID`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProjectId(String);
 
@@ -12,23 +11,10 @@ impl ProjectId {
     /// The built-in project that receives tasks created without a project.
     pub const DEFAULT: &'static str = "default";
 
-    /// Validates a slug.
+    /// Validates a slug ([`rules::PROJECT_ID`]).
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let ok_first = raw
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        let ok_rest = raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if ok_first && ok_rest && raw.len() <= 64 {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(Invalid::new(
-                "project_id",
-                "must be 1 to 64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit",
-            ))
-        }
+        rules::PROJECT_ID.check(raw, "project_id")?;
+        Ok(Self(raw.to_owned()))
     }
 
     /// The built-in `default` project.
@@ -54,26 +40,15 @@ impl fmt::Display for ProjectId {
 }
 
 /// A user id as carried by tokens and assignments: 1 to 64 characters of letters, digits and
-/// `.`, `_`, `-`, `@`. Anything wider would leak into room names (`user:<id>`) and logs.
+/// `.`, `_`, `-`, `@`, see [`rules::USER_ID`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(String);
 
 impl UserId {
-    /// Validates a user id; `field` names where it came from for the error.
+    /// Validates a user id ([`rules::USER_ID`]); `field` names where it came from for the error.
     pub fn parse(raw: &str, field: &'static str) -> Result<Self, Invalid> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 64
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(Invalid::new(
-                field,
-                "must be 1 to 64 characters of letters, digits, '.', '_', '-' and '@'",
-            ))
-        }
+        rules::USER_ID.check(raw, field)?;
+        Ok(Self(raw.to_owned()))
     }
 
     /// The id.

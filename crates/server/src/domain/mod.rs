@@ -4,6 +4,7 @@
 mod graph;
 mod ids;
 mod room;
+pub mod rules;
 mod task;
 
 pub use graph::{find_path, plan_order, tasks_on_cycles, PlanItem};

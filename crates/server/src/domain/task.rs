@@ -1,29 +1,17 @@
 //! Validated task values and the shape of a change to a task.
 
-use super::{Invalid, ProjectId, UserId};
+use super::{rules, Invalid, ProjectId, UserId};
 use taskflow_protocol::TaskStatus;
 
-/// A title that is trimmed and 1 to 200 characters long.
+/// A title of one line, 1 to 200 characters as sent ([`rules::TITLE`]), stored trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskTitle(String);
 
 impl TaskTitle {
-    /// The longest title, in characters.
-    pub const MAX_CHARS: usize = 200;
-
-    /// Trims and validates.
+    /// Validates and trims.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
-            return Err(Invalid::new("title", "must not be empty"));
-        }
-        if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(Invalid::new(
-                "title",
-                format!("must be at most {} characters", Self::MAX_CHARS),
-            ));
-        }
-        Ok(Self(trimmed.to_owned()))
+        rules::TITLE.check(raw, "title")?;
+        Ok(Self(raw.trim().to_owned()))
     }
 
     /// The title.
@@ -32,22 +20,15 @@ impl TaskTitle {
     }
 }
 
-/// A description of at most 10,000 characters; bounded so one task cannot bloat every event.
+/// A description of at most 10,000 characters ([`rules::DESCRIPTION`]); bounded so one task
+/// cannot bloat every event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Description(String);
 
 impl Description {
-    /// The longest description, in characters.
-    pub const MAX_CHARS: usize = 10_000;
-
     /// Validates; an empty description is kept as given (the client cleared it with `null`).
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        if raw.chars().count() > Self::MAX_CHARS {
-            return Err(Invalid::new(
-                "description",
-                format!("must be at most {} characters", Self::MAX_CHARS),
-            ));
-        }
+        rules::DESCRIPTION.check(raw, "description")?;
         Ok(Self(raw.to_owned()))
     }
 
@@ -62,16 +43,10 @@ impl Description {
 pub struct Priority(u8);
 
 impl Priority {
-    /// The highest priority.
-    pub const MAX: i64 = 100;
-
-    /// Validates a number from a request.
+    /// Validates a number from a request ([`rules::PRIORITY`]).
     pub fn parse(raw: i64) -> Result<Self, Invalid> {
-        if (0..=Self::MAX).contains(&raw) {
-            Ok(Self(raw as u8))
-        } else {
-            Err(Invalid::new("priority", "must be an integer from 0 to 100"))
-        }
+        rules::PRIORITY.check(raw, "priority")?;
+        Ok(Self(raw as u8))
     }
 
     /// The number.
@@ -137,6 +112,7 @@ mod tests {
             "counts characters, not bytes"
         );
         assert!(TaskTitle::parse(&"x".repeat(201)).is_err());
+        assert!(TaskTitle::parse("two\nlines").is_err());
     }
 
     #[test]

@@ -4,8 +4,10 @@ use super::log::lock_room;
 use super::rows::{fetch_row, fetch_task, hydrate, parse_uuid, Binds, TaskRow, TASK_COLUMNS};
 use super::tx::WriteTx;
 use super::{now_ms, DependencyError, Result, Store, StoreError};
-use crate::domain::{find_path, plan_order, NewTask, PlanItem, ProjectId, TaskChange, UserId};
-use base64::Engine;
+use crate::domain::{
+    find_path, plan_order, rules, NewTask, PlanItem, ProjectId, TaskChange, UserId,
+};
+
 use futures::Stream;
 use serde::Serialize;
 use sqlx::AnyConnection;
@@ -52,8 +54,9 @@ impl TaskFilter {
     }
 }
 
-/// Where a listing page starts: after the task with this priority and id. Opaque to clients
-/// (base64 of `priority:id`) so its format can change.
+/// Where a listing page starts: after the task with this priority and id. Written
+/// `<priority>.<id as 32 hex digits>` ([`rules::TASK_CURSOR`]): clients treat it as opaque, and
+/// the published pattern is exact, so any string that matches it is a cursor this server accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskCursor {
     priority: u8,
@@ -63,21 +66,19 @@ pub struct TaskCursor {
 impl TaskCursor {
     /// Decodes a cursor a client passed back; `None` if it was not one of ours.
     pub fn decode(raw: &str) -> Option<Self> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(raw)
-            .ok()?;
-        let text = String::from_utf8(bytes).ok()?;
-        let (priority, id) = text.split_once(':')?;
+        if !rules::TASK_CURSOR.admits(raw) {
+            return None;
+        }
+        let (priority, id) = raw.split_once('.')?;
         Some(Self {
             priority: priority.parse().ok()?,
-            id: id.parse().ok()?,
+            id: Uuid::try_parse(id).ok()?,
         })
     }
 
     /// Encodes for the client.
     pub fn encode(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!("{}:{}", self.priority, self.id))
+        format!("{}.{}", self.priority, self.id.simple())
     }
 }
 

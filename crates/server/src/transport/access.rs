@@ -61,9 +61,12 @@ pub(super) async fn rooms(
     raw: Option<String>,
 ) -> Result<Vec<String>, ApiError> {
     let raw = raw.ok_or_else(|| invalid("rooms is required, e.g. rooms=project:p1,user:alice"))?;
+    if !crate::domain::rules::ROOM_LIST.admits(&raw) {
+        return Err(invalid(crate::domain::rules::ROOM_LIST.message));
+    }
     let projects = state.memberships_of(caller).await?;
     let mut rooms = Vec::new();
-    for name in raw.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+    for name in raw.split(',') {
         let room = Room::parse(name).map_err(|e| invalid(&e.message))?;
         match &room {
             Room::Tasks => {

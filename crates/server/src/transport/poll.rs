@@ -50,13 +50,10 @@ pub(super) async fn poll(
             .min(max_wait),
         None => max_wait,
     };
-    let given = match query_param(&parts, "cursor") {
-        Some(raw) => Some(Cursor::decode(&raw).ok_or_else(|| ApiError::InvalidField {
-            field: "cursor".into(),
-            message: "not a cursor this server issued".into(),
-        })?),
-        None => None,
-    };
+    // A cursor that does not decode is treated like one that cannot be honoured (another
+    // epoch): the answer says `recovered: false` and gives the current cursor, as SSE does with
+    // a `Last-Event-ID` it cannot read.
+    let given = query_param(&parts, "cursor").map(|raw| Cursor::decode(&raw).unwrap_or_default());
     // Where each room stands now: the answer for a first poll or a cursor that cannot resume.
     let mut current = Cursor {
         epoch: epoch.clone(),

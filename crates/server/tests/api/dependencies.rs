@@ -53,15 +53,17 @@ async fn self_and_cross_project_dependencies_are_refused(app: TestApp) {
         .create_task(json!({ "title": "x", "project_id": "other" }))
         .await;
     let res = put_dep(&app, &a, &a).await;
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 409);
     let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "dependency_cycle");
     assert!(body["error"]["message"]
         .as_str()
         .unwrap()
         .contains("itself"));
     let res = put_dep(&app, &a, &x).await;
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 409);
     let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "dependency_other_project");
     assert!(
         body["error"]["message"]
             .as_str()

@@ -8,6 +8,8 @@
 
 mod parse;
 
+pub(crate) use parse::ImportLine;
+
 use crate::auth::Caller;
 use crate::domain::ProjectId;
 use crate::error::ApiError;

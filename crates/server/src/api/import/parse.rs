@@ -34,25 +34,34 @@ pub(crate) enum Parsed {
 
 /// One import line: the fields of `POST /tasks` plus `id` and `dependencies`; the read-only
 /// fields an export writes are accepted and ignored, so an export imports back as is.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ImportLine {
+pub(crate) struct ImportLine {
     id: Option<String>,
     title: Option<String>,
     description: Option<String>,
     status: Option<TaskStatus>,
+    #[serde(default, deserialize_with = "crate::api::fields::integer")]
     priority: Option<i64>,
     project_id: Option<String>,
     assignee: Option<String>,
     #[serde(default)]
     dependencies: Vec<String>,
+    /// Read-only in an export; ignored.
     #[serde(default, rename = "blocked")]
+    #[schema(value_type = Option<serde_json::Value>)]
     _blocked: Option<IgnoredAny>,
+    /// Read-only in an export; ignored.
     #[serde(default, rename = "created_at")]
+    #[schema(value_type = Option<serde_json::Value>)]
     _created_at: Option<IgnoredAny>,
+    /// Read-only in an export; ignored.
     #[serde(default, rename = "updated_at")]
+    #[schema(value_type = Option<serde_json::Value>)]
     _updated_at: Option<IgnoredAny>,
+    /// Read-only in an export; ignored.
     #[serde(default, rename = "version")]
+    #[schema(value_type = Option<serde_json::Value>)]
     _version: Option<IgnoredAny>,
 }
 
