@@ -7,7 +7,8 @@
 #   scripts/test.sh --deps-only  only install and start what the suite needs
 #
 # What the suite needs: PostgreSQL at 127.0.0.1:5432 (postgres without a password), Redis at
-# 127.0.0.1:6379 and the redis-server binary, nginx, Python 3 with `websockets`, Chromium, and
+# 127.0.0.1:6379 and the redis-server binary, nginx, Python 3 with `websockets`, schemathesis and
+# openapi-spec-validator, Chromium, and
 # node/npm with `npm ci` in tests/browser. Installing uses apt-get (Debian/Ubuntu) and so needs
 # root; on a machine that has everything, nothing is installed and no root is needed.
 set -euo pipefail
@@ -69,6 +70,15 @@ if ! python3 -c 'import websockets' >/dev/null 2>&1; then
   python3 -m pip install --quiet websockets || apt_install python3-websockets
 fi
 python3 -c 'import websockets; print("websockets", websockets.__version__)'
+
+log "schemathesis and openapi-spec-validator (the contract test of /openapi.json, tests/contract.rs)"
+# Pinned: a new schemathesis release may add checks, and the contract run must be the same run
+# on every machine until someone raises the pin on purpose.
+if ! schemathesis --version 2>/dev/null | grep -q "4.32.5" ||
+  ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
+  python3 -m pip install --quiet "schemathesis==4.32.5" "openapi-spec-validator==0.9.0"
+fi
+schemathesis --version
 
 log "Chromium, playwright-core and axe-core (browser tests of web/taskflow.js and the board)"
 if [ ! -x /usr/bin/chromium ]; then

@@ -1,0 +1,96 @@
+//! The published contract against the real binary: `/openapi.json` is a valid OpenAPI 3.1
+//! document, and schemathesis (PyPI), run with every check and every phase (examples,
+//! coverage, fuzzing, stateful) from a fixed seed, finds no request the server answers
+//! differently from what the document says: no undocumented status, no response outside its
+//! schema, no schema-valid request refused, no schema-invalid one accepted, no 500. On SQLite and
+//! on PostgreSQL, since what a store accepts (NUL in text, say) differs.
+//!
+//! Its settings, and why each departs from schemathesis' defaults, are in
+//! `tests/contract/schemathesis.toml`. `scripts/test.sh` installs the pinned schemathesis.
+
+mod binary;
+#[path = "../crates/server/tests/common/mod.rs"]
+mod common;
+
+use common::{Backend, TestDb};
+use std::path::Path;
+use std::process::Command;
+
+/// Runs a command to completion; panics with its output unless it succeeds.
+fn succeeds(command: &mut Command, what: &str) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what} cannot run ({e}): run scripts/test.sh --deps-only"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+async fn schemathesis_finds_nothing(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (child, addr) = binary::start_with(
+        &db.url,
+        &[
+            // The contract run is one client doing many requests, not a test of the limiter.
+            ("TASKFLOW_RATE_LIMIT_PER_SEC", "100000"),
+            ("TASKFLOW_RATE_LIMIT_BURST", "100000"),
+            // Long polls answer within a second rather than the default 25 s.
+            ("TASKFLOW_POLL_TIMEOUT_SECS", "1"),
+            // More rooms than the longest list the `rooms` pattern lets a tester write, so a
+            // schema-valid list is never refused for its length.
+            ("TASKFLOW_WS_MAX_SUBSCRIPTIONS", "1000"),
+        ],
+    );
+    let _server = binary::Running(child);
+    let document = format!("http://{addr}/openapi.json");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract");
+
+    let body = reqwest::get(&document).await.unwrap().text().await.unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), body).unwrap();
+    succeeds(
+        Command::new("python3")
+            .args(["-m", "openapi_spec_validator", "--schema", "3.1"])
+            .arg(file.path()),
+        "openapi-spec-validator",
+    );
+
+    let report = succeeds(
+        Command::new("schemathesis")
+            .current_dir(&dir)
+            .args(["--config-file", "schemathesis.toml", "--no-color", "run"])
+            .arg(&document)
+            .args(["--checks", "all"])
+            .args(["--header", &format!("Authorization: Bearer {}", binary::TOKEN)]),
+        "schemathesis",
+    );
+    // Exit status 0 already means no failure and no error; also make sure it tested something.
+    let summary = report
+        .lines()
+        .find(|l| l.contains(" generated, "))
+        .unwrap_or_else(|| panic!("no summary in:\n{report}"));
+    assert!(
+        summary.contains(" passed") && !summary.contains("found"),
+        "{summary}"
+    );
+    for phase in ["Coverage", "Fuzzing", "Stateful"] {
+        assert!(
+            report.contains(&format!("✅ {phase}")),
+            "phase {phase} did not pass:\n{report}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_nothing_on_sqlite() {
+    schemathesis_finds_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_nothing_on_postgres() {
+    schemathesis_finds_nothing(Backend::Postgres).await;
+}
