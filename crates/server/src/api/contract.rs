@@ -69,6 +69,7 @@ pub(crate) fn document(openapi: utoipa::openapi::OpenApi) -> Value {
     constrain_bodies(&mut doc);
     constrain_parameters(&mut doc);
     streaming_media(&mut doc);
+    health_bodies(&mut doc);
     error_answers(&mut doc);
     add_links(&mut doc);
     doc
@@ -240,6 +241,29 @@ fn streaming_media(doc: &mut Value) {
         "text/csv": { "schema": { "type": "string",
             "description": "A header, then one task per record." } },
     });
+}
+
+/// The JSON the health routes answer (built with `json!` in `health.rs`, so no type to derive).
+fn health_bodies(doc: &mut Value) {
+    let json = |schema: Value| json!({ "application/json": { "schema": schema } });
+    doc["paths"]["/healthz"]["get"]["responses"]["200"]["content"] = json(json!({
+        "type": "object", "required": ["status"],
+        "properties": { "status": { "const": "ok" } },
+    }));
+    doc["paths"]["/readyz"]["get"]["responses"]["200"]["content"] = json(json!({
+        "type": "object", "required": ["status", "store", "broker", "pools", "acquire_ms"],
+        "properties": {
+            "status": { "enum": ["ready", "degraded"], "description": "`degraded`: the broker is unreachable; this node still serves." },
+            "store": { "const": "ok" },
+            "broker": { "enum": ["local", "ok", "unreachable"] },
+            "node": { "type": "string", "description": "This node's id, in a cluster." },
+            "pools": { "type": "array", "description": "The database pools: open, idle, the most they may open.",
+                "items": { "type": "object", "required": ["pool", "max", "open", "idle"],
+                    "properties": { "pool": { "type": "string" }, "max": { "type": "integer" },
+                        "open": { "type": "integer" }, "idle": { "type": "integer" } } } },
+            "acquire_ms": { "type": "number", "minimum": 0, "description": "How long this check waited for a connection." },
+        },
+    }));
 }
 
 /// The error answers shared by every operation, as named responses.

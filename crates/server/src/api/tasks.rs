@@ -239,7 +239,7 @@ async fn create_task(
 
 /// List tasks, highest priority first, oldest first among equals.
 #[utoipa::path(get, path = "/tasks", tag = "tasks", params(ListQuery), security(("bearer" = [])),
-    responses((status = 200, body = TaskPage), (status = 400, body = ErrorBody)))]
+    responses((status = 403, body = ErrorBody), (status = 200, body = TaskPage), (status = 400, body = ErrorBody)))]
 async fn list_tasks(
     State(state): State<AppState>,
     caller: Caller,
@@ -275,7 +275,7 @@ async fn list_tasks(
 
 /// Get one task.
 #[utoipa::path(get, path = "/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody)))]
+    responses((status = 403, body = ErrorBody), (status = 200, body = Task), (status = 404, body = ErrorBody)))]
 async fn get_task(
     State(state): State<AppState>,
     caller: Caller,
@@ -290,7 +290,7 @@ async fn get_task(
 /// version (412 otherwise).
 #[utoipa::path(patch, path = "/tasks/{id}", tag = "tasks", request_body = UpdateTask, security(("bearer" = [])),
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
-    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)))]
+    responses((status = 403, body = ErrorBody), (status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)))]
 async fn update_task(
     State(state): State<AppState>,
     caller: Caller,
@@ -325,7 +325,7 @@ fn parse_if_match(headers: &HeaderMap) -> Result<Option<i64>, Invalid> {
 
 /// Delete a task. Refused (409) while other tasks depend on it, unless `cascade=true`.
 #[utoipa::path(delete, path = "/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path), DeleteQuery), security(("bearer" = [])),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 403, body = ErrorBody), (status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_task(
     State(state): State<AppState>,
     caller: Caller,
@@ -340,7 +340,7 @@ async fn delete_task(
 
 /// The priority queue: the highest-priority `todo` task with no unfinished dependency.
 #[utoipa::path(get, path = "/tasks/next", tag = "tasks", params(ProjectQuery), security(("bearer" = [])),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody, description = "no_ready_task")))]
+    responses((status = 403, body = ErrorBody), (status = 200, body = Task), (status = 404, body = ErrorBody, description = "no_ready_task")))]
 async fn next_task(
     State(state): State<AppState>,
     caller: Caller,
@@ -354,7 +354,7 @@ async fn next_task(
 
 /// Atomically take the next ready task: it becomes `in_progress` and assigned to the caller.
 #[utoipa::path(post, path = "/tasks/next/claim", tag = "tasks", params(ProjectQuery), security(("bearer" = [])),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody, description = "no_ready_task")))]
+    responses((status = 403, body = ErrorBody), (status = 200, body = Task), (status = 404, body = ErrorBody, description = "no_ready_task")))]
 async fn claim_next_task(
     State(state): State<AppState>,
     caller: Caller,
@@ -376,7 +376,7 @@ fn no_ready_task(project: &ProjectId) -> ApiError {
 /// Make the task depend on `dep_id` (same project; refused with 409 if it would close a cycle).
 #[utoipa::path(put, path = "/tasks/{id}/dependencies/{dep_id}", tag = "tasks", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("dep_id" = Uuid, Path)),
-    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 403, body = ErrorBody), (status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn add_dependency(
     State(state): State<AppState>,
     caller: Caller,
@@ -390,7 +390,7 @@ async fn add_dependency(
 /// Remove the dependency on `dep_id`.
 #[utoipa::path(delete, path = "/tasks/{id}/dependencies/{dep_id}", tag = "tasks", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("dep_id" = Uuid, Path)),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody)))]
+    responses((status = 403, body = ErrorBody), (status = 200, body = Task), (status = 404, body = ErrorBody)))]
 async fn remove_dependency(
     State(state): State<AppState>,
     caller: Caller,

@@ -89,7 +89,7 @@ async fn export_streams_every_task_as_ndjson_and_csv(app: TestApp) {
 
 async fn an_export_imports_back_identically(app: TestApp) {
     app.create_project("p", &[]).await;
-    let a = app.create_task(json!({ "title": "a, with \"quotes\"\nand a newline", "project_id": "p", "priority": 3 })).await;
+    let a = app.create_task(json!({ "title": "a, with \"quotes\"", "description": "and a\nnewline", "project_id": "p", "priority": 3 })).await;
     let b = app
         .create_task(
             json!({ "title": "b", "project_id": "p", "assignee": "zoe", "status": "done" }),

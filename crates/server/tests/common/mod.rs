@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod certs;
+pub mod contract;
 pub mod python;
 
 use std::time::Duration;
@@ -103,7 +104,8 @@ impl Drop for TestDb {
 /// A running server on `127.0.0.1:0`, a client for it, and a handle on its store.
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
-    pub client: reqwest::Client,
+    /// Checks every answer against `/openapi.json` ([`contract`]).
+    pub client: reqwest_middleware::ClientWithMiddleware,
     pub store: Store,
     /// The server's hub, to look at (or stage) its state.
     pub hub: taskflow_server::hub::Hub,
@@ -142,10 +144,14 @@ impl TestApp {
         let handle = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
         }));
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client");
+        let client = reqwest_middleware::ClientBuilder::new(
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+        )
+        .with(contract::Conformance)
+        .build();
         Self {
             addr,
             client,
@@ -175,7 +181,11 @@ impl TestApp {
     }
 
     /// A request as the admin.
-    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest_middleware::RequestBuilder {
         self.client
             .request(method, self.url(path))
             .bearer_auth(ADMIN_TOKEN)
@@ -187,7 +197,7 @@ impl TestApp {
         token: &str,
         method: reqwest::Method,
         path: &str,
-    ) -> reqwest::RequestBuilder {
+    ) -> reqwest_middleware::RequestBuilder {
         self.client
             .request(method, self.url(path))
             .bearer_auth(token)

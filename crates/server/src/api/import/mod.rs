@@ -53,7 +53,7 @@ pub(crate) struct Imported {
 #[utoipa::path(post, path = "/tasks/import", tag = "io", security(("bearer" = [])),
     request_body(content = String, content_type = "application/x-ndjson",
         description = "One task per line: NDJSON objects, or CSV with a header naming the columns (as the export writes them)"),
-    responses((status = 201, body = Imported), (status = 400, body = ErrorBody, description = "import_rejected: the bad lines"),
+    responses((status = 201, body = Imported), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody, description = "import_rejected: the bad lines"),
               (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 async fn import_tasks(
     State(state): State<AppState>,
