@@ -9,7 +9,7 @@
 # What the suite needs: PostgreSQL at 127.0.0.1:5432 (postgres without a password), Redis at
 # 127.0.0.1:6379 and the redis-server binary, nginx, Python 3 with `websockets`, schemathesis and
 # openapi-spec-validator, Chromium, and
-# node/npm with `npm ci` in tests/browser. Installing uses apt-get (Debian/Ubuntu) and so needs
+# node/npm with `npm ci` in tests/browser and tests/contract. Installing uses apt-get (Debian/Ubuntu) and so needs
 # root; on a machine that has everything, nothing is installed and no root is needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,6 +93,14 @@ if [ -f tests/browser/node_modules/.package-lock.json ] &&
   echo "tests/browser/node_modules is up to date"
 else
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The generated-client example of docs/api.md (openapi-typescript, openapi-fetch, TypeScript).
+if [ -f tests/contract/node_modules/.package-lock.json ] &&
+  [ tests/contract/node_modules/.package-lock.json -nt tests/contract/package-lock.json ]; then
+  echo "tests/contract/node_modules is up to date"
+else
+  (cd tests/contract && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 if [ "$deps_only" = 1 ]; then

@@ -94,3 +94,56 @@ async fn schemathesis_finds_nothing_on_sqlite() {
 async fn schemathesis_finds_nothing_on_postgres() {
     schemathesis_finds_nothing(Backend::Postgres).await;
 }
+
+/// The worked example of docs/api.md, run as written: generate TypeScript types from the served
+/// document with openapi-typescript, type-check `tests/contract/client/tasks.ts` (which calls the
+/// API through openapi-fetch, and holds a call that must not compile) with `tsc`, then run it
+/// against the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_generated_from_the_document_compiles_and_works() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (child, addr) = binary::start(&db.url);
+    let _server = binary::Running(child);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract");
+    assert!(
+        dir.join("node_modules/openapi-typescript").exists(),
+        "tests/contract/node_modules is missing: run scripts/test.sh --deps-only"
+    );
+    let body = reqwest::get(format!("http://{addr}/openapi.json"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let document = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(document.path(), body).unwrap();
+
+    succeeds(
+        Command::new("node")
+            .current_dir(&dir)
+            .arg("node_modules/openapi-typescript/bin/cli.js")
+            .arg(document.path())
+            .args(["-o", "client/generated/taskflow.d.ts"]),
+        "openapi-typescript",
+    );
+    succeeds(
+        Command::new("node")
+            .current_dir(&dir)
+            .args(["node_modules/typescript/bin/tsc", "-p", "client"]),
+        "tsc",
+    );
+    let out = succeeds(
+        Command::new("node")
+            .current_dir(&dir)
+            .arg("client/out/tasks.js")
+            .arg(format!("http://{addr}"))
+            .arg(binary::TOKEN),
+        "the generated client",
+    );
+    let result: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(result["status"], "done", "{result}");
+    assert_eq!(result["version"], 2, "{result}");
+    assert_eq!(result["listed"], true, "{result}");
+    assert_eq!(result["refused_status"], 400, "{result}");
+    assert_eq!(result["refused_code"], "invalid_field", "{result}");
+}
