@@ -65,7 +65,10 @@ async fn schemathesis_finds_nothing(backend: Backend) {
             .args(["--config-file", "schemathesis.toml", "--no-color", "run"])
             .arg(&document)
             .args(["--checks", "all"])
-            .args(["--header", &format!("Authorization: Bearer {}", binary::TOKEN)]),
+            .args([
+                "--header",
+                &format!("Authorization: Bearer {}", binary::TOKEN),
+            ]),
         "schemathesis",
     );
     // Exit status 0 already means no failure and no error; also make sure it tested something.
@@ -127,9 +130,11 @@ async fn a_client_generated_from_the_document_compiles_and_works() {
         "openapi-typescript",
     );
     succeeds(
-        Command::new("node")
-            .current_dir(&dir)
-            .args(["node_modules/typescript/bin/tsc", "-p", "client"]),
+        Command::new("node").current_dir(&dir).args([
+            "node_modules/typescript/bin/tsc",
+            "-p",
+            "client",
+        ]),
         "tsc",
     );
     let out = succeeds(

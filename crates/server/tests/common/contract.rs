@@ -108,8 +108,10 @@ impl Document {
         let responses = &operation["responses"];
         let key = status.to_string();
         let Some(mut response) = responses.get(&key).or_else(|| responses.get("default")) else {
-            let documented: Vec<&String> =
-                responses.as_object().map(|r| r.keys().collect()).unwrap_or_default();
+            let documented: Vec<&String> = responses
+                .as_object()
+                .map(|r| r.keys().collect())
+                .unwrap_or_default();
             return Err(format!(
                 "{method} {template} answered {status}, which it does not document (it documents {documented:?})"
             ));
@@ -130,7 +132,10 @@ impl Document {
         if essence != "application/json" {
             return Ok(());
         }
-        if response.pointer("/content/application~1json/schema").is_none() {
+        if response
+            .pointer("/content/application~1json/schema")
+            .is_none()
+        {
             return Err(format!(
                 "{method} {template} {status} answered JSON where the document has no JSON body"
             ));

@@ -181,11 +181,7 @@ impl TestApp {
     }
 
     /// A request as the admin.
-    pub fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-    ) -> reqwest_middleware::RequestBuilder {
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest_middleware::RequestBuilder {
         self.client
             .request(method, self.url(path))
             .bearer_auth(ADMIN_TOKEN)
