@@ -100,7 +100,7 @@ if [ -f tests/contract/node_modules/.package-lock.json ] &&
   [ tests/contract/node_modules/.package-lock.json -nt tests/contract/package-lock.json ]; then
   echo "tests/contract/node_modules is up to date"
 else
-  (cd tests/contract && npm ci --no-audit --no-fund --loglevel=error)
+  (cd tests/contract && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 
 if [ "$deps_only" = 1 ]; then

@@ -152,3 +152,89 @@ async fn a_client_generated_from_the_document_compiles_and_works() {
     assert_eq!(result["refused_status"], 400, "{result}");
     assert_eq!(result["refused_code"], "invalid_field", "{result}");
 }
+
+/// The WebSocket protocol's contract, as a user's tools read it: the served `/asyncapi.json`
+/// passes the AsyncAPI Initiative's own parser (`@asyncapi/parser`: the 3.0 schema and its
+/// rules) with no error and no warning, and holds every command and frame; the served
+/// `/taskflow.d.ts` is `web/taskflow.d.ts`, and `tsc` type-checks `tests/contract/types/usage.ts`
+/// (typed use of the library, and mistakes the declarations must catch) against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_contract_is_valid_asyncapi_and_typescript() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (child, addr) = binary::start(&db.url);
+    let _server = binary::Running(child);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract");
+    assert!(
+        dir.join("node_modules/@asyncapi/parser").exists(),
+        "tests/contract/node_modules is missing: run scripts/test.sh --deps-only"
+    );
+
+    let answer = reqwest::get(format!("http://{addr}/asyncapi.json"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    let body = answer.text().await.unwrap();
+    let document = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(document.path(), &body).unwrap();
+    let out = succeeds(
+        Command::new("node")
+            .current_dir(&dir)
+            .arg("asyncapi.mjs")
+            .arg(document.path()),
+        "@asyncapi/parser",
+    );
+    let line = out.lines().find(|l| l.starts_with('{')).unwrap_or_default();
+    let summary: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("a summary line ({e}):\n{out}"));
+    assert_eq!(summary["version"], "3.0.0", "{summary}");
+    assert_eq!(
+        summary["channels"],
+        serde_json::json!(["/ws/tasks"]),
+        "{summary}"
+    );
+    let operations = summary["operations"].as_array().unwrap();
+    for command in [
+        "subscribe",
+        "unsubscribe",
+        "message",
+        "typing",
+        "presence",
+        "ping",
+    ] {
+        assert!(operations.contains(&command.into()), "{command}: {summary}");
+    }
+    for frame in [
+        "hello",
+        "event",
+        "error",
+        "pong",
+        "presence.joined",
+        "presence.left",
+        "typing",
+    ] {
+        assert!(
+            operations.contains(&format!("send.{frame}").into()),
+            "{frame}: {summary}"
+        );
+    }
+
+    let served = reqwest::get(format!("http://{addr}/taskflow.d.ts"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let file =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("web/taskflow.d.ts"))
+            .unwrap();
+    assert_eq!(served, file, "/taskflow.d.ts serves web/taskflow.d.ts");
+    succeeds(
+        Command::new("node").current_dir(&dir).args([
+            "node_modules/typescript/bin/tsc",
+            "-p",
+            "types",
+        ]),
+        "tsc -p types",
+    );
+}

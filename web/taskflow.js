@@ -1,5 +1,6 @@
 // taskflow.js: the browser client of a Taskflow server. Plain ES module, no build step; the
-// server serves it at /taskflow.js.
+// server serves it at /taskflow.js, and its TypeScript declarations at /taskflow.d.ts (save both
+// side by side and TypeScript types this module).
 //
 //   import { connect } from "/taskflow.js";
 //   const client = connect({

@@ -12,6 +12,7 @@ pub struct ErrorBody {
 
 /// What went wrong, in a stable machine-readable code and a human message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable, snake_case; documented in the README. Clients branch on this, never on `message`.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// What happened. The wire names are dotted (`task.created`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventKind {
     /// A task was created; data is the task.

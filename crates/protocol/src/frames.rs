@@ -11,6 +11,7 @@ use serde_json::Value;
 /// What a client asks. Any command may carry an `id` (a string or a number); a command with an
 /// id gets exactly one reply carrying the same id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// Receive the room's events from now on or, with `since`, from that position: the missed
@@ -66,6 +67,7 @@ impl Command {
 /// Where a client stopped: the epoch of the history it followed and the last offset it has, for
 /// a room; for `tasks`, the last offset of each project room it has seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Since {
     /// The store's epoch when the client last received events.
     pub epoch: String,
@@ -81,6 +83,7 @@ pub struct Since {
 /// The answer to a subscription: where the stream starts and whether a resume recovered
 /// everything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Subscribed {
     /// The room.
     pub room: String,
@@ -101,6 +104,7 @@ pub struct Subscribed {
 
 /// First frame of every connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Hello {
     /// This connection's id, for logs and support.
     pub connection_id: String,
@@ -116,6 +120,7 @@ pub struct Hello {
 
 /// A logged event as pushed to subscribers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EventFrame {
     /// The room the event was logged in (`project:<id>`, `user:<id>`).
     pub room: String,
@@ -131,6 +136,7 @@ pub struct EventFrame {
 
 /// A user entering or leaving a room, or typing in it (ephemeral: no offset).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PresenceChange {
     /// The room.
     pub room: String,
@@ -140,6 +146,7 @@ pub struct PresenceChange {
 
 /// One user in a room, for `presence` replies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Present {
     /// The user.
     pub user: String,
@@ -147,8 +154,38 @@ pub struct Present {
     pub connections: u32,
 }
 
+/// The result of an `unsubscribe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Unsubscribed {
+    /// The room the connection no longer follows.
+    pub room: String,
+}
+
+/// The result of a chat `message`: where it was logged, so the client can match the event it
+/// will receive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct MessagePosted {
+    /// The project room.
+    pub room: String,
+    /// The message's offset in the room.
+    pub offset: i64,
+}
+
+/// The result of a `presence` command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PresenceList {
+    /// The room.
+    pub room: String,
+    /// Everyone in it, with their connection counts, across the cluster.
+    pub present: Vec<Present>,
+}
+
 /// Everything the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type")]
 pub enum ServerFrame {
     /// Sent once, first.

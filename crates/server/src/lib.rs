@@ -49,6 +49,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// The AsyncAPI 3.0 document of the WebSocket protocol, as `/asyncapi.json` serves it: for
+/// tools (and tests) that want the contract without starting a server.
+pub fn asyncapi() -> serde_json::Value {
+    transport::asyncapi::document()
+}
+
 /// A server whose store is open and keys loaded, ready to serve.
 pub struct Server {
     /// Shared with every handler.

@@ -67,4 +67,41 @@ mod tests {
             assert!(Room::parse(bad).is_err(), "{bad}");
         }
     }
+
+    /// The rule the AsyncAPI document publishes for rooms admits exactly what `parse` accepts.
+    #[test]
+    fn the_published_rule_is_the_parser() {
+        let long = format!("project:{}", "a".repeat(64));
+        let too_long = format!("project:{}", "a".repeat(65));
+        for raw in [
+            "tasks",
+            "project:p1",
+            "user:alice@example.com",
+            "",
+            "task",
+            "tasks ",
+            "project:",
+            "project:Bad",
+            "project:-a",
+            "user:",
+            "user:a b",
+            "team:x",
+            "project:a:b",
+            "user:\u{e9}",
+            "project:p1\n",
+            long.as_str(),
+            too_long.as_str(),
+        ] {
+            assert_eq!(
+                crate::domain::rules::ROOM.admits(raw),
+                Room::parse(raw).is_ok(),
+                "{raw:?}"
+            );
+            assert_eq!(
+                crate::domain::rules::PROJECT_ROOM.admits(raw),
+                matches!(Room::parse(raw), Ok(Room::Project(_))),
+                "{raw:?}"
+            );
+        }
+    }
 }

@@ -208,6 +208,22 @@ pub static ROOM_LIST: TextRule = TextRule::new(
     "must be rooms separated by commas, each project:<id> or user:<id> (at most 1000 characters)",
 );
 
+/// A room a WebSocket command names: `tasks`, `project:<id>` or `user:<id>`.
+pub static ROOM: TextRule = TextRule::new(
+    5,
+    72,
+    concat!("^(tasks|", room!(), ")$"),
+    "must be tasks, project:<id> or user:<id>",
+);
+
+/// A project room, where chat and typing happen.
+pub static PROJECT_ROOM: TextRule = TextRule::new(
+    9,
+    72,
+    concat!("^project:", slug!(), "$"),
+    "must be project:<id>",
+);
+
 /// A bound on an integer field.
 #[derive(Debug)]
 pub struct IntRule {
@@ -257,7 +273,7 @@ pub static TOKEN_TTL: IntRule = IntRule {
 };
 
 /// Every rule, by the name the tests and the document use.
-pub fn all() -> [(&'static str, &'static TextRule); 11] {
+pub fn all() -> [(&'static str, &'static TextRule); 13] {
     [
         ("title", &TITLE),
         ("project_name", &PROJECT_NAME),
@@ -270,6 +286,8 @@ pub fn all() -> [(&'static str, &'static TextRule); 11] {
         ("task_id", &TASK_ID),
         ("if_match", &IF_MATCH),
         ("room_list", &ROOM_LIST),
+        ("room", &ROOM),
+        ("project_room", &PROJECT_ROOM),
     ]
 }
 

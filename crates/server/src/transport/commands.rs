@@ -1,7 +1,7 @@
 //! What a WebSocket client can ask, and the one reply each command with an `id` gets.
 
 use crate::auth::Caller;
-use crate::domain::{ProjectId, Room};
+use crate::domain::{rules, ProjectId, Room};
 use crate::hub::dispatch::Replay;
 use crate::hub::session::Session;
 use crate::hub::SubscribeError;
@@ -9,10 +9,9 @@ use crate::state::AppState;
 use crate::store::StoreError;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use taskflow_protocol::{Command, ErrorDetail, ServerFrame};
-
-/// Longest chat message, in characters.
-const MAX_MESSAGE_CHARS: usize = 4000;
+use taskflow_protocol::{
+    Command, ErrorDetail, MessagePosted, PresenceList, ServerFrame, Unsubscribed,
+};
 
 /// Per-connection state the commands change.
 pub(super) struct Connection {
@@ -124,6 +123,11 @@ pub(super) async fn handle(state: &AppState, conn: &mut Connection, text: &str) 
     Outcome { reply, replay }
 }
 
+/// A command's result as the reply carries it (the types `/asyncapi.json` names for each).
+fn result(value: impl serde::Serialize) -> Value {
+    serde_json::to_value(value).expect("results serialize")
+}
+
 fn is_command(t: &str) -> bool {
     matches!(
         t,
@@ -170,11 +174,11 @@ async fn run(
                     SubscribeError::LogUnavailable => Refusal::new("unavailable", e.to_string()),
                 })?;
             *replay = missed;
-            Ok(serde_json::to_value(answer).expect("answers serialize"))
+            Ok(result(answer))
         }
         Command::Unsubscribe { room } => {
             if state.hub().leave(&conn.session, &room) {
-                Ok(json!({ "room": room }))
+                Ok(result(Unsubscribed { room }))
             } else {
                 Err(Refusal::new(
                     "not_subscribed",
@@ -189,13 +193,11 @@ async fn run(
                     "room: chat is in project rooms",
                 ));
             };
+            // The rule REST chat and the AsyncAPI document use; the text is stored trimmed.
+            rules::CHAT_TEXT
+                .check(&text, "text")
+                .map_err(|e| Refusal::new("invalid_field", e.to_string()))?;
             let text = text.trim();
-            if text.is_empty() || text.chars().count() > MAX_MESSAGE_CHARS {
-                return Err(Refusal::new(
-                    "invalid_field",
-                    format!("text: 1 to {MAX_MESSAGE_CHARS} characters"),
-                ));
-            }
             authorize(state, conn, &Room::Project(project.clone())).await?;
             // The command id makes a resend after a reconnect idempotent.
             let command_id = id.map(|id| id.to_string());
@@ -203,7 +205,10 @@ async fn run(
                 .store()
                 .post_message(&project, conn.caller.user(), text, command_id.as_deref())
                 .await?;
-            Ok(json!({ "room": room, "offset": event.offset }))
+            Ok(result(MessagePosted {
+                room,
+                offset: event.offset,
+            }))
         }
         Command::Typing { room } => {
             if !conn.session.rooms().contains(&room) || !room.starts_with("project:") {
@@ -218,7 +223,8 @@ async fn run(
         Command::Presence { room } => {
             let parsed = parse_room(&room)?;
             authorize(state, conn, &parsed).await?;
-            Ok(json!({ "room": room, "present": state.presence(&room).await }))
+            let present = state.presence(&room).await;
+            Ok(result(PresenceList { room, present }))
         }
         Command::Ping => Ok(json!({})),
     }

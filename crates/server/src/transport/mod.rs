@@ -1,9 +1,12 @@
 //! Transports: thin adapters between a hub session and the network. Each one authenticates at
 //! the start, hands the hub a session, and drains that session's queue to its client:
-//! WebSocket (`ws`), Server-Sent Events (`sse`) and long polling (`poll`).
+//! WebSocket (`ws`), Server-Sent Events (`sse`) and long polling (`poll`). The protocol they speak
+//! is published as `/asyncapi.json` (`asyncapi`) and, for TypeScript, `/taskflow.d.ts`.
 
 mod access;
+pub(crate) mod asyncapi;
 mod commands;
+mod declarations;
 mod gate;
 mod poll;
 mod script;
@@ -23,4 +26,6 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/events", get(sse::stream))
         .route("/poll", get(poll::poll))
         .route("/taskflow.js", get(script::script))
+        .route("/taskflow.d.ts", get(declarations::declarations))
+        .route("/asyncapi.json", get(asyncapi::serve))
 }

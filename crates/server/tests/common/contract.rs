@@ -231,3 +231,26 @@ impl Middleware for Conformance {
         Ok(reqwest::Response::from(rebuilt))
     }
 }
+
+/// Checks a frame a real-time test received against `/asyncapi.json` (`ServerFrame`, the union
+/// of every frame): a frame the document does not describe fails the test that read it.
+pub fn check_frame(frame: &Value) {
+    static FRAMES: OnceLock<Validator> = OnceLock::new();
+    let validator = FRAMES.get_or_init(|| {
+        let mut root = taskflow_server::asyncapi();
+        root["$ref"] = json!("#/components/schemas/ServerFrame");
+        jsonschema::options()
+            .with_draft(Draft::Draft7)
+            .build(&root)
+            .expect("the AsyncAPI schemas compile")
+    });
+    let errors: Vec<String> = validator
+        .iter_errors(frame)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "a frame /asyncapi.json does not describe: {frame}\n{}",
+        errors.join("\n")
+    );
+}

@@ -52,10 +52,10 @@ impl SseReader {
                     }
                 }
                 if !data.is_empty() {
-                    return SseEvent {
-                        id,
-                        data: serde_json::from_str(&data).expect("SSE data is JSON"),
-                    };
+                    let data = serde_json::from_str(&data).expect("SSE data is JSON");
+                    // SSE carries the WebSocket's frames: the same contract.
+                    crate::common::contract::check_frame(&data);
+                    return SseEvent { id, data };
                 }
                 continue;
             }

@@ -106,7 +106,9 @@ impl Ws {
                 .expect("a frame or the end arrives in time")
             {
                 Some(Ok(Message::Text(text))) => {
-                    return Some(serde_json::from_str(&text).expect("frames are JSON"))
+                    let frame = serde_json::from_str(&text).expect("frames are JSON");
+                    crate::common::contract::check_frame(&frame);
+                    return Some(frame);
                 }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
                 Some(Ok(_)) => continue,
@@ -173,7 +175,9 @@ async fn next_json(stream: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> V
             .expect("a frame arrives in time");
         match message {
             Some(Ok(Message::Text(text))) => {
-                return serde_json::from_str(&text).expect("frames are JSON")
+                let frame = serde_json::from_str(&text).expect("frames are JSON");
+                crate::common::contract::check_frame(&frame);
+                return frame;
             }
             Some(Ok(Message::Close(frame))) => {
                 panic!("closed while waiting for a frame: {frame:?}")
