@@ -5,6 +5,9 @@
 //! cannot drift from what the server does in any scenario the suite drives (schemathesis covers
 //! the scenarios it generates: tests/contract.rs).
 //!
+//! The same for the real-time side: [`check_frame`] holds every WebSocket and SSE frame the
+//! real-time tests read to `/asyncapi.json`'s `ServerFrame` schema.
+//!
 //! Routes the document does not describe (the board's files, `/metrics`, `/openapi.json`
 //! itself) pass unchecked; so do bodies of streaming media types (NDJSON, CSV, SSE), which are
 //! read as streams by the tests that want them.
