@@ -89,7 +89,7 @@ export type EventFrameMessage = EventFrame & {
 /**
  * What happened. The wire names are dotted (`task.created`).
  */
-export type EventKind = "task.created" | "task.updated" | "task.moved" | "task.deleted" | "dependency.added" | "dependency.removed" | "task.assigned" | "message.created" | "member.added" | "member.removed";
+export type EventKind = "task.created" | "task.updated" | "task.moved" | "task.deleted" | "dependency.added" | "dependency.removed" | "task.assigned" | "message.created" | "member.added" | "member.removed" | "tasks.imported";
 
 /**
  * First frame of every connection.

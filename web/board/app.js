@@ -240,10 +240,17 @@ class App {
   apply(frame, flash) {
     if (frame.room === `user:${this.me.user}`) {
       if (frame.event === "task.assigned") this.toasts.show(`Assigned to you: “${frame.data.title}” in ${frame.data.project_id}`);
+      if (frame.event === "tasks.imported") this.toasts.show(`An import assigned ${frame.data.count} tasks to you`);
       return;
     }
     if (frame.room !== this.room()) return;
     switch (frame.event) {
+      case "tasks.imported":
+        // A large import logs this one event instead of a task.created per task: load the
+        // project again (events after it in the room are applied on top, as after any reload).
+        this.toasts.show(`${frame.data.count} tasks imported`);
+        this.reload();
+        return;
       case "task.created":
       case "task.updated":
       case "task.moved":

@@ -39,11 +39,16 @@ pub enum EventKind {
     /// A user stopped being a member of the project; data is `{project_id, user}`.
     #[serde(rename = "member.removed")]
     MemberRemoved,
+    /// An import created many tasks at once, logged instead of a `task.created` each: data is
+    /// `{project_id, count}` in the project room, `{user, count}` in an assignee's user room.
+    /// Subscribers reload what it names (`GET /tasks?project_id=…`).
+    #[serde(rename = "tasks.imported")]
+    TasksImported,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::TaskCreated,
         EventKind::TaskUpdated,
         EventKind::TaskMoved,
@@ -54,6 +59,7 @@ impl EventKind {
         EventKind::MessageCreated,
         EventKind::MemberAdded,
         EventKind::MemberRemoved,
+        EventKind::TasksImported,
     ];
 
     /// The wire name, also stored in the log.
@@ -69,6 +75,7 @@ impl EventKind {
             EventKind::MessageCreated => "message.created",
             EventKind::MemberAdded => "member.added",
             EventKind::MemberRemoved => "member.removed",
+            EventKind::TasksImported => "tasks.imported",
         }
     }
 

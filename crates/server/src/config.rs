@@ -79,6 +79,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest import body, in bytes.
     pub max_import_bytes: usize,
+    /// The largest import that logs a `task.created` per task (`?events=auto`); a larger one logs
+    /// one `tasks.imported` per room, after which subscribers reload. Also the most lines
+    /// `?events=tasks` accepts.
+    pub import_task_events_max: u64,
     /// Deadline for a REST request (exports and imports excepted), in seconds.
     pub request_timeout_secs: u64,
     /// How long a connection may take to deliver a request's headers, in seconds: from accept
@@ -250,6 +254,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             max_body_bytes: 1024 * 1024,
             max_import_bytes: 1024 * 1024 * 1024,
+            import_task_events_max: 1000,
             request_timeout_secs: 30,
             header_timeout_secs: 10,
             keepalive_timeout_secs: 75,

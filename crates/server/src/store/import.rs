@@ -1,23 +1,47 @@
-//! Atomic imports: every line of an import goes into one transaction, committed only if every
-//! line was valid.
+//! Atomic imports at the store's speed: every line of an import goes into one transaction,
+//! committed only if every line was valid, written in batches.
 //!
 //! The caller validates the whole body first, without any transaction open (see
 //! `api::import`), and only then starts an [`Importer`], naming every room the import will write
 //! to: they are locked up front in one sorted order, which cannot deadlock with other writers
 //! (each of which locks one project room, then at most one user room, in that same order).
-//! Dependencies may point at any task of the import, earlier or later (an export lists tasks
-//! oldest first, and a task may depend on a newer one), so edges are checked and inserted at the
-//! end, followed by the `task.created` events, which then carry each task's dependencies.
+//!
+//! What makes it fast and bounded:
+//! - tasks are inserted [`BATCH`] rows per statement (one prepared statement, reused), not one
+//!   statement per line; an explicit id that already exists is found by the statement's own
+//!   `ON CONFLICT DO NOTHING RETURNING id`, not by a lookup per line;
+//! - dependencies may point at any task of the import, earlier or later (an export lists tasks
+//!   oldest first, and a task may depend on a newer one), so they are checked at the end; until
+//!   then they wait in a temporary table of the transaction, not in memory, and the checks
+//!   (missing task, other project, on itself) are joins;
+//! - what the import logs is chosen by [`ImportEvents`]: per task, only for imports small enough
+//!   that subscribers can take a `task.created` each (then the importer remembers each task's id
+//!   until commit); otherwise one `tasks.imported` per room. Either way memory is a batch, a few
+//!   counters per project and assignee, and the first lines of any rejection.
 
 use super::log::lock_room;
-use super::rows::fetch_row;
-use super::tasks::{insert_row, log_created, project_edges};
+use super::rows::TASK_COLUMNS;
+use super::tasks::{log_created, project_edges};
 use super::tx::{publish, SinkSlot, WriteTx};
-use super::{DependencyError, Result, Store, StoreError};
+use super::{now_ms, DependencyError, Result, Store, StoreError};
 use crate::domain::{tasks_on_cycles, NewTask, ProjectId};
+use serde_json::json;
 use sqlx::{Any, Transaction};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::OnceLock;
+use taskflow_protocol::EventKind;
 use uuid::Uuid;
+
+/// Rows per `INSERT`: 8 parameters each keeps a statement well under both databases' parameter
+/// limits (SQLite 32,766, PostgreSQL 65,535), and large enough that the per-statement cost
+/// vanishes.
+const BATCH: usize = 500;
+
+/// Dependency edges per `INSERT` into the temporary table (3 parameters each).
+const EDGE_BATCH: usize = 1000;
+
+/// How many lines of each kind of bad dependency an answer lists.
+const MAX_REPORTED: i64 = 100;
 
 /// One validated line of an import.
 #[derive(Debug, Clone)]
@@ -39,6 +63,18 @@ pub struct LineError {
     pub reason: String,
 }
 
+/// What an import logs for subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportEvents {
+    /// A `task.created` per task (and `task.assigned` per assignment), as if each had been
+    /// created through `POST /tasks`.
+    Tasks,
+    /// One `tasks.imported` per project room (`{project_id, count}`) and per assignee's user
+    /// room (`{user, count}`): subscribers reload what it names. A million `task.created`
+    /// frames would be a broadcast storm of their own.
+    Summary,
+}
+
 /// An import in progress: an open write transaction of its own (with SQLite, the writer
 /// connection, taken from the group commit's turn). Dropping it without [`Importer::commit`]
 /// rolls everything back.
@@ -49,11 +85,32 @@ pub struct Importer {
     sink: SinkSlot,
     /// The projects the import writes to, in lock order; lines refer to them by index.
     projects: Vec<ProjectId>,
-    /// Every imported task in line order: id, index into `projects`, line. Events are logged in
-    /// this order at commit.
-    imported: Vec<(Uuid, u32, u64)>,
-    /// Edges `(task, dependency, line)` to check and insert at commit.
+    /// What the import logs.
+    events: ImportEvents,
+    /// Lines waiting for the next `INSERT`.
+    batch: Vec<Row>,
+    /// Edges waiting for the next `INSERT` into the temporary table.
     edges: Vec<(Uuid, Uuid, u64)>,
+    /// Whether the temporary edge table exists in this transaction.
+    edge_table: bool,
+    /// Tasks imported per project (by index into `projects`).
+    per_project: Vec<u64>,
+    /// Tasks assigned per assignee.
+    per_assignee: BTreeMap<String, u64>,
+    /// With [`ImportEvents::Tasks`] only: every imported task in line order, with its project.
+    created: Vec<(Uuid, u32)>,
+    /// The time every imported task is created at.
+    now: i64,
+}
+
+/// One line, ready to insert.
+struct Row {
+    line: u64,
+    id: Uuid,
+    /// Whether the id came from the line (and so may already exist).
+    explicit: bool,
+    project: u32,
+    task: NewTask,
 }
 
 impl Store {
@@ -64,6 +121,7 @@ impl Store {
         &self,
         projects: BTreeSet<ProjectId>,
         assignees: BTreeSet<String>,
+        events: ImportEvents,
     ) -> Result<Importer> {
         let mut tx = self.write.begin().await?;
         for project in &projects {
@@ -75,16 +133,69 @@ impl Store {
         Ok(Importer {
             tx,
             sink: self.sink.clone(),
+            per_project: vec![0; projects.len()],
             projects: projects.into_iter().collect(),
-            imported: Vec::new(),
+            events,
+            batch: Vec::with_capacity(BATCH),
             edges: Vec::new(),
+            edge_table: false,
+            per_assignee: BTreeMap::new(),
+            created: Vec::new(),
+            now: now_ms(),
         })
     }
 }
 
+/// `INSERT INTO tasks … VALUES (…), (…) ON CONFLICT (id) DO NOTHING RETURNING id` for `rows`
+/// rows: built once per size (a full batch, and the last one).
+fn insert_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO tasks ({TASK_COLUMNS}) VALUES ");
+    for row in 0..rows {
+        let b = row * 8;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 1)",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7,
+            b + 8,
+            b + 8
+        ));
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    sql
+}
+
+/// The statement of a full batch, the one almost every line goes through.
+fn full_batch_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| insert_sql(BATCH))
+}
+
+/// The same for the temporary edge table.
+fn edge_sql(rows: usize) -> String {
+    let mut sql = String::from("INSERT INTO import_edges (task_id, depends_on, line) VALUES ");
+    for row in 0..rows {
+        let b = row * 3;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
+    }
+    sql
+}
+
 impl Importer {
-    /// Inserts one line's task; its dependencies and event follow at [`Importer::commit`].
-    pub async fn add(&mut self, line: u64, spec: &ImportSpec) -> Result<()> {
+    /// Adds one line's task; it is inserted with the next batch, its dependencies and events
+    /// follow at [`Importer::commit`]. Returns the lines a batch written now could not take (an
+    /// explicit id that exists, or that an earlier line of the import already used).
+    pub async fn add(&mut self, line: u64, spec: &ImportSpec) -> Result<Vec<LineError>> {
         let project = self
             .projects
             .binary_search(&spec.task.project_id)
@@ -93,87 +204,264 @@ impl Importer {
                     "project {} was not announced",
                     spec.task.project_id
                 ))
-            })?;
-        let id = match spec.id {
-            Some(id) if fetch_row(&mut self.tx, id).await?.is_some() => {
-                return Err(StoreError::TaskExists(id))
-            }
-            Some(id) => id,
-            None => Uuid::now_v7(),
-        };
-        insert_row(&mut self.tx, id, &spec.task).await?;
-        self.imported.push((id, project as u32, line));
+            })? as u32;
+        let id = spec.id.unwrap_or_else(Uuid::now_v7);
+        self.batch.push(Row {
+            line,
+            id,
+            explicit: spec.id.is_some(),
+            project,
+            task: spec.task.clone(),
+        });
         self.edges
             .extend(spec.dependencies.iter().map(|&dep| (id, dep, line)));
+        if self.edges.len() >= EDGE_BATCH {
+            self.flush_edges().await?;
+        }
+        if self.batch.len() >= BATCH {
+            return self.flush().await;
+        }
+        Ok(Vec::new())
+    }
+
+    /// Inserts the waiting lines in one statement.
+    async fn flush(&mut self) -> Result<Vec<LineError>> {
+        if self.batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = std::mem::take(&mut self.batch);
+        let partial;
+        let sql = if rows.len() == BATCH {
+            full_batch_sql()
+        } else {
+            partial = insert_sql(rows.len());
+            &partial
+        };
+        let mut query = sqlx::query_scalar::<_, String>(sql);
+        for row in &rows {
+            query = query
+                .bind(row.id.to_string())
+                .bind(row.task.project_id.as_str().to_owned())
+                .bind(row.task.title.as_str().to_owned())
+                .bind(row.task.description.as_ref().map(|d| d.as_str().to_owned()))
+                .bind(row.task.status.as_str())
+                .bind(i64::from(row.task.priority.get()))
+                .bind(row.task.assignee.as_ref().map(|a| a.as_str().to_owned()))
+                .bind(self.now);
+        }
+        let inserted = query.fetch_all(&mut *self.tx).await?;
+        let mut rejected = Vec::new();
+        if inserted.len() < rows.len() {
+            // Some explicit id was taken: by a task that exists, or by an earlier line of this
+            // batch (the first line with an id wins, as it would have one statement per line).
+            let mut unclaimed: HashSet<String> = inserted.into_iter().collect();
+            for row in rows.iter().filter(|r| r.explicit) {
+                if !unclaimed.remove(&row.id.to_string()) {
+                    rejected.push(LineError {
+                        line: row.line,
+                        reason: StoreError::TaskExists(row.id).to_string(),
+                    });
+                }
+            }
+        }
+        for row in &rows {
+            self.per_project[row.project as usize] += 1;
+            if let Some(assignee) = &row.task.assignee {
+                *self
+                    .per_assignee
+                    .entry(assignee.as_str().to_owned())
+                    .or_default() += 1;
+            }
+            if self.events == ImportEvents::Tasks {
+                self.created.push((row.id, row.project));
+            }
+        }
+        self.batch = rows;
+        self.batch.clear();
+        Ok(rejected)
+    }
+
+    /// Moves the waiting edges into the transaction's temporary table.
+    async fn flush_edges(&mut self) -> Result<()> {
+        if self.edges.is_empty() {
+            return Ok(());
+        }
+        if !self.edge_table {
+            // Created inside the transaction, so a rollback removes it too; dropped before
+            // commit. `IF NOT EXISTS` and the `DELETE` cover a connection on which an earlier
+            // import's table survived (SQLite keeps temporary tables per connection).
+            sqlx::query(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS import_edges \
+                 (task_id TEXT NOT NULL, depends_on TEXT NOT NULL, line BIGINT NOT NULL)",
+            )
+            .execute(&mut *self.tx)
+            .await?;
+            sqlx::query("DELETE FROM import_edges")
+                .execute(&mut *self.tx)
+                .await?;
+            self.edge_table = true;
+        }
+        let edges = std::mem::take(&mut self.edges);
+        for chunk in edges.chunks(EDGE_BATCH) {
+            let sql = edge_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for &(task, dep, line) in chunk {
+                query = query
+                    .bind(task.to_string())
+                    .bind(dep.to_string())
+                    .bind(line as i64);
+            }
+            query.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
-    /// Checks and inserts the dependencies, logs every `task.created`, and commits. Bad edges
-    /// (missing task, other project, cycle) reject the whole import with their lines.
+    /// Checks and inserts the dependencies, logs the events, and commits. Bad edges (missing
+    /// task, other project, on itself, cycle) reject the whole import with their lines.
     pub async fn commit(mut self) -> Result<Result<u64, Vec<LineError>>> {
-        let mut bad = Vec::new();
-        let of: HashMap<Uuid, u32> = self.imported.iter().map(|&(id, p, _)| (id, p)).collect();
-        for &(task, dep, line) in &self.edges {
-            let task_project = &self.projects[of[&task] as usize];
-            let dep_project = match of.get(&dep) {
-                Some(&p) => Some(self.projects[p as usize].as_str().to_owned()),
-                None => fetch_row(&mut self.tx, dep)
-                    .await?
-                    .map(|row| row.project_id),
-            };
-            let problem = match dep_project {
-                _ if dep == task => Some(DependencyError::OnItself),
-                None => Some(DependencyError::Missing(dep)),
-                Some(p) if p != task_project.as_str() => Some(DependencyError::OtherProject {
-                    dependency: dep,
-                    task_project: task_project.to_string(),
-                }),
-                Some(_) => None,
-            };
-            match problem {
-                Some(problem) => bad.push(LineError {
-                    line,
-                    reason: format!("dependencies: {problem}"),
-                }),
-                None => {
-                    sqlx::query("INSERT INTO task_dependencies (task_id, depends_on) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                        .bind(task.to_string())
-                        .bind(dep.to_string())
-                        .execute(&mut *self.tx)
+        let rejected = self.flush().await?;
+        if !rejected.is_empty() {
+            return Ok(Err(rejected));
+        }
+        self.flush_edges().await?;
+        if self.edge_table {
+            let bad = self.check_edges().await?;
+            if !bad.is_empty() {
+                return Ok(Err(bad));
+            }
+        }
+        let mut logged = WriteTx::new(&mut self.tx);
+        match self.events {
+            ImportEvents::Tasks => {
+                for &(id, project) in &self.created {
+                    log_created(&mut logged, id, &self.projects[project as usize]).await?;
+                }
+            }
+            ImportEvents::Summary => {
+                let at = now_ms();
+                for (project, &count) in self.projects.iter().zip(&self.per_project) {
+                    if count > 0 {
+                        let data = json!({ "project_id": project.as_str(), "count": count });
+                        logged
+                            .append(&project.room(), EventKind::TasksImported, &data, at)
+                            .await?;
+                    }
+                }
+                for (user, &count) in &self.per_assignee {
+                    let data = json!({ "user": user, "count": count });
+                    logged
+                        .append(&format!("user:{user}"), EventKind::TasksImported, &data, at)
                         .await?;
                 }
             }
         }
-        if !self.edges.is_empty() {
-            let lines: HashMap<Uuid, u64> = self
-                .imported
-                .iter()
-                .map(|&(id, _, line)| (id, line))
-                .collect();
-            for project in &self.projects {
-                let edges = project_edges(&mut self.tx, project).await?;
-                for task in tasks_on_cycles(&edges) {
-                    if let Some(&line) = lines.get(&task) {
-                        bad.push(LineError {
-                            line,
-                            reason: "dependencies: the dependencies form a cycle".into(),
-                        });
-                    }
-                }
-            }
-        }
-        if !bad.is_empty() {
-            bad.sort_by_key(|e| e.line);
-            return Ok(Err(bad));
-        }
-        let mut logged = WriteTx::new(&mut self.tx);
-        for &(id, project, _) in &self.imported {
-            log_created(&mut logged, id, &self.projects[project as usize]).await?;
-        }
         let events = logged.into_events();
-        let count = self.imported.len() as u64;
+        if self.edge_table {
+            sqlx::query("DROP TABLE import_edges")
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        let count = self.per_project.iter().sum();
         self.tx.commit().await?;
         publish(&self.sink, events);
         Ok(Ok(count))
+    }
+
+    /// The dependency checks, as joins over the temporary table; inserts the edges that pass.
+    async fn check_edges(&mut self) -> Result<Vec<LineError>> {
+        let mut bad = Vec::new();
+        let on_itself: Vec<(i64,)> = sqlx::query_as(
+            "SELECT line FROM import_edges WHERE task_id = depends_on ORDER BY line LIMIT $1",
+        )
+        .bind(MAX_REPORTED)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for (line,) in on_itself {
+            bad.push(LineError {
+                line: line as u64,
+                reason: format!("dependencies: {}", DependencyError::OnItself),
+            });
+        }
+        let missing: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT e.line, e.depends_on FROM import_edges e \
+             WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = e.depends_on) \
+             ORDER BY e.line LIMIT $1",
+        )
+        .bind(MAX_REPORTED)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for (line, dep) in missing {
+            let dep = super::rows::parse_uuid(&dep)?;
+            bad.push(LineError {
+                line: line as u64,
+                reason: format!("dependencies: {}", DependencyError::Missing(dep)),
+            });
+        }
+        let elsewhere: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT e.line, e.depends_on, a.project_id FROM import_edges e \
+             JOIN tasks a ON a.id = e.task_id JOIN tasks b ON b.id = e.depends_on \
+             WHERE a.project_id <> b.project_id ORDER BY e.line LIMIT $1",
+        )
+        .bind(MAX_REPORTED)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for (line, dep, project) in elsewhere {
+            let dep = super::rows::parse_uuid(&dep)?;
+            bad.push(LineError {
+                line: line as u64,
+                reason: format!(
+                    "dependencies: {}",
+                    DependencyError::OtherProject {
+                        dependency: dep,
+                        task_project: project,
+                    }
+                ),
+            });
+        }
+        // The edges whose dependency exists go in (the others are already reported), so the
+        // cycle check sees the graph as it would be.
+        sqlx::query(
+            "INSERT INTO task_dependencies (task_id, depends_on) \
+             SELECT DISTINCT e.task_id, e.depends_on FROM import_edges e \
+             WHERE EXISTS (SELECT 1 FROM tasks t WHERE t.id = e.depends_on) \
+             ON CONFLICT DO NOTHING",
+        )
+        .execute(&mut *self.tx)
+        .await?;
+        for project in &self.projects {
+            let edges = project_edges(&mut self.tx, project).await?;
+            // Only the first lines are reported; each costs a scan of the table.
+            for task in tasks_on_cycles(&edges)
+                .into_iter()
+                .take(MAX_REPORTED as usize)
+            {
+                let line: Option<i64> =
+                    sqlx::query_scalar("SELECT MIN(line) FROM import_edges WHERE task_id = $1")
+                        .bind(task.to_string())
+                        .fetch_one(&mut *self.tx)
+                        .await?;
+                if let Some(line) = line {
+                    bad.push(LineError {
+                        line: line as u64,
+                        reason: "dependencies: the dependencies form a cycle".into(),
+                    });
+                }
+            }
+        }
+        bad.sort_by_key(|e| e.line);
+        Ok(bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_statement_numbers_its_parameters() {
+        let sql = insert_sql(2);
+        assert!(sql.contains("($1, $2, $3, $4, $5, $6, $7, $8, $8, 1), ($9,"));
+        assert!(sql.ends_with("($9, $10, $11, $12, $13, $14, $15, $16, $16, 1) ON CONFLICT (id) DO NOTHING RETURNING id"));
+        assert_eq!(edge_sql(2), "INSERT INTO import_edges (task_id, depends_on, line) VALUES ($1, $2, $3), ($4, $5, $6)");
     }
 }

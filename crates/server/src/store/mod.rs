@@ -25,7 +25,7 @@ mod tasks;
 mod tx;
 
 pub use error::{DependencyError, StoreError};
-pub use import::{ImportSpec, Importer, LineError};
+pub use import::{ImportEvents, ImportSpec, Importer, LineError};
 pub use pool::{PoolSizes, PoolStats};
 pub use tasks::{TaskCursor, TaskFilter};
 pub use tx::EventSink;

@@ -2,9 +2,12 @@
 //!
 //! The body is parsed and validated on a blocking thread (so a large import does not stall the
 //! async executor) while it is spooled to a temporary file; nothing is locked meanwhile. Only a
-//! valid body is then replayed from the spool into one store transaction. Memory holds the
-//! current line, the first 100 errors, the set of projects and assignees named, and (until
-//! commit) the id and dependency ids of each imported line.
+//! valid body is then replayed from the spool into one store transaction, in batches (see
+//! `store::import`). Memory holds a batch of lines, the first 100 errors, the set of projects
+//! and assignees named and a count for each; dependency edges wait in a temporary table of the
+//! transaction. Only an import small enough to log a `task.created` per task
+//! (`import_task_events_max`) remembers its tasks' ids until commit; a larger one logs one
+//! `tasks.imported` per room.
 
 mod parse;
 
@@ -15,14 +18,14 @@ use crate::domain::ProjectId;
 use crate::error::ApiError;
 use crate::extract::{declared_length, has_content_type, DRAIN_CAP};
 use crate::state::AppState;
-use crate::store::StoreError;
+use crate::store::{ImportEvents, StoreError};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use futures::TryStreamExt;
 use parse::{parse_body, Format, Parsed};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -30,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use taskflow_protocol::ErrorBody;
 use tokio_util::io::{StreamReader, SyncIoBridge};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -49,8 +52,31 @@ pub(crate) struct Imported {
     imported: u64,
 }
 
+/// What an import logs for subscribers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum EventsChoice {
+    /// `tasks` up to `import_task_events_max` lines, `summary` beyond.
+    #[default]
+    Auto,
+    /// A `task.created` per task (refused beyond `import_task_events_max` lines).
+    Tasks,
+    /// One `tasks.imported` per room; subscribers reload.
+    Summary,
+}
+
+/// The import's options.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ImportQuery {
+    /// What subscribers receive: `auto` (the default), `tasks` or `summary`.
+    #[serde(default)]
+    #[param(inline)]
+    events: EventsChoice,
+}
+
 /// Import tasks: all lines or none.
-#[utoipa::path(post, path = "/tasks/import", tag = "io", security(("bearer" = [])),
+#[utoipa::path(post, path = "/tasks/import", tag = "io", security(("bearer" = [])), params(ImportQuery),
     request_body(content = String, content_type = "application/x-ndjson",
         description = "One task per line: NDJSON objects, or CSV with a header naming the columns (as the export writes them)"),
     responses((status = 201, body = Imported), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody, description = "import_rejected: the bad lines"),
@@ -58,6 +84,7 @@ pub(crate) struct Imported {
 async fn import_tasks(
     State(state): State<AppState>,
     caller: Caller,
+    Query(query): Query<ImportQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Imported>), ApiError> {
@@ -125,12 +152,14 @@ async fn import_tasks(
     let mut projects: BTreeMap<ProjectId, u64> = BTreeMap::new();
     let mut assignees: BTreeSet<String> = BTreeSet::new();
     let mut read_error = None;
+    let mut valid = 0u64;
     while let Some(parsed) = rx.recv().await {
         match parsed {
             Parsed::Line {
                 spec: Ok(spec),
                 line,
             } => {
+                valid += 1;
                 projects.entry(spec.task.project_id.clone()).or_insert(line);
                 if let Some(assignee) = &spec.task.assignee {
                     assignees.insert(assignee.to_string());
@@ -162,13 +191,29 @@ async fn import_tasks(
         }
     }
     report.reject_if_any()?;
+    let most = state.config().import_task_events_max;
+    let events = match query.events {
+        EventsChoice::Summary => ImportEvents::Summary,
+        EventsChoice::Auto if valid > most => ImportEvents::Summary,
+        EventsChoice::Auto => ImportEvents::Tasks,
+        EventsChoice::Tasks if valid > most => {
+            return Err(ApiError::InvalidField {
+                field: "events".into(),
+                message: format!(
+                    "a task.created per task is for imports of at most {most} lines \
+                     (import_task_events_max); this one has {valid}: use events=summary"
+                ),
+            })
+        }
+        EventsChoice::Tasks => ImportEvents::Tasks,
+    };
 
     // Pass 2: one transaction, every room locked up front in sorted order; lines are parsed
     // again from the spool.
     let first_lines = projects.clone();
     let mut importer = match state
         .store()
-        .begin_import(projects.into_keys().collect(), assignees)
+        .begin_import(projects.into_keys().collect(), assignees, events)
         .await
     {
         Err(StoreError::ProjectNotFound(p)) => {
@@ -199,10 +244,8 @@ async fn import_tasks(
                 "the import spool changed between passes"
             )));
         };
-        match importer.add(line, &spec).await {
-            Ok(()) => {}
-            Err(err @ StoreError::TaskExists(_)) => report.add(line, err.to_string()),
-            Err(other) => return Err(other.into()),
+        for rejected in importer.add(line, &spec).await? {
+            report.add(rejected.line, rejected.reason);
         }
         if report.total > 0 {
             break;
