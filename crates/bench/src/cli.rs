@@ -2,7 +2,7 @@
 
 use crate::report::Report;
 use crate::target::Target;
-use crate::{churn, connections, fanout, plot, report, storm, BenchError};
+use crate::{churn, connections, fanout, import, plot, report, storm, BenchError};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -168,6 +168,20 @@ enum Scenario {
         #[arg(long, default_value_t = 200)]
         concurrency: usize,
     },
+    /// Generate a file of N tasks, import it, export everything back: lines/s, MB/s, the
+    /// server's memory before, during and after each (with --server-pid), and the latency of
+    /// other requests during the import.
+    Import {
+        /// Tasks in the file.
+        #[arg(long, default_value_t = 100_000)]
+        lines: u64,
+        /// The file's format.
+        #[arg(long, value_enum, default_value_t = import::Format::Ndjson)]
+        format: import::Format,
+        /// The project the tasks go into (created if missing).
+        #[arg(long, default_value = "bench-import")]
+        project: String,
+    },
     /// Merge the `--json` reports of several processes of one run into one.
     Merge {
         /// Report files.
@@ -229,6 +243,11 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             Report::Connections(c) => (&c.connect, Default::default()),
             Report::Churn(c) => (&c.connect, Default::default()),
             Report::Storm(s) => (&s.storm.caught_up, Default::default()),
+            Report::Import(_) => {
+                return Err(CliError::Reports(
+                    "--plot draws latency histograms; import has none".into(),
+                ))
+            }
         };
         let histogram = latency.decode().unwrap_or_else(crate::stats::histogram);
         let title = match &report {
@@ -236,6 +255,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             Report::Connections(_) => "connections (connect time)",
             Report::Churn(_) => "churn (connect time)",
             Report::Storm(_) => "storm (time until caught up)",
+            Report::Import(_) => unreachable!("refused above"),
         };
         plot::draw(path, title, &histogram, &rates)?;
     }
@@ -365,6 +385,21 @@ async fn run_scenario(
             )
             .await?,
         ),
+        Scenario::Import {
+            lines,
+            format,
+            ref project,
+        } => Report::Import(Box::new(
+            import::run(
+                target,
+                &import::ImportPlan {
+                    lines,
+                    format,
+                    project: project.clone(),
+                },
+            )
+            .await?,
+        )),
         Scenario::Merge { .. } => unreachable!("merge runs nothing"),
     })
 }

@@ -11,7 +11,8 @@
 //! - [`frame`]: reading offsets and send times from event frames without parsing them.
 //! - [`stats`] and [`timeline`]: latency histograms and delivered rates.
 //! - [`metrics`]: the server's own counters (database queries per connection), node by node.
-//! - [`connections`], [`fanout`], [`churn`] and [`storm`]: the scenarios.
+//! - [`connections`], [`fanout`], [`churn`] and [`storm`]: the scenarios of the hub;
+//!   [`import`]: a large import and export.
 //! - [`report`]: their reports, as a table or JSON, and merging those of several processes.
 //! - [`progress`] and [`plot`]: a progress bar while running, an SVG afterwards.
 //!
@@ -23,6 +24,7 @@ pub mod connections;
 pub mod dial;
 pub mod fanout;
 pub mod frame;
+pub mod import;
 pub mod join;
 pub mod metrics;
 pub mod plot;

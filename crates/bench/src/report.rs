@@ -22,6 +22,8 @@ pub enum Report {
     Churn(ChurnReport),
     /// `taskflow bench storm` (boxed, like the fan-out's).
     Storm(Box<StormReport>),
+    /// `taskflow bench import`.
+    Import(Box<crate::import::ImportReport>),
 }
 
 /// Why reports could not be merged.
@@ -37,7 +39,7 @@ pub enum MergeError {
     #[error("a report's latency histogram is missing or unreadable")]
     Histogram,
     /// Reports of a scenario that runs in one process.
-    #[error("{0} reports do not merge: {0} runs in one process (its clock starts the storm)")]
+    #[error("{0} reports do not merge: {0} runs in one process")]
     OneProcess(&'static str),
 }
 
@@ -48,6 +50,7 @@ impl Report {
             Report::Fanout(_) => "fanout",
             Report::Churn(_) => "churn",
             Report::Storm(_) => "storm",
+            Report::Import(_) => "import",
         }
     }
 
@@ -77,6 +80,7 @@ impl Report {
                     .collect(),
             )?)),
             "storm" => return Err(MergeError::OneProcess("storm")),
+            "import" => return Err(MergeError::OneProcess("import")),
             _ => Report::Churn(merge_churn(
                 reports
                     .into_iter()
