@@ -14,7 +14,7 @@
 //
 // A large import logs one `tasks.imported` event per room instead of a `task.created` per task
 // (docs/api.md, "Import"): `onEvent` gets it like any event, in order; reload the room's tasks
-// then (`GET /tasks?project_id=…`), as the board does.
+// then (`GET /tasks?project=…`), as the board does.
 //
 // Transports, best first: WebSocket, then Server-Sent Events, then long polling. A transport that
 // cannot connect at all (a proxy that blocks upgrades, a server that refuses it) makes the client

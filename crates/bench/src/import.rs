@@ -271,7 +271,9 @@ pub async fn run(target: &Target, plan: &ImportPlan) -> Result<ImportReport, Ben
     let mut latencies = probe.await.unwrap_or_default();
     let (status, text) = answer.map_err(setup)?;
     if !status.is_success() {
-        return Err(BenchError::Setup(format!("the import answered {status}: {text}")));
+        return Err(BenchError::Setup(format!(
+            "the import answered {status}: {text}"
+        )));
     }
     drop(file);
 

@@ -41,7 +41,7 @@ pub enum EventKind {
     MemberRemoved,
     /// An import created many tasks at once, logged instead of a `task.created` each: data is
     /// `{project_id, count}` in the project room, `{user, count}` in an assignee's user room.
-    /// Subscribers reload what it names (`GET /tasks?project_id=…`).
+    /// Subscribers reload what it names (`GET /tasks?project=…`).
     #[serde(rename = "tasks.imported")]
     TasksImported,
 }

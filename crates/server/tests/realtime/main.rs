@@ -10,6 +10,7 @@ mod board_rest;
 mod conformance;
 mod delivery;
 mod handshake;
+mod import;
 mod lifecycle;
 mod limits;
 mod memory;
