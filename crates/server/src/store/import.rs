@@ -23,7 +23,7 @@ use super::log::lock_room;
 use super::rows::TASK_COLUMNS;
 use super::tasks::{log_created, project_edges};
 use super::tx::{publish, SinkSlot, WriteTx};
-use super::{now_ms, DependencyError, Result, Store, StoreError};
+use super::{now_ms, Backend, DependencyError, Result, Store, StoreError};
 use crate::domain::{tasks_on_cycles, NewTask, ProjectId};
 use serde_json::json;
 use sqlx::{Any, Transaction};
@@ -32,10 +32,13 @@ use std::sync::OnceLock;
 use taskflow_protocol::EventKind;
 use uuid::Uuid;
 
-/// Rows per `INSERT`: 8 parameters each keeps a statement well under both databases' parameter
+/// Rows per `INSERT`: 9 parameters each keeps a statement well under both databases' parameter
 /// limits (SQLite 32,766, PostgreSQL 65,535), and large enough that the per-statement cost
 /// vanishes.
 const BATCH: usize = 500;
+
+/// SQLite's page cache for the writer during an import, KiB (the default is 2,000 KiB).
+const IMPORT_CACHE_KIB: u32 = 32 * 1024;
 
 /// Dependency edges per `INSERT` into the temporary table (3 parameters each).
 const EDGE_BATCH: usize = 1000;
@@ -101,6 +104,10 @@ pub struct Importer {
     created: Vec<(Uuid, u32)>,
     /// The time every imported task is created at.
     now: i64,
+    /// Which database: the statements' placeholders differ.
+    backend: Backend,
+    /// The writer pool, to give the SQLite writer its usual cache back afterwards.
+    write: sqlx::AnyPool,
 }
 
 /// One line, ready to insert.
@@ -124,6 +131,14 @@ impl Store {
         events: ImportEvents,
     ) -> Result<Importer> {
         let mut tx = self.write.begin().await?;
+        if self.backend == Backend::Sqlite {
+            // The transaction's pages stay in the writer's cache instead of being spilled to
+            // the WAL a few at a time (most of the import's time in system calls at the
+            // default 2 MB); restored at the end (`Importer::restore_cache`).
+            sqlx::query(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB}"))
+                .execute(&mut *tx)
+                .await?;
+        }
         for project in &projects {
             lock_room(&mut tx, &project.room()).await?;
         }
@@ -142,53 +157,60 @@ impl Store {
             per_assignee: BTreeMap::new(),
             created: Vec::new(),
             now: now_ms(),
+            backend: self.backend,
+            write: self.write.clone(),
         })
     }
 }
 
-/// `INSERT INTO tasks … VALUES (…), (…) ON CONFLICT (id) DO NOTHING RETURNING id` for `rows`
-/// rows: built once per size (a full batch, and the last one).
-fn insert_sql(rows: usize) -> String {
-    let mut sql = format!("INSERT INTO tasks ({TASK_COLUMNS}) VALUES ");
+/// `rows` rows of `columns` placeholders each: `($1, $2), ($3, $4)` for PostgreSQL, `(?, ?), (?, ?)`
+/// for SQLite. SQLite resolves a numbered parameter by scanning the statement's list of names, once
+/// per parameter per execution, which is quadratic in a statement of thousands of them (it was
+/// most of an import's time); anonymous `?` parameters are bound by position.
+fn values(backend: Backend, rows: usize, columns: usize, constants: &str) -> String {
+    let mut sql = String::with_capacity(rows * columns * 6);
+    let mut n = 0;
     for row in 0..rows {
-        let b = row * 8;
-        if row > 0 {
-            sql.push_str(", ");
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    n += 1;
+                    sql.push_str(&format!("${n}"));
+                }
+            }
         }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 1)",
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7,
-            b + 8,
-            b + 8
-        ));
+        sql.push_str(constants);
+        sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
     sql
+}
+
+/// `INSERT INTO tasks … VALUES (…), (…) ON CONFLICT (id) DO NOTHING RETURNING id` for `rows`
+/// rows (`created_at` and `updated_at` are both bound: the same value).
+fn insert_sql(backend: Backend, rows: usize) -> String {
+    format!(
+        "INSERT INTO tasks ({TASK_COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+        values(backend, rows, 9, ", 1")
+    )
 }
 
 /// The statement of a full batch, the one almost every line goes through.
-fn full_batch_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| insert_sql(BATCH))
+fn full_batch_sql(backend: Backend) -> &'static str {
+    static SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    SQL[backend as usize].get_or_init(|| insert_sql(backend, BATCH))
 }
 
 /// The same for the temporary edge table.
-fn edge_sql(rows: usize) -> String {
-    let mut sql = String::from("INSERT INTO import_edges (task_id, depends_on, line) VALUES ");
-    for row in 0..rows {
-        let b = row * 3;
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
-    }
-    sql
+fn edge_sql(backend: Backend, rows: usize) -> String {
+    format!(
+        "INSERT INTO import_edges (task_id, depends_on, line) VALUES {}",
+        values(backend, rows, 3, "")
+    )
 }
 
 impl Importer {
@@ -232,9 +254,9 @@ impl Importer {
         let rows = std::mem::take(&mut self.batch);
         let partial;
         let sql = if rows.len() == BATCH {
-            full_batch_sql()
+            full_batch_sql(self.backend)
         } else {
-            partial = insert_sql(rows.len());
+            partial = insert_sql(self.backend, rows.len());
             &partial
         };
         let mut query = sqlx::query_scalar::<_, String>(sql);
@@ -247,6 +269,7 @@ impl Importer {
                 .bind(row.task.status.as_str())
                 .bind(i64::from(row.task.priority.get()))
                 .bind(row.task.assignee.as_ref().map(|a| a.as_str().to_owned()))
+                .bind(self.now)
                 .bind(self.now);
         }
         let inserted = query.fetch_all(&mut *self.tx).await?;
@@ -303,7 +326,7 @@ impl Importer {
         }
         let edges = std::mem::take(&mut self.edges);
         for chunk in edges.chunks(EDGE_BATCH) {
-            let sql = edge_sql(chunk.len());
+            let sql = edge_sql(self.backend, chunk.len());
             let mut query = sqlx::query(&sql);
             for &(task, dep, line) in chunk {
                 query = query
@@ -318,7 +341,24 @@ impl Importer {
 
     /// Checks and inserts the dependencies, logs the events, and commits. Bad edges (missing
     /// task, other project, on itself, cycle) reject the whole import with their lines.
-    pub async fn commit(mut self) -> Result<Result<u64, Vec<LineError>>> {
+    pub async fn commit(self) -> Result<Result<u64, Vec<LineError>>> {
+        let (backend, write) = (self.backend, self.write.clone());
+        let outcome = self.finish().await;
+        if backend == Backend::Sqlite {
+            // Rolled back or committed, the connection is the pool's again: shrink its cache to
+            // the default and hand the freed pages back.
+            let mut conn = write.acquire().await?;
+            sqlx::query("PRAGMA cache_size = -2000")
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("PRAGMA shrink_memory")
+                .execute(&mut *conn)
+                .await?;
+        }
+        outcome
+    }
+
+    async fn finish(mut self) -> Result<Result<u64, Vec<LineError>>> {
         let rejected = self.flush().await?;
         if !rejected.is_empty() {
             return Ok(Err(rejected));
@@ -458,10 +498,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_statement_numbers_its_parameters() {
-        let sql = insert_sql(2);
-        assert!(sql.contains("($1, $2, $3, $4, $5, $6, $7, $8, $8, 1), ($9,"));
-        assert!(sql.ends_with("($9, $10, $11, $12, $13, $14, $15, $16, $16, 1) ON CONFLICT (id) DO NOTHING RETURNING id"));
-        assert_eq!(edge_sql(2), "INSERT INTO import_edges (task_id, depends_on, line) VALUES ($1, $2, $3), ($4, $5, $6)");
+    fn a_batch_statement_has_a_placeholder_per_value() {
+        let pg = insert_sql(Backend::Postgres, 2);
+        assert!(pg.contains("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1), ($10,"), "{pg}");
+        assert!(pg.ends_with("$18, 1) ON CONFLICT (id) DO NOTHING RETURNING id"), "{pg}");
+        let lite = insert_sql(Backend::Sqlite, 2);
+        assert!(lite.contains("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1), (?, "), "{lite}");
+        assert_eq!(lite.matches('?').count(), 18);
+        assert_eq!(
+            edge_sql(Backend::Postgres, 2),
+            "INSERT INTO import_edges (task_id, depends_on, line) VALUES ($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(edge_sql(Backend::Sqlite, 1), "INSERT INTO import_edges (task_id, depends_on, line) VALUES (?, ?, ?)");
     }
 }
