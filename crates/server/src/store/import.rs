@@ -25,6 +25,7 @@ use super::tasks::{log_created, project_edges};
 use super::tx::{publish, SinkSlot, WriteTx};
 use super::{now_ms, Backend, DependencyError, Result, Store, StoreError};
 use crate::domain::{tasks_on_cycles, NewTask, ProjectId};
+use futures::TryStreamExt;
 use serde_json::json;
 use sqlx::{Any, Transaction};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -468,23 +469,28 @@ impl Importer {
         )
         .execute(&mut *self.tx)
         .await?;
+        let mut stuck: HashSet<String> = HashSet::new();
         for project in &self.projects {
             let edges = project_edges(&mut self.tx, project).await?;
-            // Only the first lines are reported; each costs a scan of the table.
-            for task in tasks_on_cycles(&edges)
-                .into_iter()
-                .take(MAX_REPORTED as usize)
-            {
-                let line: Option<i64> =
-                    sqlx::query_scalar("SELECT MIN(line) FROM import_edges WHERE task_id = $1")
-                        .bind(task.to_string())
-                        .fetch_one(&mut *self.tx)
-                        .await?;
-                if let Some(line) = line {
+            stuck.extend(tasks_on_cycles(&edges).iter().map(Uuid::to_string));
+        }
+        if !stuck.is_empty() {
+            // The first lines, in line order, whose task lies on a cycle or waits on one.
+            let mut lines = sqlx::query_as::<_, (String, i64)>(
+                "SELECT task_id, MIN(line) FROM import_edges GROUP BY task_id ORDER BY MIN(line)",
+            )
+            .fetch(&mut *self.tx);
+            let mut reported = 0;
+            while let Some((task, line)) = lines.try_next().await? {
+                if stuck.contains(&task) {
                     bad.push(LineError {
                         line: line as u64,
                         reason: "dependencies: the dependencies form a cycle".into(),
                     });
+                    reported += 1;
+                    if reported == MAX_REPORTED {
+                        break;
+                    }
                 }
             }
         }
@@ -500,15 +506,27 @@ mod tests {
     #[test]
     fn a_batch_statement_has_a_placeholder_per_value() {
         let pg = insert_sql(Backend::Postgres, 2);
-        assert!(pg.contains("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1), ($10,"), "{pg}");
-        assert!(pg.ends_with("$18, 1) ON CONFLICT (id) DO NOTHING RETURNING id"), "{pg}");
+        assert!(
+            pg.contains("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1), ($10,"),
+            "{pg}"
+        );
+        assert!(
+            pg.ends_with("$18, 1) ON CONFLICT (id) DO NOTHING RETURNING id"),
+            "{pg}"
+        );
         let lite = insert_sql(Backend::Sqlite, 2);
-        assert!(lite.contains("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1), (?, "), "{lite}");
+        assert!(
+            lite.contains("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1), (?, "),
+            "{lite}"
+        );
         assert_eq!(lite.matches('?').count(), 18);
         assert_eq!(
             edge_sql(Backend::Postgres, 2),
             "INSERT INTO import_edges (task_id, depends_on, line) VALUES ($1, $2, $3), ($4, $5, $6)"
         );
-        assert_eq!(edge_sql(Backend::Sqlite, 1), "INSERT INTO import_edges (task_id, depends_on, line) VALUES (?, ?, ?)");
+        assert_eq!(
+            edge_sql(Backend::Sqlite, 1),
+            "INSERT INTO import_edges (task_id, depends_on, line) VALUES (?, ?, ?)"
+        );
     }
 }

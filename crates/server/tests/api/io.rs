@@ -9,6 +9,8 @@ crate::on_both_backends!(
     one_bad_line_in_a_large_import_imports_nothing,
     import_reports_each_bad_line,
     an_import_does_not_stall_other_requests,
+    a_taken_id_deep_in_a_large_import_imports_nothing,
+    dependencies_cross_batches_and_are_checked_at_the_end,
 );
 
 async fn import(
@@ -334,4 +336,136 @@ async fn an_import_over_the_limit_gets_413_and_imports_nothing() {
     let err: Value = res.json().await.unwrap();
     assert_eq!(err["error"]["code"], "payload_too_large");
     assert_eq!(count_tasks(&app).await, 0);
+}
+
+/// Lines go in 500 per statement: an id taken by an earlier line of the import, or by a task
+/// that exists, is still refused with its line, and the whole import with it.
+async fn a_taken_id_deep_in_a_large_import_imports_nothing(app: TestApp) {
+    let existing = app.create_task(json!({ "title": "there before" })).await;
+    let repeated = uuid::Uuid::now_v7();
+    let mut body = String::new();
+    for i in 1..=3000 {
+        let line = match i {
+            10 | 2000 => json!({ "id": repeated, "title": format!("t{i}") }),
+            2999 => json!({ "id": existing["id"], "title": "clash" }),
+            _ => json!({ "title": format!("t{i}") }),
+        };
+        body.push_str(&format!("{line}\n"));
+    }
+    let res = import(&app, "application/x-ndjson", body).await;
+    assert_eq!(res.status(), 400);
+    let err: Value = res.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "import_rejected", "{err}");
+    let lines: Vec<i64> = err["error"]["details"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_i64().unwrap())
+        .collect();
+    // The import stops at the first batch with a taken id: line 2000 (line 10 took it first).
+    assert_eq!(lines, [2000], "{err}");
+    assert!(err["error"]["details"]["lines"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("exists"));
+    assert_eq!(count_tasks(&app).await, 1, "nothing imported");
+    assert_eq!(app.store.last_offset("project:default").await.unwrap(), 1);
+    let body = format!("{}\n", json!({ "id": existing["id"], "title": "clash" }));
+    let err: Value = import(&app, "application/x-ndjson", body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(err["error"]["details"]["lines"][0]["line"], 1, "{err}");
+}
+
+/// A dependency may point forward, past the batch its line is inserted in; the checks (missing,
+/// other project, cycle) run once every line is in, and name the lines.
+async fn dependencies_cross_batches_and_are_checked_at_the_end(app: TestApp) {
+    app.create_project("other", &[]).await;
+    let elsewhere = app
+        .create_task(json!({ "title": "elsewhere", "project_id": "other" }))
+        .await;
+    let ids: Vec<uuid::Uuid> = (0..1300).map(|_| uuid::Uuid::now_v7()).collect();
+    let line = |i: usize, deps: Vec<String>| {
+        format!(
+            "{}\n",
+            json!({ "id": ids[i], "title": format!("t{i}"), "dependencies": deps })
+        )
+    };
+    // Line 1 depends on line 1201 (another batch, inserted later); every other line on the next.
+    let mut good = String::new();
+    for i in 0..1300 {
+        let deps = match i {
+            0 => vec![ids[1200].to_string()],
+            1299 => vec![],
+            _ => vec![ids[i + 1].to_string()],
+        };
+        good.push_str(&line(i, deps));
+    }
+    // A cycle among the last 50 lines, a missing task and another project's task. (Every task
+    // that waits on a cycle is reported with it, so the other lines wait on nothing here.)
+    let mut bad = String::new();
+    for i in 0..1300 {
+        let deps = match i {
+            0 => vec![ids[1200].to_string()],
+            1250..=1298 => vec![ids[i + 1].to_string()],
+            1299 => vec![ids[1250].to_string()],
+            700 => vec![uuid::Uuid::now_v7().to_string()],
+            900 => vec![elsewhere["id"].as_str().unwrap().to_owned()],
+            _ => vec![],
+        };
+        bad.push_str(&line(i, deps));
+    }
+    let err: Value = import(&app, "application/x-ndjson", bad)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(err["error"]["code"], "import_rejected", "{err}");
+    let reasons: Vec<(i64, String)> = err["error"]["details"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["line"].as_i64().unwrap(),
+                l["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|(l, r)| *l == 701 && r.contains("not found")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(l, r)| *l == 901 && r.contains("project")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(l, r)| *l == 1300 && r.contains("cycle")),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons.len(), 52, "{reasons:?}");
+    assert_eq!(count_tasks(&app).await, 1, "nothing imported");
+
+    let res = import(&app, "application/x-ndjson", good).await;
+    assert_eq!(res.status(), 201);
+    let first: Value = app
+        .admin(Method::GET, &format!("/tasks/{}", ids[0]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["dependencies"], json!([ids[1200]]));
+    assert_eq!(first["blocked"], true);
+    assert_eq!(count_tasks(&app).await, 1301);
 }
