@@ -91,13 +91,26 @@ async fn export_tasks(
         Format::Ndjson => ("application/x-ndjson", "ndjson"),
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
     };
-    let body = match format {
-        Format::Csv => {
-            let header = futures::stream::once(async { Ok(Bytes::from(csv_line(&CSV_COLUMNS))) });
-            Body::from_stream(header.chain(lines))
-        }
-        Format::Ndjson => Body::from_stream(lines),
+    let header = match format {
+        Format::Csv => Some(Ok(Bytes::from(csv_line(&CSV_COLUMNS)))),
+        Format::Ndjson => None,
     };
+    // The next pages are read and encoded while the previous ones are on their way to the
+    // client (the store's worker and the socket each keep a core busy), at most
+    // EXPORT_AHEAD chunks ahead: memory stays a few pages however large the export. A client
+    // that goes away drops the receiver, which ends the reader.
+    let (ahead, chunks) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(EXPORT_AHEAD);
+    tokio::spawn(async move {
+        let mut lines = std::pin::pin!(futures::stream::iter(header).chain(lines));
+        while let Some(chunk) = lines.next().await {
+            if ahead.send(chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let body = Body::from_stream(futures::stream::unfold(chunks, |mut chunks| async move {
+        chunks.recv().await.map(|chunk| (chunk, chunks))
+    }));
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_owned()),
@@ -113,6 +126,9 @@ async fn export_tasks(
 
 /// Tasks per chunk of the body at most: the store's page.
 const EXPORT_CHUNK: usize = 500;
+
+/// Chunks read ahead of the client at most.
+const EXPORT_AHEAD: usize = 4;
 
 /// Encodes tasks as lines of the format, into one buffer.
 fn encode(format: Format, tasks: &[Task]) -> Bytes {
