@@ -102,10 +102,24 @@ impl Binds {
 pub(crate) async fn hydrate(conn: &mut AnyConnection, rows: Vec<TaskRow>) -> Result<Vec<Task>> {
     // Bounded batches keep each query under the databases' limits on bound parameters.
     const BATCH: usize = 500;
+    // SQLite resolves a numbered parameter (`$7`) by scanning the statement's parameter names,
+    // for each parameter at every execution: quadratic in a 500-parameter list, and the largest
+    // item of an export's profile. Its anonymous `?` binds by position.
+    let anonymous = conn.backend_name() == "SQLite";
     let mut deps: HashMap<String, Vec<(Uuid, TaskStatus)>> = HashMap::new();
     for batch in rows.chunks(BATCH) {
         let mut binds = Binds::default();
-        let placeholders: Vec<String> = batch.iter().map(|r| binds.push(r.id.clone())).collect();
+        let placeholders: Vec<String> = batch
+            .iter()
+            .map(|r| {
+                let numbered = binds.push(r.id.clone());
+                if anonymous {
+                    "?".to_owned()
+                } else {
+                    numbered
+                }
+            })
+            .collect();
         let sql = format!(
             "SELECT d.task_id, d.depends_on, t.status FROM task_dependencies d \
              JOIN tasks t ON t.id = d.depends_on WHERE d.task_id IN ({}) ORDER BY d.task_id, d.depends_on",

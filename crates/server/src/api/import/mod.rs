@@ -134,6 +134,7 @@ async fn import_tasks(
     // Pass 1, with no transaction open: spool the body to a temporary file while validating
     // every line, and learn which projects and users it touches. A slow upload therefore holds
     // no lock and no writer.
+    let started = std::time::Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Parsed>(256);
     let spooler = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
         let mut spool = tempfile::tempfile()?;
@@ -208,6 +209,14 @@ async fn import_tasks(
         EventsChoice::Tasks => ImportEvents::Tasks,
     };
 
+    tracing::info!(
+        lines = valid,
+        seconds = started.elapsed().as_secs_f64(),
+        ?events,
+        "import validated and spooled"
+    );
+    let started = std::time::Instant::now();
+
     // Pass 2: one transaction, every room locked up front in sorted order; lines are parsed
     // again from the spool.
     let first_lines = projects.clone();
@@ -255,7 +264,14 @@ async fn import_tasks(
     parser.await.map_err(|e| ApiError::Internal(e.into()))?;
     report.reject_if_any()?;
     match importer.commit().await? {
-        Ok(imported) => Ok((StatusCode::CREATED, Json(Imported { imported }))),
+        Ok(imported) => {
+            tracing::info!(
+                imported,
+                seconds = started.elapsed().as_secs_f64(),
+                "import committed"
+            );
+            Ok((StatusCode::CREATED, Json(Imported { imported })))
+        }
         Err(lines) => {
             for line in lines {
                 report.add(line.line, line.reason);
