@@ -2,13 +2,13 @@
 //! the start, hands the hub a session, and drains that session's queue to its client:
 //! WebSocket (`ws`), Server-Sent Events (`sse`) and long polling (`poll`).
 
-mod access;
-mod commands;
+pub(crate) mod access;
+pub(crate) mod commands;
 mod gate;
 mod poll;
 mod script;
 mod sse;
-mod ws;
+pub(crate) mod ws;
 
 use crate::state::AppState;
 use axum::routing::get;

@@ -6,7 +6,7 @@
 //! current line, the first 100 errors, the set of projects and assignees named, and (until
 //! commit) the id and dependency ids of each imported line.
 
-mod parse;
+pub(crate) mod parse;
 
 pub(crate) use parse::ImportLine;
 
