@@ -62,7 +62,10 @@ fn check(token: &str) {
         return;
     }
     let Some((_, sub, admin)) = SIGNED.iter().find(|(signed, _, _)| signed == token) else {
-        panic!("accepted a token nobody signed: {token:?} as {}", caller.user());
+        panic!(
+            "accepted a token nobody signed: {token:?} as {}",
+            caller.user()
+        );
     };
     assert_eq!(caller.user().as_str(), *sub);
     assert_eq!(caller.is_admin(), *admin);

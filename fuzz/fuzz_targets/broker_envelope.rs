@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
         let top = highest.entry(room.clone()).or_insert(offset);
         *top = (*top).max(offset);
         if let Some(position) = NODE.position(&room) {
-            assert!((0..=*top).contains(&position), "{room} at {position}, top {top}");
+            assert!(
+                (0..=*top).contains(&position),
+                "{room} at {position}, top {top}"
+            );
         }
     }
 });

@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
         match spec {
             Ok(spec) => {
                 let title = spec.task.title.as_str();
-                assert_eq!(TaskTitle::parse(title).ok().as_ref(), Some(&spec.task.title));
+                assert_eq!(
+                    TaskTitle::parse(title).ok().as_ref(),
+                    Some(&spec.task.title)
+                );
             }
             Err(reason) => assert!(!reason.is_empty(), "line {line}: a reason"),
         }

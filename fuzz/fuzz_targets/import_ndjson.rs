@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let mut last = 0;
     for (line, spec) in &run.lines {
         assert!(*line > last, "line {line} after line {last}");
-        assert!(*line as usize <= lines.len(), "line {line} of {}", lines.len());
+        assert!(
+            *line as usize <= lines.len(),
+            "line {line} of {}",
+            lines.len()
+        );
         last = *line;
         let text = lines[*line as usize - 1];
         match spec {
@@ -27,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
                     String::from_utf8_lossy(text)
                 );
                 let title = spec.task.title.as_str();
-                assert_eq!(TaskTitle::parse(title).ok().as_ref(), Some(&spec.task.title));
+                assert_eq!(
+                    TaskTitle::parse(title).ok().as_ref(),
+                    Some(&spec.task.title)
+                );
             }
             Err(reason) => assert!(!reason.is_empty(), "line {line}: a reason"),
         }

@@ -85,5 +85,7 @@ fn axum_name(name: &[u8]) -> Option<String> {
 
 /// Whether the http crate takes these bytes as a header value.
 fn value_ok(value: &[u8]) -> bool {
-    value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }

@@ -51,7 +51,10 @@ fn check(text: &str, admin: bool, reply: Option<ServerFrame>) {
         return;
     };
     let id = value.as_object_mut().and_then(|o| o.remove("id"));
-    if id.as_ref().is_some_and(|id| !(id.is_string() || id.is_number())) {
+    if id
+        .as_ref()
+        .is_some_and(|id| !(id.is_string() || id.is_number()))
+    {
         assert!(
             matches!(&reply, Some(ServerFrame::Error { error }) if error.code == "invalid_field"),
             "a bad id, answered {reply:?}"
@@ -64,12 +67,15 @@ fn check(text: &str, admin: bool, reply: Option<ServerFrame>) {
         return;
     }
     let accepted = match (&id, reply) {
-        (Some(id), Some(ServerFrame::Reply {
-            id: replied,
-            ok,
-            result,
-            error,
-        })) => {
+        (
+            Some(id),
+            Some(ServerFrame::Reply {
+                id: replied,
+                ok,
+                result,
+                error,
+            }),
+        ) => {
             assert_eq!(&replied, id, "a reply carries the command's id");
             assert_eq!(ok, result.is_some());
             assert_eq!(ok, error.is_none());
@@ -97,7 +103,10 @@ fn check(text: &str, admin: bool, reply: Option<ServerFrame>) {
         Command::Subscribe { room, .. } | Command::Presence { room } => room,
         Command::Message { room, text } => {
             let chars = text.trim().chars().count();
-            assert!((1..=4000).contains(&chars), "accepted a {chars}-character message");
+            assert!(
+                (1..=4000).contains(&chars),
+                "accepted a {chars}-character message"
+            );
             room
         }
         Command::Unsubscribe { .. } | Command::Typing { .. } => {
@@ -107,7 +116,10 @@ fn check(text: &str, admin: bool, reply: Option<ServerFrame>) {
     };
     let parsed = Room::parse(room).expect("an accepted room parses");
     if let Command::Message { .. } = command {
-        assert!(matches!(parsed, Room::Project(_)), "chat outside a project room");
+        assert!(
+            matches!(parsed, Room::Project(_)),
+            "chat outside a project room"
+        );
     }
     if !admin {
         let allowed = ["tasks", "project:p1", "user:alice"];

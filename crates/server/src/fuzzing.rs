@@ -335,7 +335,8 @@ pub fn upgrade_check(version: u8, headers: &[(&[u8], &[u8])]) -> Result<(), Stri
         _ => Version::HTTP_3,
     });
     for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
         {
             request = request.header(name, value);
         }

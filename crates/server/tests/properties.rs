@@ -92,7 +92,12 @@ fn command_json() -> impl Strategy<Value = serde_json::Value> {
             Just("dance"),
         ],
         room(),
-        prop_oneof![Just(String::new()), "\\PC{0,20}", "[ ]{0,3}", "x{3990,4010}"],
+        prop_oneof![
+            Just(String::new()),
+            "\\PC{0,20}",
+            "[ ]{0,3}",
+            "x{3990,4010}"
+        ],
         prop::option::of(prop_oneof![
             any::<i64>().prop_map(serde_json::Value::from),
             "[a-z0-9]{0,6}".prop_map(serde_json::Value::from),
@@ -121,7 +126,10 @@ fn command_json() -> impl Strategy<Value = serde_json::Value> {
 
 /// Whether the handler accepted the command (a reply with `ok`, or silence for no id).
 fn accepted(reply: &Option<ServerFrame>) -> bool {
-    matches!(reply, None | Some(ServerFrame::Reply { ok: true, .. }) | Some(ServerFrame::Pong { .. }))
+    matches!(
+        reply,
+        None | Some(ServerFrame::Reply { ok: true, .. }) | Some(ServerFrame::Pong { .. })
+    )
 }
 
 proptest! {
@@ -281,11 +289,17 @@ fn an_import_is_all_or_nothing_on_the_server() {
         })
     };
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
-    let bodies = (proptest::collection::vec(ndjson_line(), 1..8), any::<bool>());
+    let bodies = (
+        proptest::collection::vec(ndjson_line(), 1..8),
+        any::<bool>(),
+    );
     runner
         .run(&bodies, |(lines, csv)| {
             let (content_type, body) = if csv {
-                let rows: Vec<String> = lines.iter().map(|l| l.replace(['{', '}', '"'], "")).collect();
+                let rows: Vec<String> = lines
+                    .iter()
+                    .map(|l| l.replace(['{', '}', '"'], ""))
+                    .collect();
                 ("text/csv", format!("title\n{}\n", rows.join("\n")))
             } else {
                 ("application/x-ndjson", lines.join("\n"))
@@ -337,7 +351,11 @@ fn an_import_is_all_or_nothing_on_the_server() {
 
 fn decoded() -> impl Strategy<Value = Decoded> {
     let name8 = "\\PC{0,20}";
-    let room = prop_oneof![Just("project:p1".to_owned()), Just("user:amy".to_owned()), "\\PC{0,30}"];
+    let room = prop_oneof![
+        Just("project:p1".to_owned()),
+        Just("user:amy".to_owned()),
+        "\\PC{0,30}"
+    ];
     let event = (
         name8,
         room.clone(),
@@ -349,10 +367,15 @@ fn decoded() -> impl Strategy<Value = Decoded> {
     )
         .prop_map(|(node, room, offset, at_ms, task, member, frame)| {
             // What a project room's event can carry; other rooms carry neither.
-            let project = room.strip_prefix("project:").filter(|p| *p == "p1").map(str::to_owned);
+            let project = room
+                .strip_prefix("project:")
+                .filter(|p| *p == "p1")
+                .map(str::to_owned);
             Decoded::Event {
                 tasks_of: project.clone().filter(|_| task),
-                membership: project.zip(member).map(|(p, (added, user))| (p, user, added)),
+                membership: project
+                    .zip(member)
+                    .map(|(p, (added, user))| (p, user, added)),
                 node,
                 room,
                 offset,
@@ -361,7 +384,13 @@ fn decoded() -> impl Strategy<Value = Decoded> {
             }
         });
     let ephemeral = (name8, room, 1u8..=3, "\\PC{0,10}", any::<Vec<u8>>()).prop_map(
-        |(node, room, kind, user, frame)| Decoded::Ephemeral { node, room, kind, user, frame },
+        |(node, room, kind, user, frame)| Decoded::Ephemeral {
+            node,
+            room,
+            kind,
+            user,
+            frame,
+        },
     );
     prop_oneof![event, ephemeral]
 }
