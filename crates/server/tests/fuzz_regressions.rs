@@ -61,3 +61,24 @@ fn an_event_with_an_offset_the_log_cannot_have_is_dropped() {
     assert!(node.receive(found).is_err());
     assert_eq!(node.position("n"), None);
 }
+
+/// fuzz/corpus/broker_envelope/regression_at_ms_min: an event whose commit time is `i64::MIN`
+/// overflowed the lag the dispatcher measures (`now - at_ms`) as it delivered the event: a panic
+/// under the room's lock with overflow checks on, which poisoned the room for good.
+#[test]
+fn an_event_with_an_absurd_commit_time_is_delivered() {
+    let found: &[u8] =
+        b"E\x06node-`\0\0\0\0\0\0\x10\x03\x80\0\0\0\0\0\0\0\x02\0\x0apjorode-`\0\0\0bob\0}";
+    let node = BrokerHarness::new();
+    for (offset, at_ms) in [(1i64, i64::MIN), (2, i64::MAX)] {
+        let mut message = b"E\x01n".to_vec();
+        message.extend_from_slice(&offset.to_be_bytes());
+        message.extend_from_slice(&at_ms.to_be_bytes());
+        message.push(0);
+        message.extend_from_slice(b"\x00\x0auser:alice\x00\x00{}");
+        node.receive(&message).expect("a readable event");
+        assert_eq!(node.position("user:alice"), Some(offset));
+    }
+    assert!(envelope_decode(found).is_ok());
+    node.receive(found).expect("a readable event");
+}
