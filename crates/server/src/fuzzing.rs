@@ -266,9 +266,10 @@ impl ImportRun {
 }
 
 fn import(format: Format, body: &[u8]) -> ImportRun {
-    // The parser sends one message per line at most, plus one if the body is unreadable; room
-    // for all of them means it never waits for this (single) thread to receive.
-    let capacity = body.iter().filter(|&&b| b == b'\n').count() + 2;
+    // The parser sends at most one message per byte (a CSV record may end at any `\r` or `\n`),
+    // plus one for a header or an unreadable body; room for all of them means it never waits
+    // for this (single) thread to receive. The channel allocates as messages arrive.
+    let capacity = body.len() + 2;
     let (tx, mut rx) = tokio::sync::mpsc::channel(capacity);
     parse_body(format, body, &tx);
     drop(tx);
