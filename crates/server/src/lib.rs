@@ -12,6 +12,8 @@
 //! - [`broker`]: carries committed events from the store to the hub: in-process for one node,
 //!   through Redis pub/sub between the nodes of a cluster (`broker = "redis://…"`).
 //! - `transport`: the WebSocket endpoint, a thin adapter between sockets and hub sessions.
+//! - `fuzzing`: entry points into the network parsers for the fuzz targets (`fuzz/`) and the
+//!   property tests; hidden, not a stable API.
 //! - [`listener`]: the socket and our own accept loop over hyper: header, body-rate and
 //!   keep-alive bounds for slow or idle peers, the per-address connection cap, TLS.
 //!
@@ -26,6 +28,8 @@ pub mod config;
 pub mod domain;
 pub mod error;
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 pub mod listener;
 pub mod state;

@@ -6,7 +6,7 @@ mod contract;
 mod export;
 mod fields;
 mod health;
-mod import;
+pub(crate) mod import;
 mod pages;
 mod people;
 mod projects;

@@ -97,6 +97,17 @@ impl Keys {
         })
     }
 
+    /// Keys from secrets given here, with no store: the fuzz targets and property tests
+    /// ([`crate::fuzzing`]) verify tokens millions of times and need no database for it.
+    pub(crate) fn from_secrets(admin_token: &str, jwt_secret: &[u8], default_ttl: u64) -> Self {
+        Keys {
+            admin_hash: sha256(admin_token),
+            encoding: EncodingKey::from_secret(jwt_secret),
+            decoding: DecodingKey::from_secret(jwt_secret),
+            default_ttl,
+        }
+    }
+
     /// Who a bearer token belongs to, or `None` if it is neither the admin token nor a valid,
     /// unexpired user token.
     pub fn verify(&self, token: &str) -> Option<Caller> {

@@ -59,6 +59,11 @@ pub(crate) enum DecodeError {
     /// A name that is not UTF-8.
     #[error("envelope names are not UTF-8")]
     NotUtf8,
+    /// An event offset the log cannot have (offsets start at 1): the dispatcher orders rooms by
+    /// offset, and one below 1 would move a room's position before every real event (or, at
+    /// `i64::MIN`, overflow). Found by the `broker_envelope` fuzz target.
+    #[error("event offset {0} is not a log offset")]
+    BadOffset(i64),
 }
 
 /// Encodes a committed event of `room` sent by `node`.
@@ -119,6 +124,9 @@ pub(crate) fn decode(mut bytes: Bytes) -> Result<Envelope, DecodeError> {
                 return Err(DecodeError::Truncated);
             }
             let offset = bytes.get_i64();
+            if offset < 1 {
+                return Err(DecodeError::BadOffset(offset));
+            }
             let at_ms = bytes.get_i64();
             let flags = bytes.get_u8();
             let room = take_name(&mut bytes, 2)?;

@@ -290,7 +290,12 @@ impl Dispatcher {
             event.tasks_of.is_some(),
             event.at_ms,
         );
-        let lag = (chrono::Utc::now().timestamp_millis() - event.at_ms).max(0) as f64 / 1000.0;
+        // `at_ms` comes from another node: saturating, so a malformed one cannot overflow.
+        let lag = (chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(event.at_ms))
+        .max(0) as f64
+            / 1000.0;
         metrics::dispatched(reached, lag);
     }
 

@@ -112,22 +112,22 @@ fn invalid(message: &str) -> ApiError {
 /// Where a client stopped: the epoch and the last offset it has in each room. Opaque to clients
 /// (base64 of JSON), used as the SSE event id and the long-poll cursor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct Cursor {
+pub(crate) struct Cursor {
     /// The store's epoch.
     #[serde(rename = "e")]
-    pub(super) epoch: String,
+    pub(crate) epoch: String,
     /// Last offset per room.
     #[serde(rename = "o")]
-    pub(super) offsets: BTreeMap<String, i64>,
+    pub(crate) offsets: BTreeMap<String, i64>,
 }
 
 impl Cursor {
-    pub(super) fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let json = serde_json::to_vec(self).expect("cursors serialize");
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
     }
 
-    pub(super) fn decode(raw: &str) -> Option<Self> {
+    pub(crate) fn decode(raw: &str) -> Option<Self> {
         let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(raw.trim())
             .ok()?;

@@ -14,14 +14,14 @@ use taskflow_protocol::{
 };
 
 /// Per-connection state the commands change.
-pub(super) struct Connection {
+pub(crate) struct Connection {
     /// The caller, as authenticated at the handshake.
-    pub(super) caller: Caller,
+    pub(crate) caller: Caller,
     /// The hub's view of this connection.
-    pub(super) session: Arc<Session>,
+    pub(crate) session: Arc<Session>,
     /// True while the connection receives `tasks` only because it never subscribed to anything:
     /// the first explicit subscription to another room ends it.
-    pub(super) implicit_tasks: bool,
+    pub(crate) implicit_tasks: bool,
 }
 
 /// A command that failed: a stable code and a message.
@@ -57,9 +57,9 @@ fn detail(code: &str, message: String) -> ErrorDetail {
 
 /// What to do after a command: the frame to send back, if any, then the replay of missed
 /// events, if the command was a resume (it must follow the reply).
-pub(super) struct Outcome {
-    pub(super) reply: Option<ServerFrame>,
-    pub(super) replay: Option<Replay>,
+pub(crate) struct Outcome {
+    pub(crate) reply: Option<ServerFrame>,
+    pub(crate) replay: Option<Replay>,
 }
 
 impl From<ServerFrame> for Outcome {
@@ -73,7 +73,7 @@ impl From<ServerFrame> for Outcome {
 
 /// Handles one text frame: parses it, runs it, and returns what to send back. Never fails the
 /// connection: bad input gets an error frame.
-pub(super) async fn handle(state: &AppState, conn: &mut Connection, text: &str) -> Outcome {
+pub(crate) async fn handle(state: &AppState, conn: &mut Connection, text: &str) -> Outcome {
     let mut value: Value = match serde_json::from_str(text) {
         Ok(value) => value,
         Err(err) => {

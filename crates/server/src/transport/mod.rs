@@ -3,15 +3,15 @@
 //! WebSocket (`ws`), Server-Sent Events (`sse`) and long polling (`poll`). The protocol they speak
 //! is published as `/asyncapi.json` (`asyncapi`) and, for TypeScript, `/taskflow.d.ts`.
 
-mod access;
+pub(crate) mod access;
 pub(crate) mod asyncapi;
-mod commands;
+pub(crate) mod commands;
 mod declarations;
 mod gate;
 mod poll;
 mod script;
 mod sse;
-mod ws;
+pub(crate) mod ws;
 
 use crate::state::AppState;
 use axum::routing::get;

@@ -9,7 +9,7 @@
 //! (`import_task_events_max`) remembers its tasks' ids until commit; a larger one logs one
 //! `tasks.imported` per room.
 
-mod parse;
+pub(crate) mod parse;
 
 pub(crate) use parse::ImportLine;
 

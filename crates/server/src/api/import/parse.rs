@@ -141,15 +141,29 @@ fn parse_ndjson(mut reader: impl BufRead, out: &Sender<Parsed>) -> std::io::Resu
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let de = &mut serde_json::Deserializer::from_slice(&buf);
-        let spec = match serde_path_to_error::deserialize::<_, ImportLine>(de) {
-            Ok(parsed) => parsed.into_spec().map_err(|e| e.to_string()),
-            Err(err) if err.path().to_string() == "." => Err(err.into_inner().to_string()),
-            Err(err) => Err(format!("{}: {}", err.path(), err.inner())),
-        };
+        let spec = parse_ndjson_line(&buf);
         if !send(out, line, spec) {
             return Ok(());
         }
+    }
+}
+
+/// One non-blank NDJSON line: the task it holds, or why it holds none.
+fn parse_ndjson_line(buf: &[u8]) -> Result<ImportSpec, String> {
+    // JSON text is UTF-8 (RFC 8259 §8.1), and serde_json does not check the bytes of what it
+    // skips (the export's read-only fields): a line with broken UTF-8 there was accepted.
+    let Ok(text) = std::str::from_utf8(buf) else {
+        return Err("the line is not valid UTF-8".to_owned());
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, ImportLine>(&mut de) {
+        // One object per line: bytes after it (another object) would be dropped unseen.
+        Ok(parsed) => match de.end() {
+            Ok(()) => parsed.into_spec().map_err(|e| e.to_string()),
+            Err(err) => Err(format!("one JSON object per line: {err}")),
+        },
+        Err(err) if err.path().to_string() == "." => Err(err.into_inner().to_string()),
+        Err(err) => Err(format!("{}: {}", err.path(), err.inner())),
     }
 }
 
@@ -185,7 +199,8 @@ fn parse_csv(reader: impl Read, out: &Sender<Parsed>) -> std::io::Result<()> {
     };
     let mut record = csv::StringRecord::new();
     loop {
-        let line = csv.position().line() + 1;
+        // Where the next record starts (the reader's position is on its first line).
+        let line = csv.position().line();
         match csv.read_record(&mut record) {
             Ok(false) => return Ok(()),
             Ok(true) => {
@@ -199,6 +214,7 @@ fn parse_csv(reader: impl Read, out: &Sender<Parsed>) -> std::io::Result<()> {
                 }
             }
             Err(err) => {
+                let line = err.position().map_or(line, |p| p.line());
                 if matches!(err.kind(), csv::ErrorKind::Io(_)) {
                     return csv_failure(err, line, out);
                 }

@@ -207,7 +207,12 @@ fn receive(sub: &Subscriber, message: redis::Msg) {
             if node == sub.cluster.inner.node {
                 return;
             }
-            let lag = (chrono::Utc::now().timestamp_millis() - event.at_ms).max(0) as f64 / 1000.0;
+            // `at_ms` comes from another node: saturating, so a malformed one cannot overflow.
+            let lag = (chrono::Utc::now()
+                .timestamp_millis()
+                .saturating_sub(event.at_ms))
+            .max(0) as f64
+                / 1000.0;
             metrics::received(lag);
             sub.dispatcher.publish_prepared(&room, event);
         }

@@ -202,7 +202,9 @@ impl Tail {
 
     /// Whether the log's retention by age still keeps this event.
     fn young(&self, kept: &Kept) -> bool {
-        let age_ms = chrono::Utc::now().timestamp_millis() - kept.at_ms;
+        let age_ms = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(kept.at_ms);
         u128::try_from(age_ms).map_or(true, |age| age <= self.budget.limits.max_age.as_millis())
     }
 

@@ -25,7 +25,7 @@ pub(super) type Socket = TokioIo<hyper::upgrade::Upgraded>;
 
 /// Why a request is not a WebSocket opening handshake we accept.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum Rejection {
+pub(crate) enum Rejection {
     #[error("the `Connection` header does not include `upgrade`")]
     NoConnectionUpgrade,
     #[error("the `Upgrade` header is not `websocket`")]
@@ -47,7 +47,7 @@ pub(super) enum Rejection {
 impl Rejection {
     /// The answer: 426 for a request that is not (our version of) an upgrade, 400 for an upgrade
     /// that is malformed.
-    pub(super) fn into_error(self) -> ApiError {
+    pub(crate) fn into_error(self) -> ApiError {
         let code = match self {
             Rejection::NoConnectionUpgrade
             | Rejection::NoUpgradeWebsocket
@@ -69,14 +69,14 @@ impl Rejection {
 }
 
 /// A valid handshake, not answered yet.
-pub(super) struct Upgrade {
+pub(crate) struct Upgrade {
     accept: HeaderValue,
     on_upgrade: OnUpgrade,
 }
 
 impl Upgrade {
     /// Checks the request's handshake headers and takes its upgrade (so only one handler can).
-    pub(super) fn from_parts(parts: &mut Parts) -> Result<Self, Rejection> {
+    pub(crate) fn from_parts(parts: &mut Parts) -> Result<Self, Rejection> {
         let headers = &parts.headers;
         if parts.version != Version::HTTP_11 {
             // HTTP/1.0 has no upgrade; HTTP/2 and 3 would need RFC 8441's extended CONNECT.

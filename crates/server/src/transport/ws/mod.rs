@@ -8,8 +8,8 @@
 //! the close frame is queued behind whatever frame is half written, nothing is started after it,
 //! and the TCP connection is closed by the server once the handshake is done.
 
-mod handshake;
-mod read;
+pub(crate) mod handshake;
+pub(crate) mod read;
 mod write;
 
 use super::access::{admit, authenticate, query_param, require_enabled};

@@ -43,7 +43,7 @@ const STACK_READ: usize = 8 * 1024;
 
 /// A message, or a control frame, from the client.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Incoming {
+pub(crate) enum Incoming {
     /// A whole text message, valid UTF-8.
     Text(String),
     /// A whole binary message, of this many bytes (the protocol has no use for its content).
@@ -59,7 +59,7 @@ pub(super) enum Incoming {
 /// A frame or message that breaks the protocol or a limit: the connection fails with
 /// [`Violation::code`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(super) enum Violation {
+pub(crate) enum Violation {
     /// Broken framing (§5): the reason names which rule.
     #[error("protocol error: {0}")]
     Protocol(&'static str),
@@ -73,7 +73,7 @@ pub(super) enum Violation {
 
 impl Violation {
     /// The close code to fail the connection with (§7.4.1).
-    pub(super) fn code(&self) -> u16 {
+    pub(crate) fn code(&self) -> u16 {
         match self {
             Violation::Protocol(_) => close::PROTOCOL_ERROR,
             Violation::InvalidUtf8 => close::INVALID_PAYLOAD,
@@ -82,7 +82,7 @@ impl Violation {
     }
 
     /// The close frame's reason: short, fixed text.
-    pub(super) fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Violation::Protocol(why) => why,
             Violation::InvalidUtf8 => "text message is not valid UTF-8",
@@ -93,7 +93,7 @@ impl Violation {
 
 /// Why reading stopped.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum ReadError {
+pub(crate) enum ReadError {
     /// The socket failed (reset, closed mid-frame counts as end of input instead).
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -115,7 +115,7 @@ struct Fragmented {
 
 /// The read side of one connection.
 #[derive(Debug)]
-pub(super) struct Reader {
+pub(crate) struct Reader {
     /// Bytes read and not parsed yet: at most the frame being received.
     input: BytesMut,
     /// The fragmented message in progress, if any.
@@ -131,7 +131,7 @@ pub(super) struct Reader {
 impl Reader {
     /// A reader that fails messages over `max_message` bytes and reads `read_size` bytes at a
     /// time (more when a frame needs more).
-    pub(super) fn new(max_message: usize, read_size: usize) -> Self {
+    pub(crate) fn new(max_message: usize, read_size: usize) -> Self {
         Self {
             input: BytesMut::new(),
             fragmented: None,
@@ -143,7 +143,7 @@ impl Reader {
 
     /// The next message or control frame; `Ok(None)` when the client closed its side of the
     /// stream. Reads only when what is buffered holds nothing whole.
-    pub(super) fn poll_next<R: AsyncRead + Unpin>(
+    pub(crate) fn poll_next<R: AsyncRead + Unpin>(
         &mut self,
         io: &mut R,
         cx: &mut Context<'_>,
