@@ -532,21 +532,7 @@ proptest! {
 
 /// A masked client frame.
 fn frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n < 65_536 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-    out
+    taskflow_server::fuzzing::client_frame(first, payload, mask)
 }
 
 proptest! {

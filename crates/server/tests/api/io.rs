@@ -26,6 +26,21 @@ async fn import(
         .unwrap()
 }
 
+/// The `(line, reason)` pairs of an `import_rejected` answer.
+fn bad_lines(err: &Value) -> Vec<(i64, String)> {
+    err["error"]["details"]["lines"]
+        .as_array()
+        .expect("an import_rejected answer lists its lines")
+        .iter()
+        .map(|l| {
+            (
+                l["line"].as_i64().unwrap(),
+                l["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 async fn count_tasks(app: &TestApp) -> usize {
     let res = app
         .admin(Method::GET, "/tasks/export")
@@ -239,17 +254,7 @@ async fn import_reports_each_bad_line(app: TestApp) {
         .json()
         .await
         .unwrap();
-    let reasons: Vec<(i64, String)> = err["error"]["details"]["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["line"].as_i64().unwrap(),
-                l["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let reasons = bad_lines(&err);
     assert_eq!(reasons.len(), 3, "{err}");
     assert!(
         reasons[0].1.contains("cycle") && reasons[1].1.contains("cycle"),
@@ -423,17 +428,7 @@ async fn dependencies_cross_batches_and_are_checked_at_the_end(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(err["error"]["code"], "import_rejected", "{err}");
-    let reasons: Vec<(i64, String)> = err["error"]["details"]["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["line"].as_i64().unwrap(),
-                l["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let reasons = bad_lines(&err);
     assert!(
         reasons
             .iter()

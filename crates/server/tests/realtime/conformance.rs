@@ -11,22 +11,7 @@ use tokio::time::timeout;
 
 /// A client frame, masked as RFC 6455 §5.3 requires.
 fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x0b, 0xad, 0xf0, 0x0d];
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n < 65_536 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-    out
+    taskflow_server::fuzzing::client_frame(first, payload, [0x0b, 0xad, 0xf0, 0x0d])
 }
 
 const TEXT: u8 = 0x81;
