@@ -164,6 +164,21 @@ impl Store {
     }
 }
 
+/// Once an import has ended, rolled back or committed, and its connection is the pool's again:
+/// shrinks the SQLite writer's cache back to the default and hands the freed pages back.
+async fn restore_cache(backend: Backend, write: &sqlx::AnyPool) -> Result<()> {
+    if backend == Backend::Sqlite {
+        let mut conn = write.acquire().await?;
+        sqlx::query("PRAGMA cache_size = -2000")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("PRAGMA shrink_memory")
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// `rows` rows of `columns` placeholders each: `($1, $2), ($3, $4)` for PostgreSQL, `(?, ?), (?, ?)`
 /// for SQLite. SQLite resolves a numbered parameter by scanning the statement's list of names, once
 /// per parameter per execution, which is quadratic in a statement of thousands of them (it was
@@ -345,18 +360,16 @@ impl Importer {
     pub async fn commit(self) -> Result<Result<u64, Vec<LineError>>> {
         let (backend, write) = (self.backend, self.write.clone());
         let outcome = self.finish().await;
-        if backend == Backend::Sqlite {
-            // Rolled back or committed, the connection is the pool's again: shrink its cache to
-            // the default and hand the freed pages back.
-            let mut conn = write.acquire().await?;
-            sqlx::query("PRAGMA cache_size = -2000")
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query("PRAGMA shrink_memory")
-                .execute(&mut *conn)
-                .await?;
-        }
+        restore_cache(backend, &write).await?;
         outcome
+    }
+
+    /// Ends the import without committing anything (a line was refused): rolls back, and gives
+    /// the SQLite writer its usual cache back.
+    pub async fn abandon(self) -> Result<()> {
+        let (backend, write) = (self.backend, self.write.clone());
+        drop(self);
+        restore_cache(backend, &write).await
     }
 
     async fn finish(mut self) -> Result<Result<u64, Vec<LineError>>> {

@@ -262,7 +262,11 @@ async fn import_tasks(
     }
     drop(rx);
     parser.await.map_err(|e| ApiError::Internal(e.into()))?;
-    report.reject_if_any()?;
+    if report.total > 0 {
+        importer.abandon().await?;
+        report.reject_if_any()?;
+        unreachable!("a report with a line rejects");
+    }
     match importer.commit().await? {
         Ok(imported) => {
             tracing::info!(
