@@ -916,8 +916,16 @@ async fn a_direct_message_and_an_unblocking_cross_nodes_to_every_tab() {
             .send()
     };
     let first: Value = create("first", None).await.unwrap().json().await.unwrap();
-    let second: Value = create("second", Some("ben")).await.unwrap().json().await.unwrap();
-    let (first_id, second_id) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());
+    let second: Value = create("second", Some("ben"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (first_id, second_id) = (
+        first["id"].as_str().unwrap(),
+        second["id"].as_str().unwrap(),
+    );
     let res = http
         .put(format!(
             "http://{}/tasks/{second_id}/dependencies/{first_id}",

@@ -109,6 +109,21 @@ fn check(text: &str, admin: bool, reply: Option<ServerFrame>) {
             );
             room
         }
+        Command::Direct { to, text } => {
+            let chars = text.trim().chars().count();
+            assert!(
+                (1..=4000).contains(&chars),
+                "accepted a {chars}-character direct message"
+            );
+            // Alice shares p1 with bob only; the admin may write to anyone; nobody to oneself.
+            let me = if admin { "admin" } else { "alice" };
+            assert_ne!(to, me, "a direct message to oneself");
+            assert!(
+                admin || to == "bob" || to == "admin",
+                "alice wrote to {to}"
+            );
+            return;
+        }
         Command::Unsubscribe { .. } | Command::Typing { .. } => {
             panic!("a fresh session accepted {command:?}")
         }

@@ -166,6 +166,31 @@ test("the live board: two people, live changes, presence, chat, offline, restart
     await a.locator("#messages .message", { hasText: "Hi Alice" }).waitFor({ timeout: LIVE });
   });
 
+  await t.test("clicking a person opens a conversation; a direct message is a notification with an unread count", async () => {
+    await a.locator('#presence [data-user="bob"] button').click();
+    await a.locator('#direct[data-peer="bob"]').waitFor({ timeout: WAIT });
+    await a.locator("#direct-text").fill("Lunch at noon?");
+    await a.locator("#direct-form").getByRole("button", { name: "Send" }).click();
+    await a.locator("#direct-messages .message", { hasText: "Lunch at noon?" }).waitFor({ timeout: LIVE });
+    // B has no conversation open: a toast, and an unread count on the inbox and on A's avatar.
+    await b.locator("#toasts .toast", { hasText: "alice: Lunch at noon?" }).waitFor({ timeout: LIVE });
+    await b.locator('#inbox[data-unread="1"]').waitFor({ timeout: WAIT });
+    await b.locator('#presence [data-user="alice"][data-unread="1"]').waitFor({ timeout: WAIT });
+    // The inbox opens the latest unread conversation, with its history, and clears the count.
+    await b.locator("#inbox").click();
+    await b.locator('#direct[data-peer="alice"] .message', { hasText: "Lunch at noon?" }).waitFor({ timeout: WAIT });
+    await b.locator('#inbox[data-unread="0"]').waitFor({ timeout: WAIT });
+    assert.equal(await b.locator('#presence [data-user="alice"]').getAttribute("data-unread"), "0");
+    await b.locator("#direct-text").fill("Yes!");
+    await b.locator("#direct-text").press("Enter");
+    // A's conversation is open: the answer appears in it and counts nothing unread.
+    await a.locator("#direct-messages .message", { hasText: "Yes!" }).waitFor({ timeout: LIVE });
+    assert.equal(await a.locator("#inbox").getAttribute("data-unread"), "0");
+    await a.locator("#direct-close").click();
+    await b.locator("#direct-close").click();
+    await b.locator("#direct").waitFor({ state: "hidden", timeout: WAIT });
+  });
+
   await t.test("B offline while A creates two tasks: back online, B shows both exactly once, without a reload", async () => {
     await b.evaluate(() => {
       window.sameDocument = true;
@@ -282,6 +307,18 @@ test("the live board: two people, live changes, presence, chat, offline, restart
     assert.ok(overflow <= 0, `no horizontal scrolling at 375 px (overflow ${overflow} px)`);
     assert.deepEqual(A.problems, []);
     assert.deepEqual(B.problems, []);
+  });
+
+  await t.test("finishing a task's last dependency tells its assignee it is ready", async () => {
+    const tasks = (await rest(base, "GET", "/tasks?project=web&limit=500")).items;
+    const find = (title) => tasks.find((t) => t.title === title);
+    const after = find("After the restart");
+    await rest(base, "PATCH", `/tasks/${after.id}`, { assignee: "bob" });
+    await b.locator("#toasts .toast", { hasText: "Assigned to you: “After the restart”" }).waitFor({ timeout: WAIT });
+    await rest(base, "PATCH", `/tasks/${find("Offline one").id}`, { status: "done" });
+    await b.locator("#toasts .toast", { hasText: "Ready to start: “After the restart” (“Offline one” is done)" }).waitFor({ timeout: LIVE });
+    // Everyone's card loses its badge from the event the server logged for it.
+    await card(a, "After the restart").locator(".blocked-badge").waitFor({ state: "hidden", timeout: LIVE });
   });
 
   await t.test("the admin's sign-in link opens the board with the live server charts", async () => {

@@ -104,6 +104,16 @@ export class Api {
     return this.request("POST", `/projects/${encodeURIComponent(project)}/messages`, { body: { text, id } });
   }
 
+  /** Our conversation with `user`: the latest direct messages, oldest first. */
+  conversation(user) {
+    return this.request("GET", `/users/${encodeURIComponent(user)}/messages?limit=100`);
+  }
+
+  /** Sends `user` a direct message; `id` makes a retry harmless. */
+  postDirect(user, text, id) {
+    return this.request("POST", `/users/${encodeURIComponent(user)}/messages`, { body: { text, id } });
+  }
+
   presence(project) {
     return this.request("GET", `/projects/${encodeURIComponent(project)}/presence`);
   }

@@ -6,6 +6,7 @@ import { connect } from "/taskflow.js";
 import { Api } from "./api.js";
 import { Board } from "./board.js";
 import { Chat, PresenceList, Toasts } from "./people.js";
+import { Conversations } from "./direct.js";
 import { ConnectionIndicator } from "./status.js";
 import { AdminView } from "./admin.js";
 
@@ -50,8 +51,21 @@ class App {
     this.reloadGeneration = 0;
     this.reloads = 0; // how many times the state was loaded from REST (the first load included)
     this.indicator = new ConnectionIndicator($("connection"));
-    this.presence = new PresenceList($("presence"));
+    this.presence = new PresenceList($("presence"), (user) => this.conversations.open(user));
     this.toasts = new Toasts($("toasts"));
+    this.conversations = new Conversations(
+      {
+        panel: $("direct"),
+        title: $("direct-title"),
+        list: $("direct-messages"),
+        form: $("direct-form"),
+        input: $("direct-text"),
+        close: $("direct-close"),
+        inbox: $("inbox"),
+        badge: $("inbox-unread"),
+      },
+      { api: this.api, me: me.user, uniqueId, onUnread: (unread) => this.presence.setUnread(unread) },
+    );
     this.board = new Board($("board"), this.actions());
     this.chat = new Chat(
       { list: $("messages"), typingLine: $("typing"), form: $("chat-form"), input: $("chat-text") },
@@ -241,6 +255,14 @@ class App {
     if (frame.room === `user:${this.me.user}`) {
       if (frame.event === "task.assigned") this.toasts.show(`Assigned to you: “${frame.data.title}” in ${frame.data.project_id}`);
       if (frame.event === "tasks.imported") this.toasts.show(`An import assigned ${frame.data.count} tasks to you`);
+      if (frame.event === "task.unblocked") {
+        const blocker = this.board.withTitles(frame.data.dependency_id);
+        this.toasts.show(`Ready to start: “${frame.data.task.title}” (${blocker} is done)`);
+      }
+      if (frame.event === "message.direct") {
+        const notification = this.conversations.receive(frame);
+        if (notification) this.toasts.show(notification);
+      }
       return;
     }
     if (frame.room !== this.room()) return;

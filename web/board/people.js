@@ -11,28 +11,51 @@ export function initials(user) {
 }
 
 export class PresenceList {
-  constructor(list) {
+  /** `onPick(user)`: someone other than us was clicked (to open a conversation with them). */
+  constructor(list, onPick = () => {}) {
     this.list = list;
+    this.onPick = onPick;
+    this.unread = new Map();
+    this.present = [];
+    this.me = null;
   }
 
   /** `present`: [{user, connections}] as the server reports it. */
   show(present, me) {
+    this.present = present;
+    this.me = me;
     const sorted = [...present].sort((a, b) => (a.user === me ? -1 : b.user === me ? 1 : a.user.localeCompare(b.user)));
     this.list.replaceChildren(
       ...sorted.map(({ user, connections }) => {
         const tabs = connections === 1 ? "1 tab" : `${connections} tabs`;
-        const item = el("li", { className: "person", title: `${user}${user === me ? " (you)" : ""}: ${tabs}` }, [
+        const unread = this.unread.get(user) || 0;
+        const label = user === me ? `${user} (you), ${tabs}` : `Message ${user} (${tabs}${unread ? `, ${unread} unread` : ""})`;
+        const face = [
           el("span", { className: "avatar", textContent: initials(user) }),
           el("span", { className: "tabs", textContent: String(connections) }),
-          el("span", { className: "visually-hidden", textContent: `${user}${user === me ? " (you)" : ""}, ${tabs}` }),
-        ]);
+        ];
+        if (unread) face.push(el("span", { className: "unread", textContent: String(unread) }));
+        for (const part of face) part.setAttribute("aria-hidden", "true");
+        // Everyone else is a button: clicking opens a conversation.
+        // The name is the hidden text (the visible letters are aria-hidden), not an aria-label
+        // that would differ from what is seen.
+        const named = [...face, el("span", { className: "visually-hidden", textContent: label })];
+        const body =
+          user === me ? named : [el("button", { type: "button", className: "person-button", title: label }, named)];
+        const item = el("li", { className: "person", title: `${user}${user === me ? " (you)" : ""}: ${tabs}` }, body);
+        item.querySelector("button")?.addEventListener("click", () => this.onPick(user));
         item.dataset.user = user;
         item.dataset.connections = String(connections);
-        item.querySelector(".avatar").setAttribute("aria-hidden", "true");
-        item.querySelector(".tabs").setAttribute("aria-hidden", "true");
+        item.dataset.unread = String(unread);
         return item;
       }),
     );
+  }
+
+  /** New unread counts (user -> count): the badges follow. */
+  setUnread(unread) {
+    this.unread = new Map(unread);
+    if (this.me !== null) this.show(this.present, this.me);
   }
 }
 

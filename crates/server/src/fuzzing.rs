@@ -41,7 +41,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 /// A server with a real store (SQLite in a temporary directory) that runs client commands
 /// through the same handler as a WebSocket connection (`transport::commands::handle`).
 ///
-/// It holds project `p1` with member `alice`; each [`CommandHarness::run`] opens a fresh hub
+/// It holds project `p1` with members `alice` and `bob` (whom she may message); each [`CommandHarness::run`] opens a fresh hub
 /// session, so one input cannot change how the next is judged (a subscription does not linger).
 pub struct CommandHarness {
     runtime: tokio::runtime::Runtime,
@@ -50,7 +50,7 @@ pub struct CommandHarness {
 }
 
 impl CommandHarness {
-    /// Opens the store and creates `p1` with `alice` as its member.
+    /// Opens the store and creates `p1` with `alice` and `bob` as its members.
     pub fn new() -> Self {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -67,9 +67,10 @@ impl CommandHarness {
             let store = Store::connect(&config.database).await.expect("the store");
             let keys = Keys::load(&config, &store).await.expect("keys").keys;
             let alice = UserId::parse("alice", "user").expect("valid");
+            let bob = UserId::parse("bob", "user").expect("valid");
             let p1 = ProjectId::parse("p1").expect("valid");
             store
-                .create_project(&p1, "P1", &[alice])
+                .create_project(&p1, "P1", &[alice, bob])
                 .await
                 .expect("project p1");
             let hub = Hub::new(HubLimits {

@@ -86,6 +86,7 @@ fn command_json() -> impl Strategy<Value = serde_json::Value> {
             Just("subscribe"),
             Just("unsubscribe"),
             Just("message"),
+            Just("direct"),
             Just("typing"),
             Just("presence"),
             Just("ping"),
@@ -108,10 +109,14 @@ fn command_json() -> impl Strategy<Value = serde_json::Value> {
         .prop_map(|(kind, room, text, id, extra)| {
             let mut value = serde_json::json!({ "type": kind });
             let object = value.as_object_mut().expect("an object");
-            if kind != "ping" {
+            if kind == "direct" {
+                // Someone to write to, taken from the room strategy: `user:bob` names bob.
+                let to = room.strip_prefix("user:").unwrap_or(&room).to_owned();
+                object.insert("to".into(), to.into());
+            } else if kind != "ping" {
                 object.insert("room".into(), room.into());
             }
-            if kind == "message" {
+            if kind == "message" || kind == "direct" {
                 object.insert("text".into(), text.into());
             }
             if let Some(id) = id {
@@ -178,6 +183,14 @@ proptest! {
             }
             Command::Message { room, text } => {
                 prop_assert!(matches!(Room::parse(room), Ok(Room::Project(_))));
+                prop_assert!((1..=4000).contains(&text.trim().chars().count()));
+            }
+            Command::Direct { to, text } => {
+                // To someone alice shares a project with (bob) or the admin; anyone for the admin;
+                // never to oneself.
+                let me = if admin { "admin" } else { "alice" };
+                prop_assert!(to != me);
+                prop_assert!(admin || to == "bob" || to == "admin", "alice wrote to {to}");
                 prop_assert!((1..=4000).contains(&text.trim().chars().count()));
             }
             Command::Unsubscribe { .. } | Command::Typing { .. } => {

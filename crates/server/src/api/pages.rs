@@ -36,6 +36,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../../../web/board/people.js"),
     ),
     (
+        "direct.js",
+        JS,
+        include_str!("../../../../web/board/direct.js"),
+    ),
+    (
         "status.js",
         JS,
         include_str!("../../../../web/board/status.js"),
@@ -103,4 +108,26 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file of `web/board/` is served: a module added there and not here would be a 404
+    /// that breaks the page's imports.
+    #[test]
+    fn every_board_file_is_embedded() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/board");
+        for entry in std::fs::read_dir(dir).expect("web/board") {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name == "index.html" {
+                continue;
+            }
+            assert!(
+                FILES.iter().any(|(file, _, _)| *file == name),
+                "web/board/{name} is not in pages::FILES"
+            );
+        }
+    }
 }
