@@ -90,7 +90,7 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<String> {
         .context("a cycle refusal without details.cycle")?;
     let path_names: Vec<String> = cycle.iter().map(name).collect();
     show::note(format!(
-        "{} waiting for {} is refused: cycle {}",
+        "{} waiting for {} is refused; the cycle (each waits for the next): {}",
         first.title,
         last.title,
         path_names.join(" -> ")
