@@ -872,3 +872,77 @@ async fn a_storm_onto_a_node_that_follows_the_room_makes_no_database_queries() {
         "{queries} queries for {reconnections} reconnections"
     );
 }
+
+/// The next event frame of `room` the client reads.
+async fn next_event_of(client: &mut Client, room: &str) -> Value {
+    loop {
+        let frame = client.frame().await.expect("the connection stays open");
+        if frame["type"] == "event" && frame["room"] == room {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_message_and_an_unblocking_cross_nodes_to_every_tab() {
+    let (_db, nodes, _prefix) = cluster(2).await;
+    create_project(&nodes[0].addr, "dm", &["ann", "ben"]).await;
+    let ann = token_for(&nodes[0].addr, "ann").await;
+    let ben = token_for(&nodes[0].addr, "ben").await;
+    // Ben has a tab on each node; Ann writes through node 0.
+    let mut ben_0 = Client::connect(&nodes[0].addr, &ben, &["user:ben"]).await;
+    let mut ben_1 = Client::connect(&nodes[1].addr, &ben, &["user:ben"]).await;
+    let mut ann_1 = Client::connect(&nodes[1].addr, &ann, &["user:ann"]).await;
+    let mut ann_0 = Client::connect(&nodes[0].addr, &ann, &[]).await;
+    let sent = ann_0
+        .command(json!({ "type": "direct", "to": "ben", "text": "standup in 5" }))
+        .await;
+    assert_eq!(sent["room"], "user:ann");
+    for tab in [&mut ben_0, &mut ben_1] {
+        let event = next_event_of(tab, "user:ben").await;
+        assert_eq!(event["event"], "message.direct");
+        assert_eq!(event["data"]["text"], "standup in 5");
+    }
+    let copy = next_event_of(&mut ann_1, "user:ann").await;
+    assert_eq!(copy["offset"], sent["offset"]);
+
+    // A task of Ben's blocked by one other: finishing that one through node 0 tells Ben on
+    // node 1.
+    let http = reqwest::Client::new();
+    let create = |title: &str, assignee: Option<&str>| {
+        http.post(format!("http://{}/tasks", nodes[0].addr))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "title": title, "project_id": "dm", "assignee": assignee }))
+            .send()
+    };
+    let first: Value = create("first", None).await.unwrap().json().await.unwrap();
+    let second: Value = create("second", Some("ben")).await.unwrap().json().await.unwrap();
+    let (first_id, second_id) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());
+    let res = http
+        .put(format!(
+            "http://{}/tasks/{second_id}/dependencies/{first_id}",
+            nodes[0].addr
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let res = http
+        .patch(format!("http://{}/tasks/{first_id}", nodes[0].addr))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "status": "done" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    loop {
+        let event = next_event_of(&mut ben_1, "user:ben").await;
+        if event["event"] == "task.unblocked" {
+            assert_eq!(event["data"]["task"]["id"], second["id"]);
+            assert_eq!(event["data"]["dependency_id"], first["id"]);
+            break;
+        }
+        assert_eq!(event["event"], "task.assigned", "{event}");
+    }
+}

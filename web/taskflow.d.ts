@@ -8,12 +8,48 @@
  * What a client asks. Any command may carry an `id` (a string or a number); a command with an
  * id gets exactly one reply carrying the same id.
  */
-export type Command = SubscribeCommand | UnsubscribeCommand | MessageCommand | TypingCommand | PresenceCommand | PingCommand;
+export type Command = SubscribeCommand | UnsubscribeCommand | MessageCommand | DirectCommand | TypingCommand | PresenceCommand | PingCommand;
 
 /**
  * Any command may carry an id, a string or a number; a command with an id gets exactly one `reply` carrying it back.
  */
 export type CommandId = string | number;
+
+/**
+ * Send a direct message to another user, who shares a project with you (anyone, for the
+ * admin); acknowledged once it is in the log of both users' rooms.
+ */
+export type DirectCommand = {
+  type: "direct";
+  /**
+   * The recipient's user id.
+   */
+  to: string;
+  /**
+   * 1 to 4,000 characters.
+   */
+  text: string;
+  id?: CommandId;
+};
+
+/**
+ * The result of a `direct` command: where the message was logged in the sender's own room, so
+ * the client can match the `message.direct` event it will receive there.
+ */
+export type DirectPosted = {
+  /**
+   * The recipient.
+   */
+  to: string;
+  /**
+   * The sender's user room, `user:<sender>`.
+   */
+  room: string;
+  /**
+   * The message's offset in that room.
+   */
+  offset: number;
+};
 
 /**
  * Nothing to report.
@@ -89,7 +125,7 @@ export type EventFrameMessage = EventFrame & {
 /**
  * What happened. The wire names are dotted (`task.created`).
  */
-export type EventKind = "task.created" | "task.updated" | "task.moved" | "task.deleted" | "dependency.added" | "dependency.removed" | "task.assigned" | "message.created" | "member.added" | "member.removed" | "tasks.imported";
+export type EventKind = "task.created" | "task.updated" | "task.moved" | "task.deleted" | "dependency.added" | "dependency.removed" | "task.assigned" | "message.created" | "member.added" | "member.removed" | "tasks.imported" | "message.direct" | "task.unblocked";
 
 /**
  * First frame of every connection.
@@ -453,6 +489,7 @@ export interface CommandResults {
   subscribe: Subscribed;
   unsubscribe: Unsubscribed;
   message: MessagePosted;
+  direct: DirectPosted;
   typing: Empty;
   presence: PresenceList;
   ping: Empty;

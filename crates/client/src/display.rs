@@ -11,10 +11,12 @@ pub fn describe(frame: &ServerFrame) -> Option<String> {
         ServerFrame::Event(event) => {
             let label = match event.event.as_str() {
                 kind if kind.starts_with("task.") || kind.starts_with("dependency.") => "Task",
-                "message.created" => "Message",
+                "message.created" | "message.direct" => "Message",
                 _ => "Data",
             };
-            let data = if event.event.as_str().starts_with("dependency.") {
+            let data = if event.event.as_str().starts_with("dependency.")
+                || event.event.as_str() == "task.unblocked"
+            {
                 event.data.get("task").unwrap_or(&event.data)
             } else {
                 &event.data

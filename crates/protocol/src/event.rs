@@ -44,11 +44,21 @@ pub enum EventKind {
     /// Subscribers reload what it names (`GET /tasks?project=…`).
     #[serde(rename = "tasks.imported")]
     TasksImported,
+    /// A direct message from one user to another, logged in both users' rooms (`user:<from>`
+    /// and `user:<to>`), so every tab of each sees it and a reconnect resumes it; data is
+    /// `{from, to, text}`.
+    #[serde(rename = "message.direct")]
+    MessageDirect,
+    /// Logged in `user:<assignee>` when the last unfinished dependency of a task assigned to
+    /// that user became `done`: the task is ready to start. Data is `{task, dependency_id}`
+    /// (the task after the change, and the dependency whose completion freed it).
+    #[serde(rename = "task.unblocked")]
+    TaskUnblocked,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::TaskCreated,
         EventKind::TaskUpdated,
         EventKind::TaskMoved,
@@ -60,6 +70,8 @@ impl EventKind {
         EventKind::MemberAdded,
         EventKind::MemberRemoved,
         EventKind::TasksImported,
+        EventKind::MessageDirect,
+        EventKind::TaskUnblocked,
     ];
 
     /// The wire name, also stored in the log.
@@ -76,6 +88,8 @@ impl EventKind {
             EventKind::MemberAdded => "member.added",
             EventKind::MemberRemoved => "member.removed",
             EventKind::TasksImported => "tasks.imported",
+            EventKind::MessageDirect => "message.direct",
+            EventKind::TaskUnblocked => "task.unblocked",
         }
     }
 
@@ -92,6 +106,8 @@ impl EventKind {
                 | EventKind::MemberAdded
                 | EventKind::MemberRemoved
                 | EventKind::TaskAssigned
+                | EventKind::MessageDirect
+                | EventKind::TaskUnblocked
         )
     }
 }

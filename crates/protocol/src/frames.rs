@@ -36,6 +36,14 @@ pub enum Command {
         /// 1 to 4,000 characters.
         text: String,
     },
+    /// Send a direct message to another user, who shares a project with you (anyone, for the
+    /// admin); acknowledged once it is in the log of both users' rooms.
+    Direct {
+        /// The recipient's user id.
+        to: String,
+        /// 1 to 4,000 characters.
+        text: String,
+    },
     /// Tell the room you are typing (ephemeral, at most once).
     Typing {
         /// `project:<id>`.
@@ -57,6 +65,7 @@ impl Command {
             Command::Subscribe { .. } => "subscribe",
             Command::Unsubscribe { .. } => "unsubscribe",
             Command::Message { .. } => "message",
+            Command::Direct { .. } => "direct",
             Command::Typing { .. } => "typing",
             Command::Presence { .. } => "presence",
             Command::Ping => "ping",
@@ -170,6 +179,19 @@ pub struct MessagePosted {
     /// The project room.
     pub room: String,
     /// The message's offset in the room.
+    pub offset: i64,
+}
+
+/// The result of a `direct` command: where the message was logged in the sender's own room, so
+/// the client can match the `message.direct` event it will receive there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DirectPosted {
+    /// The recipient.
+    pub to: String,
+    /// The sender's user room, `user:<sender>`.
+    pub room: String,
+    /// The message's offset in that room.
     pub offset: i64,
 }
 

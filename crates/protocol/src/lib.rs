@@ -17,7 +17,7 @@ pub mod task;
 pub use error::{ErrorBody, ErrorDetail};
 pub use event::{EventKind, LoggedEvent, Room};
 pub use frames::{
-    close, Command, EventFrame, Hello, MessagePosted, PresenceChange, PresenceList, Present,
-    ServerFrame, Since, Subscribed, Unsubscribed,
+    close, Command, DirectPosted, EventFrame, Hello, MessagePosted, PresenceChange, PresenceList,
+    Present, ServerFrame, Since, Subscribed, Unsubscribed,
 };
 pub use task::{Project, Task, TaskPage, TaskStatus};

@@ -283,6 +283,17 @@ impl From<Invalid> for ApiError {
     }
 }
 
+impl From<crate::direct::DirectError> for ApiError {
+    fn from(err: crate::direct::DirectError) -> Self {
+        use crate::direct::DirectError;
+        match err {
+            DirectError::Invalid(invalid) => invalid.into(),
+            DirectError::NoSharedProject(_) => ApiError::Forbidden(err.to_string()),
+            DirectError::Store(store) => store.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         let message = err.to_string();

@@ -25,6 +25,7 @@ mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod direct;
 pub mod domain;
 pub mod error;
 mod extract;

@@ -71,10 +71,15 @@ connect({ token: "t", rooms: ["tasks"], transports: ["carrier-pigeon"] });
 async function commands(): Promise<void> {
   const posted = await client.command({ type: "message", room: "project:web", text: "hi" });
   const offset: number = posted.offset;
+  const sent = await client.command({ type: "direct", to: "bob", text: "hi" });
+  const sentTo: string = sent.to;
+  const sentAt: number = sent.offset;
   const present = await client.command({ type: "presence", room: "project:web" });
   const connections: number | undefined = present.present[0]?.connections;
   const subscribed = await client.command({ type: "subscribe", room: "tasks", since: { epoch: "e", offsets: { "project:web": 3 } } });
   const recovered: boolean = subscribed.recovered;
+  // @ts-expect-error a direct message needs a recipient
+  await client.command({ type: "direct", text: "hi" });
   // @ts-expect-error chat needs text
   await client.command({ type: "message", room: "project:web" });
   // @ts-expect-error not a command

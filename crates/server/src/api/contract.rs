@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "tasks", description = "Tasks, the priority queue and dependencies"),
         (name = "projects", description = "Projects, their members, chat and presence"),
+        (name = "users", description = "Direct messages between users"),
         (name = "auth", description = "Tokens"),
         (name = "io", description = "Streaming export and import"),
         (name = "realtime", description = "WebSocket, Server-Sent Events and long polling"),

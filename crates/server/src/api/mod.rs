@@ -3,6 +3,7 @@
 
 mod auth;
 mod contract;
+mod direct;
 mod export;
 mod fields;
 mod health;
@@ -34,11 +35,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(crate) fn router(state: AppState) -> Router {
     let config = state.config();
     let timeout = Duration::from_secs(config.request_timeout_secs);
-    let [tasks, projects, people, auth, export, import, health] = documented();
+    let [tasks, projects, people, direct, auth, export, import, health] = documented();
     let rest = OpenApiRouter::new()
         .merge(tasks)
         .merge(projects)
         .merge(people)
+        .merge(direct)
         .merge(auth)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -77,11 +79,12 @@ pub(crate) fn router(state: AppState) -> Router {
 
 /// Every route group the OpenAPI document describes, unlayered: [`router`] layers them, and
 /// [`openapi`] documents them, so the document cannot miss a group the server serves.
-fn documented() -> [OpenApiRouter<AppState>; 7] {
+fn documented() -> [OpenApiRouter<AppState>; 8] {
     [
         tasks::router(),
         projects::router(),
         people::router(),
+        direct::router(),
         auth::router(),
         export::router(),
         import::router(),

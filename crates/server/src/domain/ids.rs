@@ -55,6 +55,11 @@ impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The user's room, `user:<id>`: where everything addressed to the user is logged.
+    pub fn room(&self) -> String {
+        format!("user:{self}")
+    }
 }
 
 impl fmt::Display for UserId {

@@ -109,7 +109,8 @@ impl Store {
     }
 
     /// Enforces retention: deletes events older than `max_age_ms`, and in each room all but the
-    /// last `max_per_room`; forgets command results older than `dedup_window_ms`. Returns how
+    /// last `max_per_room` (and the direct-message index entries of what it deleted); forgets
+    /// command results older than `dedup_window_ms`. Returns how
     /// many events were deleted. Offsets are never reused: `rooms` keeps the last one.
     pub async fn compact(
         &self,
@@ -130,6 +131,15 @@ impl Store {
         .execute(&self.write)
         .await?
         .rows_affected();
+        if by_age + by_count > 0 {
+            // The conversation index follows the log: a compacted message is gone from both.
+            sqlx::query(
+                "DELETE FROM direct_messages WHERE NOT EXISTS \
+                 (SELECT 1 FROM events e WHERE e.room = direct_messages.room AND e.seq = direct_messages.seq)",
+            )
+            .execute(&self.write)
+            .await?;
+        }
         sqlx::query("DELETE FROM command_results WHERE created_at < $1")
             .bind(now - dedup_window_ms)
             .execute(&self.write)

@@ -13,6 +13,8 @@
 //! [`group`]): each still succeeds or fails alone, and is answered only once committed.
 
 mod chat;
+mod dedup;
+mod direct;
 mod error;
 mod group;
 mod import;

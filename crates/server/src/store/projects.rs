@@ -1,5 +1,6 @@
 //! Projects and their members.
 
+use super::dedup;
 use super::log::lock_room;
 use super::rows::from_ms;
 use super::{now_ms, Result, Store, StoreError};
@@ -197,16 +198,8 @@ impl Store {
             Box::pin(async move {
                 lock_room(tx, &room).await?;
                 if let Some(id) = &command_id {
-                    let earlier: Option<String> = sqlx::query_scalar(
-                        "SELECT result FROM command_results WHERE user_id = $1 AND command_id = $2",
-                    )
-                    .bind(user.as_str().to_owned())
-                    .bind(id.clone())
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                    if let Some(earlier) = earlier {
-                        return serde_json::from_str(&earlier)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()));
+                    if let Some(earlier) = dedup::earlier(tx, &user, id).await? {
+                        return Ok(earlier);
                     }
                 }
                 let message = ChatMessage {
@@ -217,13 +210,7 @@ impl Store {
                     .await?;
                 let event = tx.last_event().expect("just appended");
                 if let Some(id) = command_id {
-                    sqlx::query("INSERT INTO command_results (user_id, command_id, result, created_at) VALUES ($1, $2, $3, $4)")
-                        .bind(user.as_str().to_owned())
-                        .bind(id)
-                        .bind(serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-                        .bind(now_ms())
-                        .execute(&mut **tx)
-                        .await?;
+                    dedup::remember(tx, &user, &id, &event).await?;
                 }
                 Ok(event)
             })

@@ -369,6 +369,7 @@ async fn update(
         None => row.description,
     };
     let previous_assignee = row.assignee.clone();
+    let was_done = row.status == TaskStatus::Done.as_str();
     let assignee = match change.assignee {
         Some(a) => a.map(|a| a.as_str().to_owned()),
         None => row.assignee,
@@ -394,7 +395,51 @@ async fn update(
     };
     tx.append(&project.room(), kind, &task, now_ms()).await?;
     log_assignment(tx, &task, previous_assignee.as_deref()).await?;
+    if was_done != (task.status == TaskStatus::Done) {
+        log_dependents(tx, &project, id).await?;
+    }
     Ok(task)
+}
+
+/// Payload of `task.unblocked`.
+#[derive(Serialize)]
+struct Unblocked<'a> {
+    task: &'a Task,
+    dependency_id: Uuid,
+}
+
+/// After `dependency` became `done` or stopped being done: every dependent whose `blocked` flag
+/// flipped with it (its other dependencies are all done) changes version and is logged as
+/// `task.updated` in the project room, so no client has to recompute it; a dependent that is
+/// now unblocked and not done tells its assignee, with `task.unblocked` in their user room. All
+/// in the transaction of the change that caused it, so these resume like any event.
+async fn log_dependents(tx: &mut WriteTx<'_>, project: &ProjectId, dependency: Uuid) -> Result<()> {
+    let flipped: Vec<String> = sqlx::query_scalar(
+        "SELECT d.task_id FROM task_dependencies d WHERE d.depends_on = $1 AND NOT EXISTS \
+         (SELECT 1 FROM task_dependencies o JOIN tasks t ON t.id = o.depends_on \
+          WHERE o.task_id = d.task_id AND o.depends_on <> $1 AND t.status <> 'done') \
+         ORDER BY d.task_id",
+    )
+    .bind(dependency.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    for dependent in flipped {
+        let task = touch(tx, parse_uuid(&dependent)?).await?;
+        tx.append(&project.room(), EventKind::TaskUpdated, &task, now_ms())
+            .await?;
+        let ready = !task.blocked && task.status != TaskStatus::Done;
+        if let Some(assignee) = task.assignee.as_deref().filter(|_| ready) {
+            let room = format!("user:{assignee}");
+            lock_room(tx, &room).await?;
+            let unblocked = Unblocked {
+                task: &task,
+                dependency_id: dependency,
+            };
+            tx.append(&room, EventKind::TaskUnblocked, &unblocked, now_ms())
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// [`Store::add_dependency`] inside its transaction.

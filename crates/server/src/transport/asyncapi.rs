@@ -20,7 +20,7 @@ use crate::domain::rules::{self, TextRule};
 use schemars::SchemaGenerator;
 use serde_json::{json, Map, Value};
 use std::sync::LazyLock;
-use taskflow_protocol::frames::{MessagePosted, PresenceList, Unsubscribed};
+use taskflow_protocol::frames::{DirectPosted, MessagePosted, PresenceList, Unsubscribed};
 use taskflow_protocol::{close, Command, ServerFrame, Subscribed};
 
 /// The document, built once (it depends on nothing but the code).
@@ -61,6 +61,12 @@ const COMMANDS: &[CommandDoc] = &[
         schema: "MessageCommand",
         summary: "Post a chat message in a project room; replied to once it is in the room's log. The command's `id` makes a resend after a reconnect idempotent.",
         result: "MessagePosted",
+    },
+    CommandDoc {
+        name: "direct",
+        schema: "DirectCommand",
+        summary: "Send a direct message to another user (one who shares a project with you; anyone, for the admin): logged as `message.direct` in both users' `user:` rooms, replied to once it is there. The command's `id` makes a resend after a reconnect idempotent.",
+        result: "DirectPosted",
     },
     CommandDoc {
         name: "typing",
@@ -155,6 +161,7 @@ pub(crate) fn schemas() -> Map<String, Value> {
             "MessagePosted",
             generator.root_schema_for::<MessagePosted>(),
         ),
+        ("DirectPosted", generator.root_schema_for::<DirectPosted>()),
         ("PresenceList", generator.root_schema_for::<PresenceList>()),
     ] {
         let mut schema = schema.to_value();
@@ -211,6 +218,8 @@ fn constrain(schemas: &mut Map<String, Value>) {
         ("UnsubscribeCommand", "room", room()),
         ("MessageCommand", "room", rules::PROJECT_ROOM.schema()),
         ("MessageCommand", "text", text.schema()),
+        ("DirectCommand", "to", rules::USER_ID.schema()),
+        ("DirectCommand", "text", text.schema()),
         ("TypingCommand", "room", rules::PROJECT_ROOM.schema()),
         ("PresenceCommand", "room", room()),
     ] {
@@ -517,6 +526,7 @@ mod tests {
             r#"{"type":"subscribe","room":"project:p1","id":1}"#,
             r#"{"type":"subscribe","room":"tasks","since":{"epoch":"e","offsets":{"project:p1":3}}}"#,
             r#"{"type":"message","room":"project:p1","text":"hi","id":"c1"}"#,
+            r#"{"type":"direct","to":"bob","text":"hi","id":"c2"}"#,
             r#"{"type":"ping"}"#,
         ] {
             let value: Value = serde_json::from_str(text).unwrap();
@@ -529,6 +539,8 @@ mod tests {
             r#"{"type":"subscribe","room":"project:P 1"}"#,
             r#"{"type":"message","room":"project:p1","text":""}"#,
             r#"{"type":"message","room":"user:bob","text":"hi"}"#,
+            r#"{"type":"direct","to":"bob bob","text":"hi"}"#,
+            r#"{"type":"direct","to":"bob","text":""}"#,
             r#"{"type":"ping","extra":1}"#,
             r#"{"type":"ping","id":{}}"#,
             r#"{"type":"shout"}"#,

@@ -1,6 +1,7 @@
 //! What a WebSocket client can ask, and the one reply each command with an `id` gets.
 
 use crate::auth::Caller;
+use crate::direct::DirectError;
 use crate::domain::{rules, ProjectId, Room};
 use crate::hub::dispatch::Replay;
 use crate::hub::session::Session;
@@ -10,7 +11,7 @@ use crate::store::StoreError;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use taskflow_protocol::{
-    Command, ErrorDetail, MessagePosted, PresenceList, ServerFrame, Unsubscribed,
+    Command, DirectPosted, ErrorDetail, MessagePosted, PresenceList, ServerFrame, Unsubscribed,
 };
 
 /// Per-connection state the commands change.
@@ -131,7 +132,7 @@ fn result(value: impl serde::Serialize) -> Value {
 fn is_command(t: &str) -> bool {
     matches!(
         t,
-        "subscribe" | "unsubscribe" | "message" | "typing" | "presence" | "ping"
+        "subscribe" | "unsubscribe" | "message" | "direct" | "typing" | "presence" | "ping"
     )
 }
 
@@ -207,6 +208,23 @@ async fn run(
                 .await?;
             Ok(result(MessagePosted {
                 room,
+                offset: event.offset,
+            }))
+        }
+        Command::Direct { to, text } => {
+            let command_id = id.map(|id| id.to_string());
+            let event = crate::direct::send(state, &conn.caller, &to, &text, command_id.as_deref())
+                .await
+                .map_err(|err| match err {
+                    DirectError::Invalid(invalid) => {
+                        Refusal::new("invalid_field", invalid.to_string())
+                    }
+                    DirectError::NoSharedProject(_) => Refusal::new("forbidden", err.to_string()),
+                    DirectError::Store(store) => store.into(),
+                })?;
+            Ok(result(DirectPosted {
+                to,
+                room: event.room,
                 offset: event.offset,
             }))
         }

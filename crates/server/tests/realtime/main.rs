@@ -9,6 +9,7 @@ mod ws;
 mod board_rest;
 mod conformance;
 mod delivery;
+mod direct;
 mod handshake;
 mod import;
 mod lifecycle;
