@@ -87,10 +87,7 @@ fn the_demo_runs_against_a_running_server_with_target() {
     let (child, addr, _output) = start_capturing(&database, &[]);
     let server = Running(child);
     let target = format!("http://{addr}");
-    let output = demo(
-        &["--target", &target],
-        &[("TASKFLOW_ADMIN_TOKEN", TOKEN)],
-    );
+    let output = demo(&["--target", &target], &[("TASKFLOW_ADMIN_TOKEN", TOKEN)]);
     let stdout = assert_every_chapter_ok(&output);
     assert!(
         stdout.contains("the server's log is not visible to the demo"),

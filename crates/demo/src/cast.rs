@@ -52,7 +52,9 @@ impl Cast {
         let burster = minted.pop().expect("minted");
         let assignee = minted.pop().expect("minted");
         let cast = Self {
-            projects: (1..=CHAPTERS).map(|n| format!("demo-{run}-{n:02}")).collect(),
+            projects: (1..=CHAPTERS)
+                .map(|n| format!("demo-{run}-{n:02}"))
+                .collect(),
             run,
             workers: minted,
             assignee,

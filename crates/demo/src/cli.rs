@@ -164,7 +164,10 @@ async fn demo(
     };
     println!("\nSummary\n{}", summary.table());
     if summary.all_ok() {
-        println!("All {} chapters behaved as they say.", summary.chapters.len());
+        println!(
+            "All {} chapters behaved as they say.",
+            summary.chapters.len()
+        );
     } else {
         println!(
             "{} of {} chapters did not behave as they say.",
@@ -194,7 +197,10 @@ async fn second_terminal(args: &DemoArgs, api: &Api, targeted: bool) -> anyhow::
     }
     let ours = metrics::read(api, CONNECTIONS).await?;
     let limit = Duration::from_secs(args.wait_secs);
-    println!("Waiting up to {} s for it to connect (--no-wait skips this)...", limit.as_secs());
+    println!(
+        "Waiting up to {} s for it to connect (--no-wait skips this)...",
+        limit.as_secs()
+    );
     let start = Instant::now();
     while start.elapsed() < limit {
         if metrics::read(api, CONNECTIONS).await? > ours {

@@ -244,8 +244,13 @@ mod tests {
         let frame = Frame::parse(
             r#"{"type":"event","room":"user:a","offset":3,"event":"task.unblocked","data":{},"at":"x"}"#,
         );
-        assert!(matches!(frame, Frame::Event { offset: 3, ref event, .. } if event == "task.unblocked"));
-        assert!(matches!(Frame::parse(r#"{"type":"stats","x":1}"#), Frame::Other));
+        assert!(
+            matches!(frame, Frame::Event { offset: 3, ref event, .. } if event == "task.unblocked")
+        );
+        assert!(matches!(
+            Frame::parse(r#"{"type":"stats","x":1}"#),
+            Frame::Other
+        ));
         assert!(matches!(Frame::parse("not json"), Frame::Other));
     }
 

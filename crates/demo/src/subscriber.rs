@@ -62,9 +62,9 @@ impl Subscriber {
             let since = subscriber.since(0);
             let answer = subscribe(&mut socket, &subscriber.journal, i, room, since).await?;
             if !answer.recovered {
-                subscriber
-                    .journal
-                    .problem(format!("{room}: its log could not be replayed from the start"));
+                subscriber.journal.problem(format!(
+                    "{room}: its log could not be replayed from the start"
+                ));
             }
         }
         subscriber.reader = Some(tokio::spawn(read(socket, subscriber.journal.clone())));
@@ -94,8 +94,10 @@ impl Subscriber {
         self.cut();
         let (mut socket, epoch) = self.open().await?;
         if epoch != self.epoch {
-            self.journal
-                .problem(format!("the server's epoch changed: {} -> {epoch}", self.epoch));
+            self.journal.problem(format!(
+                "the server's epoch changed: {} -> {epoch}",
+                self.epoch
+            ));
         }
         let positions = self.journal.positions();
         let mut answers = Vec::new();
@@ -202,7 +204,8 @@ async fn read(mut socket: Socket, journal: Journal) {
         match socket.next().await {
             Some(Ok(Message::Text(text))) => note(&journal, Frame::parse(&text)),
             Some(Ok(Message::Close(frame))) => {
-                let code = frame.map_or_else(|| "none".to_owned(), |f| u16::from(f.code).to_string());
+                let code =
+                    frame.map_or_else(|| "none".to_owned(), |f| u16::from(f.code).to_string());
                 journal.problem(format!("the server closed the subscriber (code {code})"));
                 return;
             }

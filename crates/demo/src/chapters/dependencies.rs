@@ -86,8 +86,9 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<String> {
         "not a dependency_cycle: {}",
         refused.body
     );
-    let cycle: Vec<Uuid> = serde_json::from_value(refused.body["error"]["details"]["cycle"].clone())
-        .context("a cycle refusal without details.cycle")?;
+    let cycle: Vec<Uuid> =
+        serde_json::from_value(refused.body["error"]["details"]["cycle"].clone())
+            .context("a cycle refusal without details.cycle")?;
     let path_names: Vec<String> = cycle.iter().map(name).collect();
     show::note(format!(
         "{} waiting for {} is refused; the cycle (each waits for the next): {}",

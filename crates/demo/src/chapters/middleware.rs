@@ -27,7 +27,9 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<String> {
         .await?;
     traced.show().expect(404)?;
     let echoed = traced.header("x-request-id").unwrap_or("(none)");
-    let in_body = traced.body["error"]["request_id"].as_str().unwrap_or("(none)");
+    let in_body = traced.body["error"]["request_id"]
+        .as_str()
+        .unwrap_or("(none)");
     show::note(format!(
         "sent X-Request-Id: {ours}; answered X-Request-Id: {echoed}; error.request_id: {in_body}"
     ));

@@ -61,7 +61,10 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<String> {
     let elapsed = start.elapsed();
 
     let total: usize = claims.iter().map(|(_, c)| c.len()).sum();
-    let ids: HashSet<_> = claims.iter().flat_map(|(_, c)| c.iter().map(|t| t.id)).collect();
+    let ids: HashSet<_> = claims
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|t| t.id))
+        .collect();
     let (fewest, most) = claims.iter().fold((usize::MAX, 0), |(lo, hi), (_, c)| {
         (lo.min(c.len()), hi.max(c.len()))
     });
@@ -78,8 +81,10 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<String> {
     ensure!(total == count, "{total} of {count} tasks claimed");
     for (worker, claimed) in &claims {
         ensure!(
-            claimed.iter().all(|t| t.assignee.as_deref() == Some(worker.as_str())
-                && t.status == TaskStatus::InProgress),
+            claimed
+                .iter()
+                .all(|t| t.assignee.as_deref() == Some(worker.as_str())
+                    && t.status == TaskStatus::InProgress),
             "a claim of {worker} is not in progress and assigned to it"
         );
         ensure!(
@@ -97,11 +102,18 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<String> {
 }
 
 /// Claims tasks as `worker` until the queue is empty.
-async fn claim_all(api: &crate::api::Api, worker: &User, project: &str) -> anyhow::Result<Vec<Task>> {
+async fn claim_all(
+    api: &crate::api::Api,
+    worker: &User,
+    project: &str,
+) -> anyhow::Result<Vec<Task>> {
     let path = format!("/tasks/next/claim?project={project}");
     let mut claimed = Vec::new();
     loop {
-        let answer = api.call_as(&worker.token, Method::POST, &path).send().await?;
+        let answer = api
+            .call_as(&worker.token, Method::POST, &path)
+            .send()
+            .await?;
         match answer.status.as_u16() {
             200 => claimed.push(answer.parse::<Task>()?),
             404 if answer.error_code() == Some("no_ready_task") => return Ok(claimed),

@@ -29,7 +29,10 @@ const ROUTES: [(&str, &str); 14] = [
 
 pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<String> {
     let api = &ctx.api;
-    let doc = api.call_anonymous(Method::GET, "/openapi.json").send().await?;
+    let doc = api
+        .call_anonymous(Method::GET, "/openapi.json")
+        .send()
+        .await?;
     doc.show().expect(200)?;
     let paths = doc.body["paths"]
         .as_object()
@@ -73,7 +76,11 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<String> {
     let path = format!("/tasks/{id}");
     let read = api.call(Method::GET, &path).send().await?;
     read.show().expect(200)?;
-    ensure!(read.body["id"] == id.as_str(), "another task: {}", read.body);
+    ensure!(
+        read.body["id"] == id.as_str(),
+        "another task: {}",
+        read.body
+    );
     show::note(format!(
         "matched GET /tasks/{{id}} with id = {}; ETag {}",
         show::short_id(&id),

@@ -89,7 +89,10 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<String> {
         (w[0].priority, std::cmp::Reverse(w[0].created_at))
             >= (w[1].priority, std::cmp::Reverse(w[1].created_at))
     });
-    ensure!(ordered, "the listing is not highest priority first, then oldest");
+    ensure!(
+        ordered,
+        "the listing is not highest priority first, then oldest"
+    );
     Ok(format!(
         "{count} tasks stored and read back in {pages} pages of at most {page_size}, each once, in priority order"
     ))

@@ -93,12 +93,16 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<String> {
     let sse_done = ctx.sse.journal().wait_for(CATCH_UP_WAIT, caught_up).await;
     let ws = ctx.subscriber.journal().snapshot();
     let sse = ctx.sse.journal().snapshot();
-    let replayed = heads.get(&room).copied().unwrap_or(0) - stopped_at.get(&room).copied().unwrap_or(0);
+    let replayed =
+        heads.get(&room).copied().unwrap_or(0) - stopped_at.get(&room).copied().unwrap_or(0);
     show::note(format!(
         "{room}: {replayed} events replayed after the resume ({} expected: {missed} created, 1 moved)",
         missed + 1
     ));
-    ensure!(ws_done, "the WebSocket subscriber did not catch up with every room");
+    ensure!(
+        ws_done,
+        "the WebSocket subscriber did not catch up with every room"
+    );
     ensure!(sse_done, "the SSE stream did not catch up with every room");
     ensure!(
         ws.problems.is_empty(),

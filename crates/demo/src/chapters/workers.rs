@@ -75,7 +75,10 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<String> {
         failures.len(),
         failures.join(", ")
     );
-    ensure!(!latencies.is_empty(), "no probe was answered during the import");
+    ensure!(
+        !latencies.is_empty(),
+        "no probe was answered during the import"
+    );
     let bound = Duration::from_millis(ctx.sizes.probe_p99_ms);
     ensure!(
         p99 < bound,
