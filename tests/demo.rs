@@ -77,7 +77,7 @@ fn the_demo_runs_every_chapter_against_a_server_of_its_own() {
         stdout.contains("the server's log: "),
         "chapter 6 found its request's log line\n{stdout}"
     );
-    assert!(stdout.contains("Stopped the demo's server."), "{stdout}");
+    assert!(stdout.contains("Stopped the demo's server"), "{stdout}");
 }
 
 #[test]

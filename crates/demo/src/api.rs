@@ -53,7 +53,7 @@ impl Api {
 
     /// A call as the admin.
     pub fn call(&self, method: Method, path: &str) -> Call {
-        self.call_as(&self.admin.clone(), method, path)
+        self.call_as(&self.admin, method, path)
     }
 
     /// A call with `token` (a user's).

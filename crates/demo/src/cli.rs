@@ -100,6 +100,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Summary> {
         None => {
             println!("Starting a server of its own (taskflow serve on a temporary SQLite file)...");
             let server = OwnServer::start().await?;
+            if let Some(pid) = server.pid() {
+                println!("Started it: pid {pid}, {}", server.base());
+            }
             let (base, token) = (server.base().to_owned(), server.token().to_owned());
             (Some(server), base, token)
         }
@@ -111,7 +114,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Summary> {
     };
     if let Some(server) = server {
         server.stop().await?;
-        println!("Stopped the demo's server.");
+        println!(
+            "Stopped the demo's server (a `taskflow client` following it can be stopped too)."
+        );
     }
     outcome
 }

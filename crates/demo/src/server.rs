@@ -82,6 +82,11 @@ impl OwnServer {
         })
     }
 
+    /// Its process id (`None` once it has exited), to watch it with other tools.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// `http://127.0.0.1:port`.
     pub fn base(&self) -> &str {
         &self.base
