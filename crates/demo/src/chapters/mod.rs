@@ -113,8 +113,7 @@ async fn run_one(number: usize, ctx: &mut Ctx) -> anyhow::Result<String> {
     }
 }
 
-/// An import body: `count` NDJSON lines of tasks in `project`, line `i` (0-based) made by
-/// `line(i)` (title and priority at least).
+/// An import body: `count` NDJSON lines, line `i` (0-based) being the task `line(i)`.
 fn ndjson(count: usize, line: impl Fn(usize) -> serde_json::Value) -> Vec<u8> {
     let mut body = Vec::with_capacity(count * 80);
     for i in 0..count {
