@@ -33,6 +33,9 @@ enum Command {
     Client(ClientArgs),
     /// Load a server on this machine and measure it.
     Bench(taskflow_bench::cli::BenchArgs),
+    /// Show the ten concepts at work, against --target or a server of its own; exits non-zero
+    /// if any chapter did not behave as it says.
+    Demo(taskflow_demo::DemoArgs),
 }
 
 #[derive(Args)]
@@ -131,7 +134,19 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Token(args)) => token(args).await,
         Some(Command::Client(args)) => client(args).await,
         Some(Command::Bench(args)) => bench(args).await,
+        Some(Command::Demo(args)) => demo(args).await,
     }
+}
+
+async fn demo(args: taskflow_demo::DemoArgs) -> anyhow::Result<()> {
+    let summary = taskflow_demo::run(args).await?;
+    anyhow::ensure!(
+        summary.all_ok(),
+        "{} of {} chapters failed",
+        summary.failed(),
+        summary.chapters.len()
+    );
+    Ok(())
 }
 
 async fn bench(args: taskflow_bench::cli::BenchArgs) -> anyhow::Result<()> {
