@@ -5,6 +5,11 @@
 
 // --- protocol: generated from the protocol crate's types; do not edit (see transport/declarations.rs) ---
 /**
+ * The cluster broker's state on one node.
+ */
+export type BrokerState = "none" | "connected" | "disconnected";
+
+/**
  * What a client asks. Any command may carry an `id` (a string or a number); a command with an
  * id gets exactly one reply carrying the same id.
  */
@@ -161,6 +166,27 @@ export type HelloFrame = Hello & {
 };
 
 /**
+ * Percentiles of a latency distribution, in milliseconds. From a histogram whose buckets are
+ * at most a quarter wide: each value is the largest its bucket holds (never below the true
+ * value, at most 25% above it). Commit times have millisecond resolution, so 0 means "within
+ * the millisecond".
+ */
+export type Latency = {
+  /**
+   * The median.
+   */
+  p50: number;
+  /**
+   * The 99th percentile.
+   */
+  p99: number;
+  /**
+   * The largest.
+   */
+  max: number;
+};
+
+/**
  * Post a chat message to a project room; acknowledged once it is in the log.
  */
 export type MessageCommand = {
@@ -304,7 +330,7 @@ export type ReplyFrame = {
 /**
  * Everything the server sends.
  */
-export type ServerFrame = HelloFrame | ReplyFrame | ErrorFrame | EventFrameMessage | PresenceJoinedFrame | PresenceLeftFrame | TypingFrame | SubscribedFrame | PongFrame;
+export type ServerFrame = HelloFrame | ReplyFrame | ErrorFrame | EventFrameMessage | PresenceJoinedFrame | PresenceLeftFrame | TypingFrame | SubscribedFrame | StatsFrame | PongFrame;
 
 /**
  * Where a client stopped: the epoch of the history it followed and the last offset it has, for
@@ -326,6 +352,66 @@ export type Since = {
   offsets?: {
     [key: string]: number;
   };
+};
+
+/**
+ * One node's numbers over the last interval, pushed to the admin-only `system` room every
+ * `dashboard_interval_ms` while someone follows it (a dashboard's feed, instead of
+ * scraping `/metrics`). Ephemeral: not logged, never replayed.
+ */
+export type StatsFrame = {
+  type: "stats";
+  /**
+   * Always `system`.
+   */
+  room: string;
+  /**
+   * The node that measured: its `node_id` in a cluster, `local` on a single node. A
+   * dashboard of a cluster gets one frame per node per interval.
+   */
+  node: string;
+  /**
+   * When the interval ended.
+   */
+  at: string;
+  /**
+   * The interval's length in milliseconds (as measured, not as configured).
+   */
+  interval_ms: number;
+  /**
+   * Open real-time connections by transport (a long poll counts while it waits).
+   */
+  connections: TransportCounts;
+  /**
+   * Room subscriptions over all connections.
+   */
+  subscriptions: number;
+  /**
+   * Events this node dispatched per second (each committed event once, whatever its
+   * audience).
+   */
+  events_per_sec: number;
+  /**
+   * Frames of those events queued to subscribers per second.
+   */
+  deliveries_per_sec: number;
+  /**
+   * Delivery latency (from the event's commit to its queueing for subscribers) over the
+   * interval's events, in milliseconds; `null` when no event was dispatched.
+   */
+  latency_ms?: Latency | null;
+  /**
+   * The process's resident memory in bytes; `null` where the platform does not say.
+   */
+  rss_bytes?: number | null;
+  /**
+   * Connections closed during the interval because they could not keep up (close code 4008).
+   */
+  slow_consumer_closes: number;
+  /**
+   * The cluster broker, as this node sees it.
+   */
+  broker: BrokerState;
 };
 
 /**
@@ -384,6 +470,24 @@ export type Subscribed = {
  */
 export type SubscribedFrame = Subscribed & {
   type: "subscribed";
+};
+
+/**
+ * Open connections by transport.
+ */
+export type TransportCounts = {
+  /**
+   * WebSocket connections.
+   */
+  websocket: number;
+  /**
+   * Server-Sent Events streams.
+   */
+  sse: number;
+  /**
+   * Long polls waiting for an event.
+   */
+  long_polling: number;
 };
 
 /**

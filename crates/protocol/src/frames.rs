@@ -205,6 +205,83 @@ pub struct PresenceList {
     pub present: Vec<Present>,
 }
 
+/// One node's numbers over one dashboard interval (a `stats` frame). Rates and latencies
+/// cover the interval that just ended; the counts are what the node holds at its end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NodeStats {
+    /// Always `system`.
+    pub room: String,
+    /// The node that measured: its `node_id` in a cluster, `local` on a single node. A
+    /// dashboard of a cluster gets one frame per node per interval.
+    pub node: String,
+    /// When the interval ended.
+    pub at: DateTime<Utc>,
+    /// The interval's length in milliseconds (as measured, not as configured).
+    pub interval_ms: u64,
+    /// Open real-time connections by transport (a long poll counts while it waits).
+    pub connections: TransportCounts,
+    /// Room subscriptions over all connections.
+    pub subscriptions: u64,
+    /// Events this node dispatched per second (each committed event once, whatever its
+    /// audience).
+    pub events_per_sec: f64,
+    /// Frames of those events queued to subscribers per second.
+    pub deliveries_per_sec: f64,
+    /// Delivery latency (from the event's commit to its queueing for subscribers) over the
+    /// interval's events, in milliseconds; `null` when no event was dispatched.
+    pub latency_ms: Option<Latency>,
+    /// The process's resident memory in bytes; `null` where the platform does not say.
+    pub rss_bytes: Option<u64>,
+    /// Connections closed during the interval because they could not keep up (close code 4008).
+    pub slow_consumer_closes: u64,
+    /// The cluster broker, as this node sees it.
+    pub broker: BrokerState,
+}
+
+/// Open connections by transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TransportCounts {
+    /// WebSocket connections.
+    pub websocket: u64,
+    /// Server-Sent Events streams.
+    pub sse: u64,
+    /// Long polls waiting for an event.
+    pub long_polling: u64,
+}
+
+/// Percentiles of a latency distribution, in milliseconds. From a histogram whose buckets are
+/// at most a quarter wide: each value is the largest its bucket holds (never below the true
+/// value, at most 25% above it). Commit times have millisecond resolution, so 0 means "within
+/// the millisecond".
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Latency {
+    /// The median.
+    pub p50: f64,
+    /// The 99th percentile.
+    pub p99: f64,
+    /// The largest.
+    pub max: f64,
+}
+
+/// The cluster broker's state on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerState {
+    /// A single node: events go straight from the store to the hub.
+    None,
+    /// Connected to Redis.
+    Connected,
+    /// A cluster node that lost Redis: it serves its own writes, and the others' from the log.
+    Disconnected,
+}
+
 /// Everything the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -249,6 +326,11 @@ pub enum ServerFrame {
     /// in their `subscribe` reply.
     #[serde(rename = "subscribed")]
     Subscribed(Subscribed),
+    /// One node's numbers over the last interval, pushed to the admin-only `system` room every
+    /// `dashboard_interval_ms` while someone follows it (a dashboard's feed, instead of
+    /// scraping `/metrics`). Ephemeral: not logged, never replayed.
+    #[serde(rename = "stats")]
+    Stats(NodeStats),
     /// Answer to `ping` (carries the ping's id, if any).
     #[serde(rename = "pong")]
     Pong {

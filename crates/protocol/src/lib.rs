@@ -17,7 +17,8 @@ pub mod task;
 pub use error::{ErrorBody, ErrorDetail};
 pub use event::{EventKind, LoggedEvent, Room};
 pub use frames::{
-    close, Command, DirectPosted, EventFrame, Hello, MessagePosted, PresenceChange, PresenceList,
-    Present, ServerFrame, Since, Subscribed, Unsubscribed,
+    close, BrokerState, Command, DirectPosted, EventFrame, Hello, Latency, MessagePosted,
+    NodeStats, PresenceChange, PresenceList, Present, ServerFrame, Since, Subscribed,
+    TransportCounts, Unsubscribed,
 };
 pub use task::{Project, Task, TaskPage, TaskStatus};

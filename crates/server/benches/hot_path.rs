@@ -23,7 +23,7 @@ use std::time::Duration;
 use taskflow_protocol::{EventKind, LoggedEvent, Task, TaskStatus};
 use taskflow_server::domain::UserId;
 use taskflow_server::hub::dispatch::Dispatcher;
-use taskflow_server::hub::session::{QueueLimits, Session};
+use taskflow_server::hub::session::{QueueLimits, Session, Transport};
 use taskflow_server::hub::{bench_api, EventSource, Hub, HubLimits, Outbox};
 
 /// The room every `enqueue` event goes to.
@@ -117,7 +117,8 @@ fn subscribed(
     let user = UserId::parse("bench-user", "user").expect("a user id");
     (0..n)
         .map(|_| {
-            let (session, outbox) = hub.connect(user.clone(), false, HashSet::new());
+            let (session, outbox) =
+                hub.connect(user.clone(), false, HashSet::new(), Transport::WebSocket);
             futures::executor::block_on(dispatcher.subscribe(&session, room))
                 .expect("within the limits");
             (session, outbox)
@@ -156,7 +157,7 @@ fn room_lookup(c: &mut Criterion) {
     const ROOMS: usize = 10_000;
     let (hub, dispatcher) = hub_and_dispatcher(1, ROOMS);
     let user = UserId::parse("bench-user", "user").expect("a user id");
-    let (session, _outbox) = hub.connect(user, false, HashSet::new());
+    let (session, _outbox) = hub.connect(user, false, HashSet::new(), Transport::WebSocket);
     let rooms: Vec<String> = (0..ROOMS).map(|i| format!("project:team-{i:05}")).collect();
     for room in &rooms {
         futures::executor::block_on(dispatcher.subscribe(&session, room))

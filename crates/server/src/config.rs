@@ -216,6 +216,9 @@ pub struct Config {
     pub poll_timeout_secs: u64,
     /// How often an SSE stream sends a keep-alive comment, in seconds.
     pub sse_keepalive_secs: u64,
+    /// How often the server pushes a `stats` frame to the admin's `system` room, in
+    /// milliseconds (at least 100). Nothing is computed while nobody follows the room.
+    pub dashboard_interval_ms: u64,
     /// `local` (the default: one node, events go straight to this process's hub) or
     /// `redis://host:port/` to join a cluster: nodes sharing one PostgreSQL store fan events out
     /// to each other through Redis pub/sub. See docs/operations.md.
@@ -303,6 +306,7 @@ impl Default for Config {
             disabled_transports: Vec::new(),
             poll_timeout_secs: 25,
             sse_keepalive_secs: 15,
+            dashboard_interval_ms: 1_000,
             broker: "local".to_owned(),
             node_id: None,
             broker_prefix: "taskflow".to_owned(),

@@ -119,7 +119,12 @@ impl CommandHarness {
             HashSet::from([ProjectId::parse("p1").expect("valid")])
         };
         let hub = self.state.hub().clone();
-        let (session, _outbox) = hub.connect(caller.user().clone(), admin, projects);
+        let (session, _outbox) = hub.connect(
+            caller.user().clone(),
+            admin,
+            projects,
+            crate::hub::session::Transport::WebSocket,
+        );
         let mut conn = Connection {
             caller,
             session: session.clone(),
@@ -383,7 +388,7 @@ pub enum Decoded {
         node: String,
         /// Room.
         room: String,
-        /// 1 joined, 2 left, 3 typing.
+        /// 1 joined, 2 left, 3 typing, 4 stats.
         kind: u8,
         /// Who.
         user: String,
@@ -419,6 +424,7 @@ pub fn envelope_decode(bytes: &[u8]) -> Result<Decoded, String> {
                 Ephemeral::Joined => 1,
                 Ephemeral::Left => 2,
                 Ephemeral::Typing => 3,
+                Ephemeral::Stats => 4,
             },
             user,
             frame: frame.to_vec(),
@@ -460,7 +466,8 @@ pub fn envelope_encode(decoded: &Decoded) -> Vec<u8> {
             let kind = match kind {
                 1 => Ephemeral::Joined,
                 2 => Ephemeral::Left,
-                _ => Ephemeral::Typing,
+                3 => Ephemeral::Typing,
+                _ => Ephemeral::Stats,
             };
             envelope::encode_ephemeral(node, room, kind, user, &Bytes::copy_from_slice(frame))
                 .to_vec()

@@ -25,6 +25,7 @@ mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod dashboard;
 pub mod direct;
 pub mod domain;
 pub mod error;
@@ -181,6 +182,7 @@ impl Server {
         });
         let compactor = tokio::spawn(compact_periodically(state.clone()));
         let pool_sampler = tokio::spawn(telemetry::sample_pools(state.store().clone()));
+        let dashboard = tokio::spawn(dashboard::run(state.clone()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let deadline = Duration::from_secs(state.config().shutdown_timeout_secs);
         let hub = state.hub().clone();
@@ -231,6 +233,7 @@ impl Server {
         pruner.abort();
         compactor.abort();
         pool_sampler.abort();
+        dashboard.abort();
         for task in [watcher, redirect].into_iter().flatten() {
             task.abort();
         }

@@ -95,6 +95,8 @@ const TEXT_FIELDS: &[(&str, &str, &TextRule, bool)] = &[
     ("CreateProject", "name", &rules::PROJECT_NAME, false),
     ("PostMessage", "text", &rules::CHAT_TEXT, false),
     ("PostMessage", "id", &rules::MESSAGE_ID, true),
+    ("PostDirect", "text", &rules::CHAT_TEXT, false),
+    ("PostDirect", "id", &rules::MESSAGE_ID, true),
     ("TokenRequest", "user", &rules::USER_ID, false),
 ];
 
@@ -183,6 +185,7 @@ fn constrain_bodies(doc: &mut Value) {
 fn parameter_schema(path: &str, name: &str) -> Option<Value> {
     Some(match name {
         "id" if path.starts_with("/projects") => rules::PROJECT_ID.schema(),
+        "id" if path.starts_with("/users") => rules::USER_ID.schema(),
         "id" | "dep_id" => rules::TASK_ID.schema(),
         "project" => rules::PROJECT_ID.schema(),
         "user_id" | "assignee" => rules::USER_ID.schema(),
@@ -520,7 +523,7 @@ fn operation_mut<'a>(doc: &'a mut Value, id: &str) -> &'a mut Value {
 fn add_realtime(doc: &mut Value) {
     let rooms = json!({
         "name": "rooms", "in": "query", "required": true,
-        "description": "Comma-separated rooms: `project:<id>` or `user:<id>` (your own; any for the admin).",
+        "description": "Comma-separated rooms: `project:<id>`, `user:<id>` (your own; any for the admin), or `system` (the admin only: the `stats` frames of the server's dashboard).",
         "schema": rules::ROOM_LIST.schema(),
     });
     let token = json!({
@@ -609,7 +612,7 @@ fn add_realtime(doc: &mut Value) {
             "required": ["events", "cursor", "recovered"],
             "properties": {
                 "events": { "type": "array", "items": { "$ref": "#/components/schemas/Frame" },
-                    "description": "Event frames in offset order within each room, as on WebSocket." },
+                    "description": "Event frames in offset order within each room, as on WebSocket; for `system`, the `stats` frames pushed while the poll waited (not logged: a poll sees those that come while it waits)." },
                 "cursor": { "type": "string", "description": "Pass to the next poll." },
                 "recovered": { "type": "boolean",
                     "description": "`false` when the cursor could not be honoured: reload through REST, go on from `cursor`." },

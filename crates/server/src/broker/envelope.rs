@@ -9,6 +9,8 @@
 //! ```
 //! Integers are big-endian. `flags`: 1 = a task event (also for `tasks` subscribers of the
 //! room's project), 2 = a member was added, 4 = a member was removed (`user` is that member).
+//! Ephemeral `kind`: 1 = `presence.joined`, 2 = `presence.left`, 3 = `typing`, 4 = `stats` (room
+//! `system`, no user; it travels on the cluster's system channel, see `redis::names`).
 
 use crate::domain::ProjectId;
 use crate::hub::dispatch::Prepared;
@@ -106,6 +108,7 @@ pub(crate) fn encode_ephemeral(
         Ephemeral::Joined => 1,
         Ephemeral::Left => 2,
         Ephemeral::Typing => 3,
+        Ephemeral::Stats => 4,
     });
     put_name16(&mut out, room);
     put_name16(&mut out, user);
@@ -156,6 +159,7 @@ pub(crate) fn decode(mut bytes: Bytes) -> Result<Envelope, DecodeError> {
                 1 => Ephemeral::Joined,
                 2 => Ephemeral::Left,
                 3 => Ephemeral::Typing,
+                4 => Ephemeral::Stats,
                 other => return Err(DecodeError::UnknownKind(other)),
             };
             let room = take_name(&mut bytes, 2)?;

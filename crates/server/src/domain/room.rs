@@ -12,16 +12,23 @@ pub enum Room {
     Project(ProjectId),
     /// One user's direct notifications (`task.assigned`). That user only.
     User(UserId),
+    /// The server's own numbers: `stats` frames for dashboards. The admin only.
+    System,
 }
 
 impl Room {
     /// The name of the virtual all-tasks room.
     pub const TASKS: &'static str = "tasks";
+    /// The name of the admin's dashboard room.
+    pub const SYSTEM: &'static str = "system";
 
-    /// Parses `tasks`, `project:<id>` or `user:<id>`.
+    /// Parses `tasks`, `system`, `project:<id>` or `user:<id>`.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         if raw == Self::TASKS {
             return Ok(Room::Tasks);
+        }
+        if raw == Self::SYSTEM {
+            return Ok(Room::System);
         }
         match raw.split_once(':') {
             Some(("project", id)) => ProjectId::parse(id)
@@ -30,7 +37,7 @@ impl Room {
             Some(("user", id)) => UserId::parse(id, "room").map(Room::User),
             _ => Err(Invalid::new(
                 "room",
-                "must be tasks, project:<id> or user:<id>",
+                "must be tasks, system, project:<id> or user:<id>",
             )),
         }
     }
@@ -40,6 +47,7 @@ impl fmt::Display for Room {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Room::Tasks => f.write_str(Self::TASKS),
+            Room::System => f.write_str(Self::SYSTEM),
             Room::Project(id) => write!(f, "project:{id}"),
             Room::User(id) => write!(f, "user:{id}"),
         }
@@ -52,7 +60,7 @@ mod tests {
 
     #[test]
     fn rooms_round_trip() {
-        for raw in ["tasks", "project:p1", "user:alice@example.com"] {
+        for raw in ["tasks", "system", "project:p1", "user:alice@example.com"] {
             assert_eq!(Room::parse(raw).unwrap().to_string(), raw);
         }
         for bad in [
@@ -75,6 +83,8 @@ mod tests {
         let too_long = format!("project:{}", "a".repeat(65));
         for raw in [
             "tasks",
+            "system",
+            "systems",
             "project:p1",
             "user:alice@example.com",
             "",

@@ -204,16 +204,16 @@ pub static IF_MATCH: TextRule = TextRule::new(
 pub static ROOM_LIST: TextRule = TextRule::new(
     1,
     1000,
-    concat!("^", room!(), "(,", room!(), ")*$"),
-    "must be rooms separated by commas, each project:<id> or user:<id> (at most 1000 characters)",
+    concat!("^(system|", room!(), ")(,(system|", room!(), "))*$"),
+    "must be rooms separated by commas, each project:<id>, user:<id> or system (at most 1000 characters)",
 );
 
-/// A room a WebSocket command names: `tasks`, `project:<id>` or `user:<id>`.
+/// A room a WebSocket command names: `tasks`, `system`, `project:<id>` or `user:<id>`.
 pub static ROOM: TextRule = TextRule::new(
     5,
     72,
-    concat!("^(tasks|", room!(), ")$"),
-    "must be tasks, project:<id> or user:<id>",
+    concat!("^(tasks|system|", room!(), ")$"),
+    "must be tasks, system, project:<id> or user:<id>",
 );
 
 /// A project room, where chat and typing happen.
@@ -363,6 +363,8 @@ mod tests {
         assert!(ROOM_LIST.admits("project:p1,user:alice@x.io"));
         assert!(!ROOM_LIST.admits("project:p1, user:a"));
         assert!(!ROOM_LIST.admits("tasks"));
+        assert!(ROOM_LIST.admits("system,project:p1"));
+        assert!(!ROOM_LIST.admits("systems"));
         assert!(!ROOM_LIST.admits("project:p1,"));
         assert!(IF_MATCH.admits("3") && IF_MATCH.admits("\"3\"") && IF_MATCH.admits("W/\"3\""));
         assert!(!IF_MATCH.admits("-3") && !IF_MATCH.admits("+3") && !IF_MATCH.admits("\"3"));

@@ -291,12 +291,12 @@ impl Dispatcher {
             event.at_ms,
         );
         // `at_ms` comes from another node: saturating, so a malformed one cannot overflow.
-        let lag = (chrono::Utc::now()
+        let lag_ms = chrono::Utc::now()
             .timestamp_millis()
-            .saturating_sub(event.at_ms))
-        .max(0) as f64
-            / 1000.0;
-        metrics::dispatched(reached, lag);
+            .saturating_sub(event.at_ms)
+            .max(0);
+        metrics::dispatched(reached, lag_ms as f64 / 1000.0);
+        hub.tally().dispatched(reached, lag_ms as u64);
     }
 
     /// Waits `hold` for the publishers to fill a gap, then reads the missing events from the log;
@@ -791,8 +791,12 @@ mod tests {
             store.epoch().to_owned(),
             vec![("project:default".into(), 0)],
         );
-        let (session, mut outbox) =
-            hub.connect(UserId::parse("admin", "u").unwrap(), true, HashSet::new());
+        let (session, mut outbox) = hub.connect(
+            UserId::parse("admin", "u").unwrap(),
+            true,
+            HashSet::new(),
+            crate::hub::session::Transport::WebSocket,
+        );
         let (_, position) = dispatcher
             .subscribe(&session, "project:default")
             .await
@@ -914,8 +918,12 @@ mod tests {
             vec![(ROOM.into(), 0)],
             limits,
         );
-        let (watcher, outbox) =
-            hub.connect(UserId::parse("admin", "u").unwrap(), true, HashSet::new());
+        let (watcher, outbox) = hub.connect(
+            UserId::parse("admin", "u").unwrap(),
+            true,
+            HashSet::new(),
+            crate::hub::session::Transport::WebSocket,
+        );
         dispatcher.subscribe(&watcher, ROOM).await.unwrap();
         for i in 1..=n {
             store.create_task(task(&format!("t{i}"))).await.unwrap();
@@ -927,10 +935,12 @@ mod tests {
 
     /// Resumes a new session from `after` and returns the offsets it is sent.
     async fn resume(dispatcher: &Dispatcher, after: i64, expect: usize) -> (bool, Vec<i64>) {
-        let (session, mut outbox) =
-            dispatcher
-                .hub()
-                .connect(UserId::parse("admin", "u").unwrap(), true, HashSet::new());
+        let (session, mut outbox) = dispatcher.hub().connect(
+            UserId::parse("admin", "u").unwrap(),
+            true,
+            HashSet::new(),
+            crate::hub::session::Transport::WebSocket,
+        );
         let since = Since {
             epoch: dispatcher.inner.epoch.clone(),
             offset: Some(after),

@@ -15,6 +15,8 @@ pub enum Ephemeral {
     Left,
     /// `typing`.
     Typing,
+    /// `stats`: one node's dashboard numbers, for every node's `system` members.
+    Stats,
 }
 
 /// What the hub tells the cluster broker. Calls are cheap and never block: implementations

@@ -17,13 +17,14 @@ pub mod memberships;
 pub mod metrics;
 mod runtime;
 pub mod session;
+pub mod tally;
 
 use crate::domain::{ProjectId, UserId};
 use bytes::Bytes;
 use dashmap::DashMap;
 use feed::{Ephemeral, RoomFeed};
 use futures::future::BoxFuture;
-use session::{ConnId, QueueLimits, Session};
+use session::{ConnId, QueueLimits, Session, Transport};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -140,6 +141,11 @@ struct Inner {
     lag: Arc<lag::FanoutLag>,
     /// Who is in which project, so handshakes need no query ([`memberships`]).
     memberships: memberships::Memberships,
+    /// What the dashboard reports ([`tally`]).
+    tally: tally::Tally,
+    /// When a `stats` frame from another node last arrived (ms since the Unix epoch, 0: never):
+    /// someone follows `system` there, so this node reports too (see [`Hub::stats_wanted`]).
+    remote_stats_at_ms: AtomicU64,
 }
 
 /// A connection admitted against the limits; dropping it gives the slot back (also when the
@@ -190,6 +196,8 @@ impl Hub {
                 feed,
                 lag: Arc::default(),
                 memberships: memberships::Memberships::new(limits.memberships),
+                tally: tally::Tally::default(),
+                remote_stats_at_ms: AtomicU64::new(0),
             }),
         }
     }
@@ -234,6 +242,7 @@ impl Hub {
         user: UserId,
         admin: bool,
         projects: HashSet<ProjectId>,
+        transport: Transport,
     ) -> (Arc<Session>, Outbox) {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (session, outbox) = Session::new(
@@ -243,7 +252,9 @@ impl Hub {
             projects,
             self.inner.limits.queue,
             self.inner.lag.clone(),
+            transport,
         );
+        self.inner.tally.connected(transport);
         self.inner.sessions.insert(id, session.clone());
         // `projects` was read before the session could hear membership changes; the cache has
         // applied every change since (it is updated before the sessions are).
@@ -267,7 +278,12 @@ impl Hub {
         for room in &rooms {
             self.leave(session, room);
         }
-        self.inner.sessions.remove(&session.id());
+        if self.inner.sessions.remove(&session.id()).is_some() {
+            self.inner.tally.disconnected(session.transport());
+            if session.close_code() == Some(close::SLOW_CONSUMER) {
+                self.inner.tally.slow_close();
+            }
+        }
         metrics::connection_closed();
     }
 
@@ -292,6 +308,7 @@ impl Hub {
             }
         };
         metrics::subscribed();
+        self.inner.tally.subscribed();
         if let Some(feed) = &self.inner.feed {
             let _ = feed.watch(room);
             if connections > 0 && announces_presence(room) {
@@ -347,6 +364,7 @@ impl Hub {
             None => None,
         };
         metrics::unsubscribed(1);
+        self.inner.tally.unsubscribed();
         if let Some(feed) = &self.inner.feed {
             feed.unwatch(room);
             if let Some(n) = remaining.filter(|_| announces_presence(room)) {
@@ -413,12 +431,18 @@ impl Hub {
     /// Queues an ephemeral frame that another node sent to this node's members of `room`.
     /// Presence changes are per node: a user who still has connections here, or already had
     /// them, has not left or joined as far as these members can tell, so that frame is dropped.
+    /// A `stats` frame also tells this node that someone follows `system` on another node, so
+    /// it reports its own numbers too ([`Hub::stats_wanted`]).
     pub fn relay(&self, room: &str, kind: Ephemeral, user: &str, frame: &Bytes) {
+        if kind == Ephemeral::Stats {
+            let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+            self.inner.remote_stats_at_ms.store(now, Ordering::Relaxed);
+        }
         let Some(members) = self.inner.rooms.get(room) else {
             return;
         };
         let here = members.users.keys().any(|u| u.as_str() == user);
-        if here && kind != Ephemeral::Typing {
+        if here && matches!(kind, Ephemeral::Joined | Ephemeral::Left) {
             return;
         }
         for session in members.sessions.values() {
@@ -432,6 +456,36 @@ impl Hub {
         self.inner.rooms.contains_key(room)
             || (room.starts_with("project:")
                 && self.inner.rooms.contains_key(crate::domain::Room::TASKS))
+    }
+
+    /// What the dashboard reports about this hub.
+    pub fn tally(&self) -> &tally::Tally {
+        &self.inner.tally
+    }
+
+    /// Whether anyone wants this node's `stats` frames: someone here follows `system`, or a
+    /// `stats` frame came from another node within the last `window` (someone follows it
+    /// there). With neither, the dashboard computes nothing.
+    pub fn stats_wanted(&self, window: std::time::Duration) -> bool {
+        if self.inner.rooms.contains_key(crate::domain::Room::SYSTEM) {
+            return true;
+        }
+        let seen = self.inner.remote_stats_at_ms.load(Ordering::Relaxed);
+        let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        seen > 0 && now.saturating_sub(seen) <= window.as_millis() as u64
+    }
+
+    /// Queues a `stats` frame (serialized once) to this node's `system` members, and sends it
+    /// to the other nodes' (which also learn from it that a dashboard is watching).
+    pub fn push_stats(&self, frame: &Bytes) {
+        if let Some(members) = self.inner.rooms.get(crate::domain::Room::SYSTEM) {
+            for session in members.sessions.values() {
+                let _ = session.offer(frame);
+            }
+        }
+        if let Some(feed) = &self.inner.feed {
+            feed.ephemeral(crate::domain::Room::SYSTEM, Ephemeral::Stats, "", frame);
+        }
     }
 
     /// The cluster feed, if this hub is one node of several.

@@ -25,6 +25,29 @@ pub struct CloseReason {
     pub reason: &'static str,
 }
 
+/// How a session's client is connected. The hub counts sessions by it (the dashboard's
+/// connections by transport); nothing else depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `/ws/tasks`.
+    WebSocket,
+    /// `/events`.
+    Sse,
+    /// `/poll`, while the request waits.
+    LongPolling,
+}
+
+impl Transport {
+    /// A dense index, for per-transport counters.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Transport::WebSocket => 0,
+            Transport::Sse => 1,
+            Transport::LongPolling => 2,
+        }
+    }
+}
+
 /// Why a frame could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OfferError {
@@ -44,6 +67,8 @@ pub struct Session {
     user: UserId,
     /// Admins see every project.
     admin: bool,
+    /// How the client is connected.
+    transport: Transport,
     /// Frames waiting to be written, bounded in count by `capacity` and in bytes by
     /// `queued_bytes`. A plain deque behind an uncontended lock rather than a channel: it
     /// allocates nothing while the connection is idle (a channel's first block is 1 KiB), and
@@ -316,11 +341,13 @@ impl Session {
         projects: HashSet<ProjectId>,
         limits: QueueLimits,
         lag: Arc<FanoutLag>,
+        transport: Transport,
     ) -> (Arc<Self>, Outbox) {
         let session = Arc::new(Self {
             id,
             user,
             admin,
+            transport,
             queue: Mutex::new(VecDeque::new()),
             writer: AtomicWaker::new(),
             taken: AtomicUsize::new(0),
@@ -601,6 +628,16 @@ impl Session {
         self.closing.get().is_some()
     }
 
+    /// The close code the session is closing with, once it is.
+    pub fn close_code(&self) -> Option<u16> {
+        self.closing.get().map(|reason| reason.code)
+    }
+
+    /// How the client is connected.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
     /// Records that the transport wrote `bytes` taken from the queue.
     pub fn written(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -736,7 +773,15 @@ mod tests {
             bytes: 1 << 20,
         };
         let user = UserId::parse("u", "user").expect("valid");
-        Session::new(1, user, false, HashSet::new(), limits, Default::default())
+        Session::new(
+            1,
+            user,
+            false,
+            HashSet::new(),
+            limits,
+            Default::default(),
+            Transport::WebSocket,
+        )
     }
 
     fn frame(n: u8) -> Bytes {

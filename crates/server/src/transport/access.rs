@@ -78,6 +78,12 @@ pub(super) async fn rooms(
                 return Err(ApiError::Forbidden(format!("{name} is for that user only")))
             }
             Room::User(_) => {}
+            Room::System if !caller.is_admin() => {
+                return Err(ApiError::Forbidden(
+                    "the system room is for the admin only".to_owned(),
+                ))
+            }
+            Room::System => {}
             Room::Project(project) => {
                 if caller.is_admin() {
                     crate::hub::metrics::db_query("project");
@@ -176,11 +182,15 @@ pub(super) async fn admit<'a>(
 pub(super) async fn open_session(
     state: &AppState,
     caller: &Caller,
+    transport: crate::hub::session::Transport,
 ) -> Result<(HeldSession, crate::hub::Outbox), ApiError> {
     let (admission, projects, _place) = admit(state, caller).await?;
-    let (session, outbox) = state
-        .hub()
-        .connect(caller.user().clone(), caller.is_admin(), projects);
+    let (session, outbox) = state.hub().connect(
+        caller.user().clone(),
+        caller.is_admin(),
+        projects,
+        transport,
+    );
     Ok((
         HeldSession {
             session,

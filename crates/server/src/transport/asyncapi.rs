@@ -100,6 +100,7 @@ const FRAMES: &[(&str, &str)] = &[
     ("presence.joined", "PresenceJoinedFrame"),
     ("presence.left", "PresenceLeftFrame"),
     ("typing", "TypingFrame"),
+    ("stats", "StatsFrame"),
 ];
 
 /// The component name of one variant of [`Command`] or [`ServerFrame`], by wire name.
@@ -509,7 +510,29 @@ mod tests {
             epoch: "e".into(),
         });
         let pong = ServerFrame::Pong { id: Some(json!(7)) };
-        for frame in [hello, pong] {
+        let stats = ServerFrame::Stats(taskflow_protocol::NodeStats {
+            room: "system".into(),
+            node: "local".into(),
+            at: chrono::Utc::now(),
+            interval_ms: 1000,
+            connections: taskflow_protocol::TransportCounts {
+                websocket: 2,
+                sse: 1,
+                long_polling: 0,
+            },
+            subscriptions: 3,
+            events_per_sec: 1.5,
+            deliveries_per_sec: 3.0,
+            latency_ms: Some(taskflow_protocol::Latency {
+                p50: 0.0,
+                p99: 1.0,
+                max: 2.0,
+            }),
+            rss_bytes: None,
+            slow_consumer_closes: 0,
+            broker: taskflow_protocol::BrokerState::None,
+        });
+        for frame in [hello, pong, stats] {
             let value = serde_json::to_value(&frame).unwrap();
             assert!(frames.is_valid(&value), "{value}");
         }

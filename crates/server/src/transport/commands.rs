@@ -289,6 +289,11 @@ async fn authorize(state: &AppState, conn: &Connection, room: &Room) -> Result<(
     let caller = &conn.caller;
     match room {
         Room::Tasks => Ok(()),
+        Room::System if caller.is_admin() => Ok(()),
+        Room::System => Err(Refusal::new(
+            "forbidden",
+            "the system room is for the admin only",
+        )),
         Room::User(user) if user == caller.user() || caller.is_admin() => Ok(()),
         Room::User(_) => Err(Refusal::new(
             "forbidden",

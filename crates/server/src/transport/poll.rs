@@ -18,10 +18,19 @@ use taskflow_protocol::{EventFrame, ServerFrame};
 /// Events returned by one poll at most; the cursor says where the next poll continues.
 const MAX_EVENTS: i64 = 500;
 
+/// A queued frame that is a `stats` frame (the hub serializes `type` first), parsed.
+fn stats_frame(frame: &[u8]) -> Option<ServerFrame> {
+    if !frame.starts_with(br#"{"type":"stats""#) {
+        return None;
+    }
+    serde_json::from_slice(frame).ok()
+}
+
 /// The answer to a poll.
 #[derive(Debug, Serialize)]
 pub(super) struct PollAnswer {
-    /// Event frames, in offset order within each room.
+    /// Event frames, in offset order within each room (or, from the `system` room, the `stats`
+    /// frames pushed while the poll waited).
     events: Vec<ServerFrame>,
     /// Pass to the next poll.
     cursor: String,
@@ -99,7 +108,8 @@ pub(super) async fn poll(
         }));
     }
     // Listen before reading, so an event committed between the read and the wait wakes us.
-    let (held, mut outbox) = open_session(&state, &caller).await?;
+    let (held, mut outbox) =
+        open_session(&state, &caller, crate::hub::session::Transport::LongPolling).await?;
     // A poll comes and goes with every request: it listens without counting as present.
     held.session.set_silent();
     for room in &rooms {
@@ -155,9 +165,21 @@ pub(super) async fn poll(
         tokio::select! {
             woke = outbox.recv() => {
                 let Some(frame) = woke else { break };
+                // Events are read back from the tail or the log above, in order; what only the
+                // queue carries (the `system` room's `stats` frames) is answered from here.
+                let mut pushed = Vec::new();
                 held.session.written(frame.len());
+                pushed.extend(stats_frame(&frame));
                 while let Ok(frame) = outbox.try_recv() {
                     held.session.written(frame.len());
+                    pushed.extend(stats_frame(&frame));
+                }
+                if !pushed.is_empty() {
+                    return Ok(Json(PollAnswer {
+                        events: pushed,
+                        cursor: cursor.encode(),
+                        recovered: true,
+                    }));
                 }
             }
             _ = tokio::time::sleep_until(deadline) => break,

@@ -42,7 +42,8 @@ pub(super) async fn stream(
         .map(str::to_owned)
         .or_else(|| query_param(&parts, "last_event_id"));
     let resume = last_id.as_deref().and_then(Cursor::decode);
-    let (held, mut outbox) = open_session(&state, &caller).await?;
+    let (held, mut outbox) =
+        open_session(&state, &caller, crate::hub::session::Transport::Sse).await?;
     let epoch = state.store().epoch().to_owned();
     let mut cursor = Cursor {
         epoch: epoch.clone(),

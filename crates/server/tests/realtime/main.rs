@@ -8,6 +8,7 @@ mod ws;
 
 mod board_rest;
 mod conformance;
+mod dashboard;
 mod delivery;
 mod direct;
 mod handshake;

@@ -283,6 +283,10 @@ impl EventSink for ClusterSink {
 
 impl RoomFeed for Cluster {
     fn watch(&self, room: &str) -> bool {
+        if room == crate::domain::Room::SYSTEM {
+            // No events, and its frames come on the system channel every node listens to.
+            return true;
+        }
         let mut watches = self.inner.watches.lock().expect("never poisoned");
         let count = watches.entry(room.to_owned()).or_insert(0);
         *count += 1;
@@ -295,6 +299,9 @@ impl RoomFeed for Cluster {
     }
 
     fn unwatch(&self, room: &str) {
+        if room == crate::domain::Room::SYSTEM {
+            return;
+        }
         let mut watches = self.inner.watches.lock().expect("never poisoned");
         if let Some(count) = watches.get_mut(room) {
             *count -= 1;
@@ -320,10 +327,12 @@ impl RoomFeed for Cluster {
     }
 
     fn ephemeral(&self, room: &str, kind: Ephemeral, user: &str, frame: &Bytes) {
-        self.publish(
-            room,
-            envelope::encode_ephemeral(&self.inner.node, room, kind, user, frame),
-        );
+        let message = envelope::encode_ephemeral(&self.inner.node, room, kind, user, frame);
+        if kind == Ephemeral::Stats {
+            self.publish_to(self.inner.names.system(), message);
+        } else {
+            self.publish(room, message);
+        }
     }
 
     fn presence(&self, room: &str, user: &str, connections: u32) {

@@ -28,6 +28,13 @@ impl Names {
         format!("{}:members", self.prefix)
     }
 
+    /// The channel every node always listens to for `stats` frames: a node learns from them that
+    /// a dashboard follows `system` somewhere, and starts reporting its own numbers. (Not the
+    /// room's channel: that one is subscribed and unsubscribed as local members come and go.)
+    pub(crate) fn system(&self) -> String {
+        format!("{}:system", self.prefix)
+    }
+
     /// What a node subscribes to for a watched room: a channel, or for `tasks` (which spans every
     /// project) the pattern of every project room's channel.
     pub(crate) fn subscription(&self, room: &str) -> Subscription {

@@ -89,6 +89,9 @@ pub(super) async fn run(mut sub: Subscriber) {
         let (mut sink, mut stream) = pubsub.split();
         let members = sub.cluster.inner.names.members();
         let mut resubscribed = timed(sink.subscribe(&members)).await;
+        if resubscribed.is_ok() {
+            resubscribed = timed(sink.subscribe(sub.cluster.inner.names.system())).await;
+        }
         for room in &watched {
             if resubscribed.is_err() {
                 break;

@@ -270,9 +270,12 @@ mod tests {
     }
 
     fn connect(dispatcher: &Dispatcher) -> (Arc<Session>, Outbox) {
-        dispatcher
-            .hub()
-            .connect(UserId::parse("admin", "u").unwrap(), true, HashSet::new())
+        dispatcher.hub().connect(
+            UserId::parse("admin", "u").unwrap(),
+            true,
+            HashSet::new(),
+            crate::hub::session::Transport::WebSocket,
+        )
     }
 
     /// The offsets of the events queued to a session, waiting up to 5 s for `n` of them.

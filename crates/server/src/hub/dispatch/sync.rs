@@ -239,10 +239,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_events(&dir, 3).await;
         let dispatcher = dispatcher(&store);
-        let (session, mut outbox) =
-            dispatcher
-                .hub()
-                .connect(UserId::parse("admin", "u").unwrap(), true, HashSet::new());
+        let (session, mut outbox) = dispatcher.hub().connect(
+            UserId::parse("admin", "u").unwrap(),
+            true,
+            HashSet::new(),
+            crate::hub::session::Transport::WebSocket,
+        );
         dispatcher
             .subscribe(&session, "project:default")
             .await

@@ -16,7 +16,7 @@ use super::access::{admit, authenticate, query_param, require_enabled};
 use super::commands::{self, Connection};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::hub::session::Session;
+use crate::hub::session::{Session, Transport};
 use crate::hub::{frame_bytes, metrics, Admission, Outbox, Ready};
 use crate::state::AppState;
 use axum::extract::State;
@@ -188,10 +188,12 @@ fn run(
     automatic: bool,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
-        let (session, mut outbox) =
-            state
-                .hub()
-                .connect(caller.user().clone(), caller.is_admin(), projects);
+        let (session, mut outbox) = state.hub().connect(
+            caller.user().clone(),
+            caller.is_admin(),
+            projects,
+            Transport::WebSocket,
+        );
         // This transport reports its socket's state (in `write_batch`), so its queue can hold
         // writers back when it lags.
         session.track_lag();

@@ -339,8 +339,15 @@ mod tests {
             messages: 1_000,
             bytes: 1 << 20,
         };
-        let (session, outbox) =
-            Session::new(1, user(), false, HashSet::new(), limits, Default::default());
+        let (session, outbox) = Session::new(
+            1,
+            user(),
+            false,
+            HashSet::new(),
+            limits,
+            Default::default(),
+            crate::hub::session::Transport::WebSocket,
+        );
         for frame in frames {
             session
                 .offer(&Bytes::from_static(frame.as_bytes()))
