@@ -9,5 +9,5 @@ mod chromium;
 
 #[test]
 fn the_board_is_live_for_two_people_through_offline_spells_and_restarts() {
-    chromium::run("board.test.mjs", &["playwright-core", "axe-core"], &[], 21);
+    chromium::run("board.test.mjs", &["playwright-core", "axe-core"], &[], 24);
 }

@@ -38,6 +38,7 @@ impl Node {
                 ("TASKFLOW_PRESENCE_TTL_SECS", "2"),
                 ("TASKFLOW_BROKER_CHECK_INTERVAL_MS", "300"),
                 ("TASKFLOW_SHUTDOWN_TIMEOUT_SECS", "3"),
+                ("TASKFLOW_DASHBOARD_INTERVAL_MS", "200"),
             ],
         );
         Node { child, addr }
@@ -952,5 +953,86 @@ async fn a_direct_message_and_an_unblocking_cross_nodes_to_every_tab() {
             break;
         }
         assert_eq!(event["event"], "task.assigned", "{event}");
+    }
+}
+
+/// Reads `stats` frames on `admin` until `done` holds for the latest frame of every node named
+/// in `nodes`; returns those frames.
+async fn stats_until(
+    admin: &mut Client,
+    nodes: &[&str],
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> BTreeMap<String, Value> {
+    let mut latest: BTreeMap<String, Value> = BTreeMap::new();
+    let wait = async {
+        loop {
+            let frame = admin.frame().await.expect("the admin stays connected");
+            if frame["type"] != "stats" {
+                continue;
+            }
+            assert_eq!(frame["room"], "system", "{frame}");
+            latest.insert(frame["node"].as_str().unwrap().to_owned(), frame);
+            if nodes
+                .iter()
+                .all(|n| latest.get(*n).is_some_and(|f| done(f)))
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("no stats frames showed {what}: {latest:?}"));
+    latest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_every_node_through_any_node() {
+    let (_db, nodes, _prefix) = cluster(2).await;
+    create_project(&nodes[0].addr, "ops", &["ann"]).await;
+    // The admin follows `system` on node 0 only; node 1 reports because node 0's frames tell
+    // it someone watches.
+    let mut admin = Client::connect(&nodes[0].addr, TOKEN, &["system"]).await;
+    let first = stats_until(&mut admin, &["node0", "node1"], "both nodes", |f| {
+        f["broker"] == "connected"
+    })
+    .await;
+    let before = first["node1"]["connections"]["websocket"].as_u64().unwrap();
+
+    // Two tabs on node 1 and events written through node 0: node 1's own numbers move, and the
+    // admin on node 0 sees them.
+    let ann = token_for(&nodes[0].addr, "ann").await;
+    let mut tabs = Vec::new();
+    for _ in 0..2 {
+        tabs.push(Client::connect(&nodes[1].addr, &ann, &["project:ops"]).await);
+    }
+    stats_until(&mut admin, &["node1"], "node 1's new connections", |f| {
+        f["connections"]["websocket"].as_u64() == Some(before + 2)
+    })
+    .await;
+    let http = reqwest::Client::new();
+    for n in 0..10 {
+        let res = http
+            .post(format!("http://{}/tasks", nodes[0].addr))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "title": format!("t{n}"), "project_id": "ops" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+    }
+    let busy = stats_until(&mut admin, &["node1"], "node 1 delivering", |f| {
+        f["deliveries_per_sec"].as_f64().unwrap() > 0.0
+    })
+    .await;
+    assert!(
+        busy["node1"]["events_per_sec"].as_f64().unwrap() > 0.0,
+        "{busy:?}"
+    );
+    assert!(!busy["node1"]["latency_ms"].is_null(), "{busy:?}");
+    for tab in &mut tabs {
+        let targets = BTreeMap::from([("project:ops".to_owned(), 10)]);
+        assert!(tab.read_until(&targets).await, "every event reached node 1's tabs");
     }
 }

@@ -321,17 +321,28 @@ test("the live board: two people, live changes, presence, chat, offline, restart
     await card(a, "After the restart").locator(".blocked-badge").waitFor({ state: "hidden", timeout: LIVE });
   });
 
-  await t.test("the admin's sign-in link opens the board with the live server charts", async () => {
+  await t.test("the admin's sign-in link opens the board with the server's pushed numbers, over WebSocket", async () => {
     const admin = await openBoard(adminLink.replace("localhost", "127.0.0.1"));
-    await waitForState(admin.page, "live");
-    await admin.page.locator("#admin").waitFor({ state: "visible", timeout: WAIT });
-    await admin.page.waitForFunction(() => /^\d+$/.test(document.querySelector("#metric-connections").textContent), null, {
+    const page = admin.page;
+    await waitForState(page, "live");
+    await page.locator("#admin").waitFor({ state: "visible", timeout: WAIT });
+    await page.waitForFunction(() => document.querySelector("#admin-feed").dataset.transport === "websocket", null, { timeout: WAIT });
+    // A, B and the admin's two clients (board and dashboard) are connected.
+    await page.waitForFunction(() => Number(document.querySelector("#metric-connections output").textContent) >= 4, null, {
       timeout: WAIT,
     });
-    await admin.page.waitForFunction(() => /\/s$/.test(document.querySelector("#metric-events").textContent), null, {
-      timeout: WAIT,
-    });
-    await admin.page.screenshot({ path: join(ARTIFACTS, "board-admin.png"), fullPage: true });
+    // Events flow: the frames' rate shows them (the peak keeps the interval that had them).
+    await rest(base, "POST", "/tasks", { title: "Counted on the dashboard", project_id: "web" });
+    await page.waitForFunction(() => Number(document.querySelector("#metric-events .peak").dataset.value) > 0, null, { timeout: WAIT });
+    await page.waitForFunction(() => Number(document.querySelector("#metric-deliveries .peak").dataset.value) > 0, null, { timeout: WAIT });
+    // The second view: one row per node (one node here), its broker state.
+    await page.getByRole("tab", { name: "Nodes" }).click();
+    const cell = (key) => page.locator(`#admin-nodes td[data-node="local"][data-cell="${key}"]`);
+    await cell("broker").waitFor({ timeout: WAIT });
+    assert.equal(await cell("broker").textContent(), "none");
+    assert.match(await cell("rss").textContent(), /MiB$/);
+    assert.equal(await page.locator("#admin-charts").isHidden(), true);
+    await page.screenshot({ path: join(ARTIFACTS, "board-admin.png"), fullPage: true });
     assert.deepEqual(admin.problems, []);
     await admin.context.close();
   });
@@ -409,6 +420,45 @@ test("degraded to SSE, and after a resume the server cannot honour, the board st
 
   await C.context.close();
   await D.context.close();
+  server.kill("SIGKILL");
+  await stopped(server);
+});
+
+test("the admin view forced onto long polling still gets the server's frames", async (t) => {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const { child: server, link } = await startServer({
+    db: join(scratch, "dashboard-poll.db"),
+    port,
+    env: { TASKFLOW_DISABLED_TRANSPORTS: "websocket,sse", TASKFLOW_DASHBOARD_INTERVAL_MS: "250" },
+  });
+  await rest(base, "POST", "/projects", { id: "ops", name: "Operations", members: ["erin"] });
+  const admin = await openBoard(link.replace("localhost", "127.0.0.1"));
+  const page = admin.page;
+
+  await t.test("the feed says long polling and the table counts the waiting polls", async () => {
+    await page.waitForFunction(() => document.querySelector("#admin-feed").dataset.transport === "poll", null, { timeout: WAIT });
+    await page.getByRole("tab", { name: "Nodes" }).click();
+    await page.locator('#admin-nodes th[data-node="local"]').waitFor({ timeout: WAIT });
+    // The board's poll and the dashboard's poll wait at the server.
+    await page.waitForFunction(
+      () => {
+        const cell = document.querySelector('#admin-nodes td[data-node="local"][data-cell="by-transport"]');
+        return cell && /^0 \/ 0 \/ [1-9]/.test(cell.textContent);
+      },
+      null,
+      { timeout: WAIT },
+    );
+  });
+
+  await t.test("events still show on the charts", async () => {
+    await page.getByRole("tab", { name: "Charts" }).click();
+    await rest(base, "POST", "/tasks", { title: "Polled", project_id: "ops" });
+    await page.waitForFunction(() => Number(document.querySelector("#metric-events .peak").dataset.value) > 0, null, { timeout: WAIT });
+    assert.deepEqual(admin.problems, []);
+  });
+
+  await admin.context.close();
   server.kill("SIGKILL");
   await stopped(server);
 });

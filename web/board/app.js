@@ -166,7 +166,7 @@ class App {
     select.disabled = projects.length === 0;
     select.addEventListener("change", () => this.open(select.value));
     $("new-task").addEventListener("submit", (event) => this.create(event));
-    if (this.me.role === "admin") new AdminView($("admin")).start();
+    if (this.me.role === "admin") new AdminView($("admin"), this.token).start();
     const wanted = sessionStorage.getItem(PROJECT_KEY);
     const first = projects.find((p) => p.id === wanted) || projects[0];
     if (!first) {
