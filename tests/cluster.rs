@@ -1033,6 +1033,9 @@ async fn the_dashboard_shows_every_node_through_any_node() {
     assert!(!busy["node1"]["latency_ms"].is_null(), "{busy:?}");
     for tab in &mut tabs {
         let targets = BTreeMap::from([("project:ops".to_owned(), 10)]);
-        assert!(tab.read_until(&targets).await, "every event reached node 1's tabs");
+        assert!(
+            tab.read_until(&targets).await,
+            "every event reached node 1's tabs"
+        );
     }
 }

@@ -12,6 +12,10 @@
 //     onTokenExpired: () => client.setToken(freshToken()),
 //   });
 //
+// `onFrame` gets every frame as it arrives (before `onEvent`), also the ephemeral ones: presence,
+// typing, and the `stats` frames of the admin-only `system` room, which a dashboard follows like
+// any room: connect({ token: adminToken, rooms: ["system"], onFrame: (f) => f.type === "stats" && show(f) }).
+//
 // A large import logs one `tasks.imported` event per room instead of a `task.created` per task
 // (docs/api.md, "Import"): `onEvent` gets it like any event, in order; reload the room's tasks
 // then (`GET /tasks?project=…`), as the board does.

@@ -125,9 +125,13 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_one_gets_everything() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {
         c.ws_queue_messages = 64;
         c.ws_queue_bytes = 256 * 1024;
+        c.dashboard_interval_ms = 100;
     })
     .await;
     app.create_project("busy", &["slow", "fast"]).await;
+    // The admin's dashboard, to see the cut counted.
+    let mut dashboard = Ws::connect(&app, crate::common::ADMIN_TOKEN).await;
+    dashboard.subscribe("system").await;
     // The slow client's socket has a tiny receive buffer and it never reads.
     let mut slow = Ws::connect_small_buffer(app.addr, &app.token_for("slow").await).await;
     slow.subscribe("project:busy").await;
@@ -168,6 +172,14 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_one_gets_everything() {
     assert_eq!(offsets, ((start + 1)..=(start + left)).collect::<Vec<_>>());
     // The slow client, when it finally reads, finds the slow-consumer close after its backlog.
     assert_eq!(slow.closed().await.0, 4008);
+    // The dashboard's frame of the interval it happened in counts it.
+    loop {
+        let stats = dashboard.next_of("stats").await;
+        if stats["slow_consumer_closes"] == 1 {
+            break;
+        }
+        assert_eq!(stats["slow_consumer_closes"], 0, "{stats}");
+    }
 }
 
 #[tokio::test]
