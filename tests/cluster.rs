@@ -975,7 +975,7 @@ async fn stats_until(
             latest.insert(frame["node"].as_str().unwrap().to_owned(), frame);
             if nodes
                 .iter()
-                .all(|n| latest.get(*n).is_some_and(|f| done(f)))
+                .all(|n| latest.get(*n).is_some_and(&done))
             {
                 return;
             }
