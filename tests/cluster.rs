@@ -973,10 +973,7 @@ async fn stats_until(
             }
             assert_eq!(frame["room"], "system", "{frame}");
             latest.insert(frame["node"].as_str().unwrap().to_owned(), frame);
-            if nodes
-                .iter()
-                .all(|n| latest.get(*n).is_some_and(&done))
-            {
+            if nodes.iter().all(|n| latest.get(*n).is_some_and(&done)) {
                 return;
             }
         }
