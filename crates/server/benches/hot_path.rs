@@ -66,6 +66,7 @@ fn hub_and_dispatcher(sessions: usize, subscriptions: usize) -> (Hub, Dispatcher
         max_connections_per_user: sessions,
         max_subscriptions: subscriptions,
         connection_threads: 0,
+        compression: None,
         memberships: Default::default(),
     });
     let dispatcher = Dispatcher::new(

@@ -42,6 +42,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// A feature turned `on` or `off` (so the TOML and the environment say what they mean, rather
+/// than `true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    /// Off.
+    #[default]
+    Off,
+    /// On.
+    On,
+}
+
 /// Everything the server can be told. Field names are the TOML keys; the environment variable
 /// is the upper-cased name with a `TASKFLOW_` prefix (`listen` → `TASKFLOW_LISTEN`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +156,14 @@ pub struct Config {
     /// How much one read asks the socket for, in bytes (at most 8 KiB); nothing is held between
     /// reads, so idle connections hold no read buffer.
     pub ws_read_buffer_bytes: usize,
+    /// `permessage-deflate` (RFC 7692) on `/ws/tasks`: `on` accepts it from clients that offer
+    /// it (browsers always do) and sends them each event compressed once for all of them;
+    /// `off` (the default) answers every client with plain frames. See docs/protocol.md.
+    pub ws_compression: Switch,
+    /// Event frames shorter than this go uncompressed even to clients that negotiated it.
+    pub ws_compression_min_bytes: usize,
+    /// The zlib compression level, 0 (store) to 9 (smallest); each event is compressed once.
+    pub ws_compression_level: u32,
     /// Frames that may wait in one connection's send queue before it is a slow consumer.
     pub ws_queue_messages: usize,
     /// Bytes that may wait in one connection's send queue before it is a slow consumer.
@@ -279,6 +299,9 @@ impl Default for Config {
             ws_max_missed_pongs: 3,
             ws_max_message_bytes: 64 * 1024,
             ws_read_buffer_bytes: 256,
+            ws_compression: Switch::Off,
+            ws_compression_min_bytes: 128,
+            ws_compression_level: 6,
             ws_queue_messages: 1024,
             ws_queue_bytes: 4 * 1024 * 1024,
             ws_max_subscriptions: 100,
@@ -362,6 +385,14 @@ impl Config {
             concurrency: self.replay_concurrency.max(1),
             retain: std::time::Duration::from_secs(self.replay_tail_retain_secs),
         }
+    }
+
+    /// Compressed broadcast, if `ws_compression` is on.
+    pub fn compression(&self) -> Option<crate::hub::deflated::CompressionLimits> {
+        (self.ws_compression == Switch::On).then(|| crate::hub::deflated::CompressionLimits {
+            min_bytes: self.ws_compression_min_bytes,
+            level: self.ws_compression_level.min(9),
+        })
     }
 
     /// The database pools' sizes this configuration asks for.

@@ -82,6 +82,7 @@ impl CommandHarness {
                 max_connections_per_user: 1 << 20,
                 max_subscriptions: 16,
                 connection_threads: 0,
+                compression: None,
                 memberships: Default::default(),
             });
             let dispatcher = Dispatcher::new(
@@ -525,6 +526,7 @@ impl BrokerHarness {
                 max_connections_per_user: 16,
                 max_subscriptions: 16,
                 connection_threads: 0,
+                compression: None,
                 memberships: Default::default(),
             });
             Dispatcher::new(

@@ -97,6 +97,7 @@ impl Server {
             max_connections_per_user: config.ws_max_connections_per_user,
             max_subscriptions: config.ws_max_subscriptions,
             connection_threads: config.ws_threads,
+            compression: config.compression(),
             memberships: crate::hub::memberships::MembershipLimits {
                 users: config.membership_cache_users,
                 ttl: std::time::Duration::from_secs(config.membership_cache_ttl_secs),

@@ -197,6 +197,7 @@ mod tests {
             max_connections_per_user: 1,
             max_subscriptions: 1,
             connection_threads: 0,
+            compression: None,
             memberships: Default::default(),
         });
         let source = Arc::new(crate::broker::StoreSource(store.clone()));

@@ -74,3 +74,14 @@ pub(crate) fn dispatched(deliveries: usize, commit_to_enqueue_secs: f64) {
 pub(crate) fn gap_filled(events: usize) {
     GAP_FILLS.increment(events as u64);
 }
+
+/// An event frame of `plain` bytes was compressed for the connections that negotiated
+/// `permessage-deflate`, to `deflated` bytes (`None`: it did not get shorter and went plain).
+pub(crate) fn compressed(plain: usize, deflated: Option<usize>) {
+    static COMPRESSED: LazyLock<Counter> = LazyLock::new(|| counter!("ws_compressions_total"));
+    static PLAIN: LazyLock<Counter> = LazyLock::new(|| counter!("ws_compression_in_bytes_total"));
+    static OUT: LazyLock<Counter> = LazyLock::new(|| counter!("ws_compression_out_bytes_total"));
+    COMPRESSED.increment(1);
+    PLAIN.increment(plain as u64);
+    OUT.increment(deflated.unwrap_or(plain) as u64);
+}

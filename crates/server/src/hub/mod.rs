@@ -10,6 +10,7 @@
 //! the log it goes through the [`EventSource`] trait.
 
 pub mod bench_api;
+pub mod deflated;
 pub mod dispatch;
 pub mod feed;
 pub mod lag;
@@ -72,6 +73,9 @@ pub struct HubLimits {
     pub connection_threads: usize,
     /// The membership cache ([`memberships`]).
     pub memberships: memberships::MembershipLimits,
+    /// Compressed broadcast ([`deflated`]); `None`: every frame goes plain, whatever a client
+    /// offers.
+    pub compression: Option<deflated::CompressionLimits>,
 }
 
 /// Why a connection was not admitted.
@@ -509,9 +513,23 @@ impl Hub {
     /// reached.
     pub(crate) fn deliver(&self, room: &str, project: Option<&ProjectId>, frame: &Bytes) -> usize {
         let mut reached = 0;
+        // Compressed at most once, and only if a receiver negotiated compression.
+        let mut deflated: Option<Option<Bytes>> = None;
+        let mut offer = |session: &Session, via: &str| {
+            let bytes =
+                if self.inner.limits.compression.is_some() && session.takes_deflated(frame.len()) {
+                    deflated
+                        .get_or_insert_with(|| self.compress(frame))
+                        .as_ref()
+                        .unwrap_or(frame)
+                } else {
+                    frame
+                };
+            usize::from(session.offer_via(via, bytes).is_ok())
+        };
         if let Some(members) = self.inner.rooms.get(room) {
             for session in members.sessions.values() {
-                reached += usize::from(session.offer_via(room, frame).is_ok());
+                reached += offer(session, room);
             }
         }
         if let Some(project) = project {
@@ -519,12 +537,21 @@ impl Hub {
             if let Some(members) = self.inner.rooms.get(tasks) {
                 for session in members.sessions.values() {
                     if session.sees(project) {
-                        reached += usize::from(session.offer_via(tasks, frame).is_ok());
+                        reached += offer(session, tasks);
                     }
                 }
             }
         }
+        if deflated.is_some() {
+            metrics::compressed(frame.len(), deflated.flatten().map(|d| d.len() - 1));
+        }
         reached
+    }
+
+    /// An event frame compressed for the connections that negotiated compression.
+    fn compress(&self, frame: &Bytes) -> Option<Bytes> {
+        let limits = self.inner.limits.compression?;
+        deflated::compress(frame, limits)
     }
 
     /// Applies a membership change to the user's live sessions: what `tasks` shows them, and

@@ -69,6 +69,9 @@ pub struct Session {
     admin: bool,
     /// How the client is connected.
     transport: Transport,
+    /// The longest event frame this connection takes compressed ([`super::deflated`]); 0: it
+    /// negotiated no compression and gets plain frames only.
+    deflate_up_to: AtomicUsize,
     /// Frames waiting to be written, bounded in count by `capacity` and in bytes by
     /// `queued_bytes`. A plain deque behind an uncontended lock rather than a channel: it
     /// allocates nothing while the connection is idle (a channel's first block is 1 KiB), and
@@ -348,6 +351,7 @@ impl Session {
             user,
             admin,
             transport,
+            deflate_up_to: AtomicUsize::new(0),
             queue: Mutex::new(VecDeque::new()),
             writer: AtomicWaker::new(),
             taken: AtomicUsize::new(0),
@@ -636,6 +640,18 @@ impl Session {
     /// How the client is connected.
     pub fn transport(&self) -> Transport {
         self.transport
+    }
+
+    /// The connection negotiated `permessage-deflate`: from now on it takes compressed event
+    /// frames of up to `max_len` bytes (uncompressed), the most its window holds. Set by the
+    /// WebSocket transport before the session joins any room.
+    pub fn accept_deflated(&self, max_len: usize) {
+        self.deflate_up_to.store(max_len, Ordering::Relaxed);
+    }
+
+    /// Whether a frame of `len` bytes goes to this connection compressed, when it can be.
+    pub(crate) fn takes_deflated(&self, len: usize) -> bool {
+        len <= self.deflate_up_to.load(Ordering::Relaxed)
     }
 
     /// Records that the transport wrote `bytes` taken from the queue.

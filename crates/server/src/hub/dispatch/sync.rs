@@ -210,6 +210,7 @@ mod tests {
             max_connections_per_user: 10,
             max_subscriptions: 10,
             connection_threads: 0,
+            compression: None,
             memberships: Default::default(),
         });
         // A node that heard nothing of the room since it started (at offset 0).

@@ -119,8 +119,10 @@ impl Upgrade {
     }
 
     /// The 101 answer, and the connection once it is sent (`None` if the client went away).
+    /// `extensions`: the `Sec-WebSocket-Extensions` answer, if an extension was negotiated.
     pub(super) fn accept(
         self,
+        extensions: Option<HeaderValue>,
     ) -> (
         Response,
         impl std::future::Future<Output = Option<Socket>> + Send,
@@ -131,6 +133,9 @@ impl Upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, self.accept);
+        if let Some(extensions) = extensions {
+            headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, extensions);
+        }
         let on_upgrade = self.on_upgrade;
         let socket = async move { on_upgrade.await.ok().map(TokioIo::new) };
         (response, socket)

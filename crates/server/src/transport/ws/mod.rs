@@ -8,9 +8,13 @@
 //! the close frame is queued behind whatever frame is half written, nothing is started after it,
 //! and the TCP connection is closed by the server once the handshake is done.
 
+pub(crate) mod extensions;
 pub(crate) mod handshake;
+mod inflate;
 pub(crate) mod read;
 mod write;
+
+pub(crate) use extensions::Deflate;
 
 use super::access::{admit, authenticate, query_param, require_enabled};
 use super::commands::{self, Connection};
@@ -89,8 +93,18 @@ async fn handshake(state: &AppState, parts: &mut Parts) -> Result<Response, Resp
     let automatic = !matches!(query_param(parts, "auto").as_deref(), Some("false" | "0"));
     let config = state.config();
     let state = state.clone();
-    let (response, socket) = upgrade.accept();
-    let reader = Reader::new(config.ws_max_message_bytes, config.ws_read_buffer_bytes);
+    // permessage-deflate, if this server compresses and the client offers it (extensions.rs).
+    let deflate = config
+        .compression()
+        .and_then(|_| extensions::negotiate(&parts.headers));
+    let mut reader = Reader::new(config.ws_max_message_bytes, config.ws_read_buffer_bytes);
+    let (response, socket) = match deflate {
+        Some((deflate, answer)) => {
+            reader = reader.with_deflate(deflate);
+            upgrade.accept(Some(answer))
+        }
+        None => upgrade.accept(None),
+    };
     // The connection's own task starts once the 101 is out; this one only waits for that, so
     // the connection task holds nothing of the handshake.
     tokio::spawn(async move {
@@ -197,6 +211,9 @@ fn run(
         // This transport reports its socket's state (in `write_batch`), so its queue can hold
         // writers back when it lags.
         session.track_lag();
+        if let Some(max_len) = wire.reader.deflated_up_to() {
+            session.accept_deflated(max_len);
+        }
         let mut conn = Connection {
             caller,
             session: session.clone(),

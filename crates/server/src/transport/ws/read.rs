@@ -10,8 +10,11 @@
 //! ([`FrameHeader::parse`]); what is ours is what follows from it: the rules below, tested
 //! against the RFC's cases in this module and on the wire in `tests/realtime/conformance.rs`.
 //!
-//! - Every client frame must be masked (§5.1), no reserved bit may be set (no extension is
-//!   negotiated, §5.2), no reserved opcode used.
+//! - Every client frame must be masked (§5.1), no reserved bit may be set (§5.2) but RSV1 on
+//!   the first frame of a data message when `permessage-deflate` was negotiated (RFC 7692 §6:
+//!   never on a control frame or a continuation), no reserved opcode used. A compressed message
+//!   is inflated fragment by fragment (`inflate`), its limit counted on the inflated size, and
+//!   invalid DEFLATE data fails it with 1007.
 //! - Control frames carry at most 125 bytes and are never fragmented (§5.5); they may arrive
 //!   between the fragments of a message.
 //! - A continuation needs a message to continue; a new message may not start before the last one
@@ -25,6 +28,8 @@
 //! An idle connection holds no buffer: between frames the socket is read onto the stack, only
 //! the bytes that arrived are kept, and the input buffer is freed once they are parsed.
 
+use super::inflate::Inflater;
+use super::Deflate;
 use bytes::{Buf, Bytes, BytesMut};
 use std::io::{self, Cursor};
 use std::pin::Pin;
@@ -69,6 +74,9 @@ pub(crate) enum Violation {
     /// A message over the configured limit.
     #[error("message larger than {0} bytes")]
     TooBig(usize),
+    /// A compressed message that does not inflate.
+    #[error("compressed message is not valid DEFLATE data")]
+    BadDeflate,
 }
 
 impl Violation {
@@ -76,7 +84,7 @@ impl Violation {
     pub(crate) fn code(&self) -> u16 {
         match self {
             Violation::Protocol(_) => close::PROTOCOL_ERROR,
-            Violation::InvalidUtf8 => close::INVALID_PAYLOAD,
+            Violation::InvalidUtf8 | Violation::BadDeflate => close::INVALID_PAYLOAD,
             Violation::TooBig(_) => close::MESSAGE_TOO_BIG,
         }
     }
@@ -87,6 +95,7 @@ impl Violation {
             Violation::Protocol(why) => why,
             Violation::InvalidUtf8 => "text message is not valid UTF-8",
             Violation::TooBig(_) => "message too big",
+            Violation::BadDeflate => "invalid compressed data",
         }
     }
 }
@@ -107,6 +116,8 @@ pub(crate) enum ReadError {
 struct Fragmented {
     /// Text (checked as UTF-8) or binary.
     text: bool,
+    /// Compressed (RSV1 on its first frame): each fragment is inflated onto `payload`.
+    compressed: bool,
     /// The payload so far, unmasked.
     payload: Vec<u8>,
     /// How much of `payload` is known to be valid UTF-8; the rest is an incomplete sequence.
@@ -126,6 +137,8 @@ pub(crate) struct Reader {
     max_message: usize,
     /// How much one read asks the socket for, at least.
     read_size: usize,
+    /// `permessage-deflate`, when the handshake negotiated it.
+    inflater: Option<Inflater>,
 }
 
 impl Reader {
@@ -138,7 +151,19 @@ impl Reader {
             wanted: 0,
             max_message,
             read_size: read_size.max(16),
+            inflater: None,
         }
+    }
+
+    /// With `permessage-deflate` negotiated: the longest frame the client takes compressed.
+    pub(crate) fn deflated_up_to(&self) -> Option<usize> {
+        self.inflater.as_ref().map(Inflater::sends_up_to)
+    }
+
+    /// Accepts compressed messages, as the handshake negotiated.
+    pub(crate) fn with_deflate(mut self, deflate: Deflate) -> Self {
+        self.inflater = Some(Inflater::new(deflate));
+        self
     }
 
     /// The next message or control frame; `Ok(None)` when the client closed its side of the
@@ -211,10 +236,21 @@ impl Reader {
 
     /// The checks a frame's header allows before its payload arrives; returns its mask.
     fn check(&self, header: &FrameHeader, length: u64) -> Result<[u8; 4], Violation> {
-        if header.rsv1 || header.rsv2 || header.rsv3 {
+        if header.rsv2 || header.rsv3 || (header.rsv1 && self.inflater.is_none()) {
             return Err(Violation::Protocol(
                 "reserved bit set; no extension negotiated",
             ));
+        }
+        if header.rsv1 {
+            match header.opcode {
+                OpCode::Control(_) => {
+                    return Err(Violation::Protocol("RSV1 set on a control frame"))
+                }
+                OpCode::Data(Data::Continue) => {
+                    return Err(Violation::Protocol("RSV1 set on a continuation frame"))
+                }
+                OpCode::Data(_) => {}
+            }
         }
         let Some(mask) = header.mask else {
             return Err(Violation::Protocol("client frames must be masked"));
@@ -269,7 +305,20 @@ impl Reader {
             OpCode::Data(Data::Binary) => false,
             OpCode::Data(Data::Continue) => {
                 let fragmented = self.fragmented.as_mut().expect("checked");
-                fragmented.payload.extend_from_slice(&payload);
+                if fragmented.compressed {
+                    let inflater = self
+                        .inflater
+                        .as_mut()
+                        .expect("compressed only if negotiated");
+                    inflater.fragment(
+                        &payload,
+                        header.is_final,
+                        &mut fragmented.payload,
+                        self.max_message,
+                    )?;
+                } else {
+                    fragmented.payload.extend_from_slice(&payload);
+                }
                 fragmented.check_utf8(header.is_final)?;
                 if !header.is_final {
                     return Ok(None);
@@ -278,10 +327,23 @@ impl Reader {
                 return Ok(Some(whole.into_message()));
             }
         };
-        let mut fragmented = Fragmented {
-            text,
-            payload: Vec::from(payload),
-            checked: 0,
+        let mut fragmented = if header.rsv1 {
+            let inflater = self.inflater.as_mut().expect("checked");
+            let mut inflated = Vec::new();
+            inflater.fragment(&payload, header.is_final, &mut inflated, self.max_message)?;
+            Fragmented {
+                text,
+                compressed: true,
+                payload: inflated,
+                checked: 0,
+            }
+        } else {
+            Fragmented {
+                text,
+                compressed: false,
+                payload: Vec::from(payload),
+                checked: 0,
+            }
         };
         fragmented.check_utf8(header.is_final)?;
         if header.is_final {
@@ -396,6 +458,197 @@ mod tests {
             );
         }
         whole
+    }
+
+    /// Raw DEFLATE of `text` with a sync flush, the tail removed (as a client sends it), from
+    /// `compressor` (which keeps its context unless reset).
+    fn deflate_with(compressor: &mut flate2::Compress, text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len() + 64);
+        compressor
+            .compress_vec(text, &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
+        assert!(out.ends_with(&crate::hub::deflated::TAIL));
+        out.truncate(out.len() - 4);
+        out
+    }
+
+    fn deflate(text: &[u8]) -> Vec<u8> {
+        deflate_with(
+            &mut flate2::Compress::new(flate2::Compression::default(), false),
+            text,
+        )
+    }
+
+    fn deflating(no_context_takeover: bool) -> Reader {
+        Reader::new(1000, 64).with_deflate(Deflate {
+            server_window_bits: 15,
+            client_no_context_takeover: no_context_takeover,
+        })
+    }
+
+    /// Everything `bytes` parses into on a connection that negotiated permessage-deflate, fed
+    /// in chunks of `chunk` bytes.
+    fn parse_deflating(
+        bytes: &[u8],
+        chunk: usize,
+        takeover: bool,
+    ) -> Result<Vec<Incoming>, Violation> {
+        let mut reader = deflating(!takeover);
+        let mut out = Vec::new();
+        for piece in bytes.chunks(chunk) {
+            reader.input.extend_from_slice(piece);
+            while let Some(incoming) = reader.parse()? {
+                out.push(incoming);
+            }
+        }
+        Ok(out)
+    }
+
+    const RSV1: u8 = 0x40;
+
+    #[test]
+    fn compressed_messages_inflate_whole_or_fragmented() {
+        let text = br#"{"type":"message","room":"project:p1","text":"hello hello hello hello"}"#;
+        let compressed = deflate(text);
+        let mut bytes = frame(TEXT | RSV1, &compressed);
+        // The same message in three fragments: RSV1 on the first only (RFC 7692 §6.1).
+        let (a, rest) = compressed.split_at(5);
+        let (b, c) = rest.split_at(rest.len() / 2);
+        bytes.extend(frame(TEXT_START | RSV1, a));
+        bytes.extend(frame(PING, b"between"));
+        bytes.extend(frame(CONTINUE, b));
+        bytes.extend(frame(CONTINUE_END, c));
+        // An uncompressed message on the same connection.
+        bytes.extend(frame(TEXT, b"plain"));
+        let expected = vec![
+            Incoming::Text(String::from_utf8(text.to_vec()).unwrap()),
+            Incoming::Ping(Bytes::from_static(b"between")),
+            Incoming::Text(String::from_utf8(text.to_vec()).unwrap()),
+            Incoming::Text("plain".into()),
+        ];
+        for chunk in [1, 3, 7, bytes.len()] {
+            assert_eq!(
+                parse_deflating(&bytes, chunk, false).unwrap(),
+                expected,
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_client_with_context_takeover_refers_to_its_earlier_messages() {
+        let mut compressor = flate2::Compress::new(flate2::Compression::default(), false);
+        let first = br#"{"type":"typing","room":"project:a-long-room-name"}"#;
+        let one = deflate_with(&mut compressor, first);
+        let two = deflate_with(&mut compressor, first); // mostly a back-reference into `one`
+        assert!(two.len() < one.len());
+        let mut bytes = frame(TEXT | RSV1, &one);
+        bytes.extend(frame(TEXT | RSV1, &two));
+        let text = || Incoming::Text(String::from_utf8(first.to_vec()).unwrap());
+        assert_eq!(
+            parse_deflating(&bytes, bytes.len(), true).unwrap(),
+            [text(), text()]
+        );
+        // Without context takeover the state is dropped after each message, so the second
+        // message's back-reference finds nothing (miniz_oxide reads an empty window as zeros
+        // rather than failing): never the first message's bytes.
+        let fresh = parse_deflating(&bytes, bytes.len(), false);
+        assert!(
+            !matches!(&fresh, Ok(messages) if messages.len() == 2 && messages[1] == text()),
+            "{fresh:?}"
+        );
+    }
+
+    #[test]
+    fn the_inflate_state_exists_only_while_it_is_needed() {
+        let compressed = deflate(b"hello hello hello");
+        let mut per_message = deflating(true);
+        per_message.input.extend(frame(TEXT | RSV1, &compressed));
+        assert!(per_message.parse().unwrap().is_some());
+        assert!(!per_message.inflater.as_ref().unwrap().holds_state());
+        let mut takeover = deflating(false);
+        assert!(!takeover.inflater.as_ref().unwrap().holds_state());
+        takeover.input.extend(frame(TEXT, b"plain"));
+        assert!(takeover.parse().unwrap().is_some());
+        assert!(
+            !takeover.inflater.as_ref().unwrap().holds_state(),
+            "plain messages need none"
+        );
+        takeover.input.extend(frame(TEXT | RSV1, &compressed));
+        assert!(takeover.parse().unwrap().is_some());
+        assert!(takeover.inflater.as_ref().unwrap().holds_state());
+    }
+
+    #[test]
+    fn compressed_frames_break_the_rules_they_can_break() {
+        let compressed = deflate(b"hi there");
+        let cases: [(Vec<u8>, Violation); 6] = [
+            // RSV1 without the extension negotiated is checked by `parse` below.
+            (
+                frame(PING | RSV1, b"x"),
+                Violation::Protocol("RSV1 set on a control frame"),
+            ),
+            (
+                [
+                    frame(TEXT_START | RSV1, &compressed[..2]),
+                    frame(CONTINUE_END | RSV1, &compressed[2..]),
+                ]
+                .concat(),
+                Violation::Protocol("RSV1 set on a continuation frame"),
+            ),
+            (
+                frame(TEXT | 0x20, b"x"),
+                Violation::Protocol("reserved bit set; no extension negotiated"),
+            ),
+            // Not DEFLATE at all (a reserved block type).
+            (
+                frame(TEXT | RSV1, &[0xff, 0xff, 0xff]),
+                Violation::BadDeflate,
+            ),
+            // Inflates to bytes that are not UTF-8.
+            (
+                frame(TEXT | RSV1, &deflate(&[0xc3, 0x28, b'a', b'b'])),
+                Violation::InvalidUtf8,
+            ),
+            // A bomb: 1,200 bytes of zeros in a few bytes, over the 1,000-byte limit.
+            (
+                frame(TEXT | RSV1, &deflate(&[b'0'; 1200])),
+                Violation::TooBig(1000),
+            ),
+        ];
+        for (bytes, violation) in cases {
+            assert_eq!(
+                parse_deflating(&bytes, bytes.len(), false),
+                Err(violation.clone()),
+                "{violation}"
+            );
+        }
+        assert_eq!(
+            parse(&frame(TEXT | RSV1, &compressed)),
+            Err(Violation::Protocol(
+                "reserved bit set; no extension negotiated"
+            ))
+        );
+        assert_eq!(Violation::BadDeflate.code(), 1007);
+    }
+
+    #[test]
+    fn a_bomb_fails_before_it_is_inflated_past_the_limit() {
+        // 10 MB of one byte deflates to about 10 KB; the reader stops at the limit.
+        let huge = vec![b'a'; 10 << 20];
+        let compressed = deflate(&huge);
+        let mut reader = Reader::new(64 * 1024, 64).with_deflate(Deflate {
+            server_window_bits: 15,
+            client_no_context_takeover: true,
+        });
+        let mut out = Vec::new();
+        let inflater = reader.inflater.as_mut().unwrap();
+        assert_eq!(
+            inflater.fragment(&compressed, true, &mut out, 64 * 1024),
+            Err(Violation::TooBig(64 * 1024))
+        );
+        assert!(out.len() <= 64 * 1024 + 1, "{}", out.len());
+        assert!(out.capacity() < 256 * 1024, "{}", out.capacity());
     }
 
     #[test]

@@ -22,6 +22,10 @@
 //! [`Outbox`] until fully written, with how much of the oldest one went out, so an interrupted
 //! write is completed before anything else.
 //!
+//! A frame the hub compressed for the connections that negotiated `permessage-deflate`
+//! (`hub/deflated.rs`) is written with RSV1 set and the compressed bytes as its payload, shared
+//! like the plain ones.
+//!
 //! Urgent frames are framed into a small buffer of the connection's own, allocated only while
 //! one waits: an idle connection holds none.
 
@@ -65,6 +69,13 @@ struct Header {
 impl Header {
     fn text(len: usize) -> Self {
         Self::new(Opcode::Text, len)
+    }
+
+    /// A text frame whose payload is a `permessage-deflate` message: RSV1 set (RFC 7692 §6).
+    fn deflated(len: usize) -> Self {
+        let mut header = Self::new(Opcode::Text, len);
+        header.bytes[0] |= 0x40;
+        header
     }
 
     fn new(opcode: Opcode, len: usize) -> Self {
@@ -253,10 +264,16 @@ fn poll_broadcasts<W: AsyncWrite + Unpin>(
                 if framed > 0 && buffer.len() + frame.len() > WRITE_BYTES {
                     break;
                 }
-                let header = Header::text(frame.len());
+                // A frame the hub compressed carries its mark (hub/deflated.rs): RSV1 instead.
+                let (compressed, body) = crate::hub::deflated::payload(frame);
+                let header = if compressed {
+                    Header::deflated(body.len())
+                } else {
+                    Header::text(body.len())
+                };
                 buffer.extend_from_slice(header.as_slice());
-                buffer.extend_from_slice(frame);
-                *length = usize::from(header.len) + frame.len();
+                buffer.extend_from_slice(body);
+                *length = usize::from(header.len) + body.len();
                 framed += 1;
             }
             let written = io.as_mut().poll_write(cx, &buffer[skip..]);
