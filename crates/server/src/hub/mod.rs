@@ -680,3 +680,68 @@ fn announces_presence(room: &str) -> bool {
 pub fn frame_bytes(frame: &ServerFrame) -> Bytes {
     Bytes::from(serde_json::to_vec(frame).expect("frames serialize"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub(compression: Option<deflated::CompressionLimits>) -> Hub {
+        Hub::new(HubLimits {
+            queue: QueueLimits {
+                messages: 100,
+                bytes: 1 << 20,
+            },
+            max_connections: 10,
+            max_connections_per_user: 10,
+            max_subscriptions: 10,
+            connection_threads: 0,
+            memberships: Default::default(),
+            compression,
+        })
+    }
+
+    fn connect(hub: &Hub, deflate_up_to: Option<usize>) -> (Arc<Session>, Outbox) {
+        let (session, outbox) = hub.connect(
+            UserId::parse("admin", "u").unwrap(),
+            true,
+            HashSet::new(),
+            Transport::WebSocket,
+        );
+        if let Some(max) = deflate_up_to {
+            session.accept_deflated(max);
+        }
+        hub.join(&session, "project:p").unwrap();
+        (session, outbox)
+    }
+
+    #[tokio::test]
+    async fn an_event_is_compressed_once_and_the_bytes_shared() {
+        let hub = hub(Some(deflated::CompressionLimits::default()));
+        let (_a, mut a) = connect(&hub, Some(1 << 15));
+        let (_b, mut b) = connect(&hub, Some(1 << 15));
+        let (_small, mut small) = connect(&hub, Some(256));
+        let (_plain, mut plain) = connect(&hub, None);
+        let frame = Bytes::from(format!(
+            r#"{{"type":"event","room":"project:p","offset":1,"data":"{}"}}"#,
+            "again and again ".repeat(40)
+        ));
+        assert_eq!(hub.deliver("project:p", None, &frame), 4);
+        let (got_a, got_b) = (a.recv().await.unwrap(), b.recv().await.unwrap());
+        assert_eq!(deflated::payload(&got_a).0, true);
+        assert_eq!(got_a.as_ptr(), got_b.as_ptr(), "one compression, shared");
+        assert!(got_a.len() < frame.len() / 4);
+        // The client whose window is too small for the frame, and the one that negotiated
+        // nothing, get the plain bytes themselves.
+        assert_eq!(small.recv().await.unwrap().as_ptr(), frame.as_ptr());
+        assert_eq!(plain.recv().await.unwrap().as_ptr(), frame.as_ptr());
+    }
+
+    #[tokio::test]
+    async fn nothing_is_compressed_on_a_server_that_does_not_compress() {
+        let hub = hub(None);
+        let (_a, mut a) = connect(&hub, Some(1 << 15));
+        let frame = Bytes::from("x".repeat(1000));
+        hub.deliver("project:p", None, &frame);
+        assert_eq!(a.recv().await.unwrap().as_ptr(), frame.as_ptr());
+    }
+}

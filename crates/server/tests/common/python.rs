@@ -14,6 +14,8 @@ const WAIT: Duration = Duration::from_secs(30);
 pub struct PythonClient {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
+    /// The `Sec-WebSocket-Extensions` the server answered, if any.
+    pub extensions: Option<String>,
 }
 
 impl PythonClient {
@@ -35,6 +37,13 @@ impl PythonClient {
         let mut client = Self {
             child,
             lines: BufReader::new(stdout).lines(),
+            extensions: None,
+        };
+        let extensions = client.line().await.unwrap_or_default();
+        client.extensions = match extensions.strip_prefix("extensions ") {
+            Some("none") => None,
+            Some(value) => Some(value.to_owned()),
+            None => panic!("the Python client reports its extensions first: {extensions:?}"),
         };
         assert_eq!(
             client.line().await.as_deref(),

@@ -1,5 +1,6 @@
 """A WebSocket client not written in Rust: subscribes to project:default with Python's
-`websockets`, prints "subscribed", then prints the first task event as one JSON line, then
+`websockets`, prints "extensions X" (the negotiated Sec-WebSocket-Extensions, "none" without),
+then "subscribed", then prints the first task event as one JSON line, then
 closes normally and prints "closed CODE" with the code of the server's answering close frame
 (websockets reports 1006 when no close frame came back).
 
@@ -23,6 +24,10 @@ async def main(url: str, token: str, ca_file: str | None) -> None:
     except TypeError:  # websockets < 14 names it extra_headers
         connection = websockets.connect(url, extra_headers=headers, **options)
     async with connection as ws:
+        # websockets offers permessage-deflate by default (and then compresses what it sends).
+        response = getattr(ws, "response", None)
+        headers = response.headers if response is not None else ws.response_headers
+        print(f"extensions {headers.get('Sec-WebSocket-Extensions') or 'none'}", flush=True)
         hello = json.loads(await ws.recv())
         assert hello["type"] == "hello", hello
         await ws.send(json.dumps({"type": "subscribe", "room": "project:default", "id": 1}))

@@ -491,3 +491,206 @@ async fn sse_and_long_poll_clients_that_go_away_are_cleaned_up_at_once() {
         connections_become(&app, 0, what).await;
     }
 }
+
+// --- permessage-deflate (RFC 7692) ---------------------------------------------------------------
+
+/// A server that compresses (`ws_compression = on`).
+async fn compressing() -> TestApp {
+    TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.ws_compression = taskflow_server::config::Switch::On;
+    })
+    .await
+}
+
+/// Raw DEFLATE with a sync flush, its tail removed, as a client sends a compressed message.
+fn deflate_with(compressor: &mut flate2::Compress, text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 64);
+    compressor
+        .compress_vec(text, &mut out, flate2::FlushCompress::Sync)
+        .unwrap();
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+fn deflate(text: &[u8]) -> Vec<u8> {
+    deflate_with(
+        &mut flate2::Compress::new(flate2::Compression::default(), false),
+        text,
+    )
+}
+
+/// A message the server compressed, inflated on its own (the server takes no context).
+fn inflate(payload: &[u8]) -> Vec<u8> {
+    let input = [payload, &[0, 0, 0xff, 0xff]].concat();
+    let mut out = Vec::with_capacity(1 << 20);
+    flate2::Decompress::new(false)
+        .decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+        .unwrap();
+    out
+}
+
+impl Raw {
+    /// A WebSocket connection as the admin offering `extensions`, past the hello frame; and
+    /// the `Sec-WebSocket-Extensions` answer.
+    async fn open_offering(app: &TestApp, extensions: &str) -> (Raw, Option<String>) {
+        let mut raw = Raw::connect(app).await;
+        let request = upgrade_request(app, &[("Sec-WebSocket-Extensions", extensions)]);
+        let answer = raw.request(&request).await;
+        assert_eq!(answer.status, 101, "{}", answer.head);
+        let (first, hello) = raw.frame().await;
+        assert_eq!(first, TEXT, "the hello frame is a reply: never compressed");
+        assert_eq!(serde_json::from_slice::<Value>(&hello).unwrap()["type"], "hello");
+        let negotiated = answer.header("sec-websocket-extensions").map(str::to_owned);
+        (raw, negotiated)
+    }
+
+    /// The next event frame: its first byte and its JSON, inflated if it came compressed.
+    async fn event(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            let (first, payload) = self.frame().await;
+            let json = if first & 0x40 != 0 { inflate(&payload) } else { payload };
+            let frame: Value = serde_json::from_slice(&json).expect("a JSON frame");
+            if frame["type"] == "event" {
+                return (first, json);
+            }
+        }
+    }
+
+    /// The reply with `id`, skipping anything else.
+    async fn reply(&mut self, id: u64) -> Value {
+        loop {
+            let (first, payload) = self.frame().await;
+            assert_eq!(first & 0x40, 0, "replies go uncompressed");
+            let frame: Value = serde_json::from_slice(&payload).unwrap();
+            if frame["id"] == id {
+                return frame;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn permessage_deflate_is_negotiated_as_the_client_asks() {
+    let app = compressing().await;
+    let cases = [
+        // What browsers send.
+        (
+            "permessage-deflate; client_max_window_bits",
+            Some("permessage-deflate; server_no_context_takeover"),
+        ),
+        (
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=10",
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10"),
+        ),
+        // A first offer the server cannot accept, then one it can.
+        (
+            "permessage-deflate; server_max_window_bits=20, permessage-deflate",
+            Some("permessage-deflate; server_no_context_takeover"),
+        ),
+        ("permessage-deflate; mystery", None),
+        ("x-webkit-deflate-frame", None),
+    ];
+    for (offer, answer) in cases {
+        let (_, negotiated) = Raw::open_offering(&app, offer).await;
+        assert_eq!(negotiated.as_deref(), answer, "{offer}");
+    }
+    // A server that does not compress answers every offer with plain frames.
+    let plain = TestApp::spawn(Backend::Sqlite).await;
+    let (_, negotiated) = Raw::open_offering(&plain, "permessage-deflate").await;
+    assert_eq!(negotiated, None);
+}
+
+#[tokio::test]
+async fn an_event_is_compressed_once_for_every_connection_that_negotiated_it() {
+    let app = compressing().await;
+    let (mut a, _) = Raw::open_offering(&app, "permessage-deflate; client_max_window_bits").await;
+    let (mut b, _) = Raw::open_offering(&app, "permessage-deflate; client_no_context_takeover").await;
+    // A client whose window holds 256 bytes: the event is longer, so it gets it plain.
+    let (mut small, negotiated) =
+        Raw::open_offering(&app, "permessage-deflate; server_max_window_bits=8").await;
+    assert!(negotiated.unwrap().ends_with("server_max_window_bits=8"));
+    let mut plain = Raw::open(&app).await;
+    for raw in [&mut a, &mut b, &mut small, &mut plain] {
+        raw.send(&masked(TEXT, br#"{"type":"subscribe","room":"project:default","id":1}"#))
+            .await;
+        assert_eq!(raw.reply(1).await["ok"], true);
+    }
+    let description = "Compressible text, said twice. ".repeat(20);
+    app.create_task(serde_json::json!({ "title": "Deflate me", "description": description }))
+        .await;
+    let (first_a, json_a) = a.event().await;
+    let (first_b, json_b) = b.event().await;
+    let (first_small, json_small) = small.event().await;
+    let (first_plain, json_plain) = plain.event().await;
+    assert_eq!(first_a, 0xc1, "FIN, RSV1, text");
+    assert_eq!(first_b, 0xc1);
+    assert_eq!((first_small, first_plain), (TEXT, TEXT));
+    for json in [&json_a, &json_b, &json_small] {
+        assert!(json == &json_plain, "the same frame, however it travelled");
+    }
+    // (That both got the same shared bytes, compressed once, is hub::tests' to show.)
+}
+
+#[tokio::test]
+async fn compressed_commands_are_read_with_and_without_context_takeover() {
+    let app = compressing().await;
+    // With context takeover (the default): the second command refers to the first.
+    let (mut raw, _) = Raw::open_offering(&app, "permessage-deflate").await;
+    let mut compressor = flate2::Compress::new(flate2::Compression::default(), false);
+    let one = deflate_with(&mut compressor, br#"{"type":"ping","id":1}"#);
+    let two = deflate_with(&mut compressor, br#"{"type":"ping","id":2}"#);
+    raw.send(&masked(TEXT | 0x40, &one)).await;
+    raw.send(&masked(TEXT | 0x40, &two)).await;
+    assert_eq!(raw.reply(1).await["type"], "pong");
+    assert_eq!(raw.reply(2).await["type"], "pong");
+    // Without: every message stands alone; one split over fragments, a ping between them.
+    let (mut raw, _) = Raw::open_offering(&app, "permessage-deflate; client_no_context_takeover").await;
+    let compressed = deflate(br#"{"type":"subscribe","room":"project:default","id":3}"#);
+    let (head, rest) = compressed.split_at(4);
+    raw.send(&[masked(0x01 | 0x40, head), masked(PING, b"p"), masked(0x80, rest)].concat())
+        .await;
+    assert_eq!(raw.frame().await, (PONG, b"p".to_vec()));
+    assert_eq!(raw.reply(3).await["ok"], true);
+    // An uncompressed message on a connection that negotiated compression is fine too.
+    raw.send(&masked(TEXT, br#"{"type":"ping","id":4}"#)).await;
+    assert_eq!(raw.reply(4).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn compressed_frames_that_break_the_rules_close_with_their_code() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.ws_compression = taskflow_server::config::Switch::On;
+        c.ws_max_message_bytes = 1024;
+    })
+    .await;
+    let compressed = deflate(br#"{"type":"ping"}"#);
+    let cases: [(Vec<u8>, u16, &str); 5] = [
+        (masked(PING | 0x40, b"x"), 1002, "RSV1 on a control frame"),
+        (
+            [masked(0x01 | 0x40, &compressed[..3]), masked(0x80 | 0x40, &compressed[3..])].concat(),
+            1002,
+            "RSV1 on a continuation",
+        ),
+        (masked(TEXT | 0x20, b"{}"), 1002, "RSV2: no extension defines it"),
+        (masked(TEXT | 0x40, &[0xff, 0xfe, 0xfd]), 1007, "data that is not DEFLATE"),
+        (
+            masked(TEXT | 0x40, &deflate(&[b' '; 1_000_000])),
+            1009,
+            "a bomb: a few kilobytes that inflate past the limit",
+        ),
+    ];
+    for (bytes, code, what) in cases {
+        let (mut raw, negotiated) = Raw::open_offering(&app, "permessage-deflate").await;
+        assert!(negotiated.is_some());
+        raw.send(&bytes).await;
+        let (_, close) = raw.close_frame().await;
+        assert_eq!(u16::from_be_bytes([close[2], close[3]]), code, "{what}: {close:?}");
+        raw.until_eof().await;
+    }
+    // RSV1 on a connection that did not negotiate the extension is still a protocol error.
+    let mut raw = Raw::open(&app).await;
+    raw.send(&masked(TEXT | 0x40, &compressed)).await;
+    let (_, close) = raw.close_frame().await;
+    assert_eq!(u16::from_be_bytes([close[2], close[3]]), 1002);
+}

@@ -184,6 +184,7 @@ async fn a_python_websockets_client_receives_events() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let url = format!("ws://{}/ws/tasks", app.addr);
     let mut python = PythonClient::subscribed(&url, crate::common::ADMIN_TOKEN, None).await;
+    assert_eq!(python.extensions, None, "this server does not compress");
     let task = app
         .create_task(json!({ "title": "from rust to python" }))
         .await;
@@ -191,6 +192,36 @@ async fn a_python_websockets_client_receives_events() {
     assert_eq!(got["event"], "task.created");
     assert_eq!(got["data"]["id"], task["id"]);
     python.closed_normally().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_websockets_client_negotiates_compression_and_reads_compressed_events() {
+    // Python's `websockets` offers permessage-deflate by default, with context takeover, and
+    // compresses what it sends: its subscribe command arrives compressed, the events go out
+    // compressed.
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.ws_compression = taskflow_server::config::Switch::On;
+        c.ws_compression_min_bytes = 0;
+    })
+    .await;
+    let url = format!("ws://{}/ws/tasks", app.addr);
+    let mut python = PythonClient::subscribed(&url, crate::common::ADMIN_TOKEN, None).await;
+    let extensions = python.extensions.clone().expect("negotiated");
+    assert!(
+        extensions.starts_with("permessage-deflate; server_no_context_takeover"),
+        "{extensions}"
+    );
+    let description = "A description long enough to be worth compressing. ".repeat(10);
+    let task = app
+        .create_task(json!({ "title": "compressed for python", "description": description }))
+        .await;
+    let got = python.event().await;
+    assert_eq!(got["event"], "task.created");
+    assert_eq!(got["data"]["id"], task["id"]);
+    assert_eq!(got["data"]["description"], description);
+    python.closed_normally().await;
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("ws_compressions_total"), "the event went out compressed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
