@@ -9,7 +9,7 @@ mod chromium;
 
 #[test]
 fn the_browser_library_goes_live_degrades_and_resumes_in_chromium() {
-    chromium::run("client.test.mjs", &["playwright-core"], &[], 7);
+    chromium::run("client.test.mjs", &["playwright-core", "ws"], &[], 9);
 }
 
 /// The board over HTTPS and WSS (`tests/browser/tls.test.mjs`), with a CA and a server

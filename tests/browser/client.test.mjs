@@ -360,3 +360,92 @@ test("a close from the page completes the closing handshake: wasClean, with the 
   server.kill("SIGKILL");
   await stopped(server);
 });
+
+/** A server that compresses (`ws_compression = on`, every frame worth it). */
+function startCompressing(name, port) {
+  return startServer({
+    db: join(scratch, `${name}.db`),
+    port,
+    env: { TASKFLOW_WS_COMPRESSION: "on", TASKFLOW_WS_COMPRESSION_MIN_BYTES: "0" },
+  });
+}
+
+test("Chromium negotiates permessage-deflate: events arrive compressed and its own compressed messages are read", async () => {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = await startCompressing("deflate-chromium", port);
+  const { page, context } = await openPage(base);
+  await waitForState(page, "live:websocket");
+  await createTasks(base, 30, "compressed");
+  assert.deepEqual(await waitForCount(page, 30), range(1, 30), "every event once, in order");
+  // A socket of the page's own: what was negotiated, and a command Chromium sends compressed.
+  const seen = await page.evaluate(
+    ({ url, token }) =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`${url}?access_token=${token}&auto=false`);
+        ws.onerror = () => reject(new Error("the socket failed"));
+        ws.onopen = () => ws.send(JSON.stringify({ type: "ping", id: "x".repeat(2000) }));
+        ws.onmessage = (message) => {
+          const frame = JSON.parse(message.data);
+          if (frame.type === "pong") {
+            resolve({ extensions: ws.extensions, echoed: frame.id.length });
+            ws.close(1000);
+          }
+        };
+      }),
+    { url: base.replace("http", "ws") + "/ws/tasks", token: TOKEN },
+  );
+  assert.match(seen.extensions, /^permessage-deflate; server_no_context_takeover/);
+  assert.equal(seen.echoed, 2000);
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  assert.match(metrics, /^ws_compressions_total \d+/m, "events went out compressed");
+  assert.match(metrics, /^ws_compressed_messages_in_total [1-9]/m, "the page's command came in compressed");
+  await context.close();
+  server.kill("SIGKILL");
+  await stopped(server);
+});
+
+test("the npm ws client negotiates permessage-deflate and gets every event, compressed both ways", async () => {
+  const { WebSocket } = await import("ws");
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = await startCompressing("deflate-ws", port);
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/tasks?auto=false`, {
+    headers: { Authorization: `Bearer ${TOKEN}` },
+    // ws compresses what it sends from 1 KiB on; lower it so the subscribe goes compressed.
+    perMessageDeflate: { threshold: 0 },
+  });
+  const frames = [];
+  let onFrame = () => {};
+  ws.on("message", (data) => {
+    frames.push(JSON.parse(data.toString()));
+    onFrame();
+  });
+  const until = (what, condition) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT);
+      onFrame = () => {
+        if (condition()) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      onFrame();
+    });
+  await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+  assert.match(ws.extensions, /permessage-deflate/);
+  ws.send(JSON.stringify({ type: "subscribe", room: "project:default", id: 1 }));
+  await until("the subscribe reply", () => frames.some((f) => f.type === "reply" && f.id === 1 && f.ok));
+  await createTasks(base, 25, "for ws");
+  const events = () => frames.filter((f) => f.type === "event").map((f) => f.offset);
+  await until("25 events", () => events().length >= 25);
+  assert.deepEqual(events(), range(1, 25));
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  assert.match(metrics, /^ws_compressed_messages_in_total [1-9]/m, "the subscribe came in compressed");
+  assert.match(metrics, /^ws_compressions_total \d+/m, "events went out compressed");
+  ws.close(1000);
+  const [code] = await new Promise((resolve) => ws.once("close", (...args) => resolve(args)));
+  assert.equal(code, 1000, "the closing handshake completed");
+  server.kill("SIGKILL");
+  await stopped(server);
+});

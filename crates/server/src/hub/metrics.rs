@@ -85,3 +85,10 @@ pub(crate) fn compressed(plain: usize, deflated: Option<usize>) {
     PLAIN.increment(plain as u64);
     OUT.increment(deflated.unwrap_or(plain) as u64);
 }
+
+/// A compressed message from a client was inflated.
+pub(crate) fn inflated() {
+    static INFLATED: LazyLock<Counter> =
+        LazyLock::new(|| counter!("ws_compressed_messages_in_total"));
+    INFLATED.increment(1);
+}

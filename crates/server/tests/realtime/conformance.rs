@@ -540,7 +540,10 @@ impl Raw {
         assert_eq!(answer.status, 101, "{}", answer.head);
         let (first, hello) = raw.frame().await;
         assert_eq!(first, TEXT, "the hello frame is a reply: never compressed");
-        assert_eq!(serde_json::from_slice::<Value>(&hello).unwrap()["type"], "hello");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&hello).unwrap()["type"],
+            "hello"
+        );
         let negotiated = answer.header("sec-websocket-extensions").map(str::to_owned);
         (raw, negotiated)
     }
@@ -549,7 +552,11 @@ impl Raw {
     async fn event(&mut self) -> (u8, Vec<u8>) {
         loop {
             let (first, payload) = self.frame().await;
-            let json = if first & 0x40 != 0 { inflate(&payload) } else { payload };
+            let json = if first & 0x40 != 0 {
+                inflate(&payload)
+            } else {
+                payload
+            };
             let frame: Value = serde_json::from_slice(&json).expect("a JSON frame");
             if frame["type"] == "event" {
                 return (first, json);
@@ -605,15 +612,19 @@ async fn permessage_deflate_is_negotiated_as_the_client_asks() {
 async fn an_event_is_compressed_once_for_every_connection_that_negotiated_it() {
     let app = compressing().await;
     let (mut a, _) = Raw::open_offering(&app, "permessage-deflate; client_max_window_bits").await;
-    let (mut b, _) = Raw::open_offering(&app, "permessage-deflate; client_no_context_takeover").await;
+    let (mut b, _) =
+        Raw::open_offering(&app, "permessage-deflate; client_no_context_takeover").await;
     // A client whose window holds 256 bytes: the event is longer, so it gets it plain.
     let (mut small, negotiated) =
         Raw::open_offering(&app, "permessage-deflate; server_max_window_bits=8").await;
     assert!(negotiated.unwrap().ends_with("server_max_window_bits=8"));
     let mut plain = Raw::open(&app).await;
     for raw in [&mut a, &mut b, &mut small, &mut plain] {
-        raw.send(&masked(TEXT, br#"{"type":"subscribe","room":"project:default","id":1}"#))
-            .await;
+        raw.send(&masked(
+            TEXT,
+            br#"{"type":"subscribe","room":"project:default","id":1}"#,
+        ))
+        .await;
         assert_eq!(raw.reply(1).await["ok"], true);
     }
     let description = "Compressible text, said twice. ".repeat(20);
@@ -645,11 +656,19 @@ async fn compressed_commands_are_read_with_and_without_context_takeover() {
     assert_eq!(raw.reply(1).await["type"], "pong");
     assert_eq!(raw.reply(2).await["type"], "pong");
     // Without: every message stands alone; one split over fragments, a ping between them.
-    let (mut raw, _) = Raw::open_offering(&app, "permessage-deflate; client_no_context_takeover").await;
+    let (mut raw, _) =
+        Raw::open_offering(&app, "permessage-deflate; client_no_context_takeover").await;
     let compressed = deflate(br#"{"type":"subscribe","room":"project:default","id":3}"#);
     let (head, rest) = compressed.split_at(4);
-    raw.send(&[masked(0x01 | 0x40, head), masked(PING, b"p"), masked(0x80, rest)].concat())
-        .await;
+    raw.send(
+        &[
+            masked(0x01 | 0x40, head),
+            masked(PING, b"p"),
+            masked(0x80, rest),
+        ]
+        .concat(),
+    )
+    .await;
     assert_eq!(raw.frame().await, (PONG, b"p".to_vec()));
     assert_eq!(raw.reply(3).await["ok"], true);
     // An uncompressed message on a connection that negotiated compression is fine too.
@@ -668,12 +687,24 @@ async fn compressed_frames_that_break_the_rules_close_with_their_code() {
     let cases: [(Vec<u8>, u16, &str); 5] = [
         (masked(PING | 0x40, b"x"), 1002, "RSV1 on a control frame"),
         (
-            [masked(0x01 | 0x40, &compressed[..3]), masked(0x80 | 0x40, &compressed[3..])].concat(),
+            [
+                masked(0x01 | 0x40, &compressed[..3]),
+                masked(0x80 | 0x40, &compressed[3..]),
+            ]
+            .concat(),
             1002,
             "RSV1 on a continuation",
         ),
-        (masked(TEXT | 0x20, b"{}"), 1002, "RSV2: no extension defines it"),
-        (masked(TEXT | 0x40, &[0xff, 0xfe, 0xfd]), 1007, "data that is not DEFLATE"),
+        (
+            masked(TEXT | 0x20, b"{}"),
+            1002,
+            "RSV2: no extension defines it",
+        ),
+        (
+            masked(TEXT | 0x40, &[0xff, 0xfe, 0xfd]),
+            1007,
+            "data that is not DEFLATE",
+        ),
         (
             masked(TEXT | 0x40, &deflate(&[b' '; 1_000_000])),
             1009,
@@ -685,7 +716,11 @@ async fn compressed_frames_that_break_the_rules_close_with_their_code() {
         assert!(negotiated.is_some());
         raw.send(&bytes).await;
         let (_, close) = raw.close_frame().await;
-        assert_eq!(u16::from_be_bytes([close[2], close[3]]), code, "{what}: {close:?}");
+        assert_eq!(
+            u16::from_be_bytes([close[2], close[3]]),
+            code,
+            "{what}: {close:?}"
+        );
         raw.until_eof().await;
     }
     // RSV1 on a connection that did not negotiate the extension is still a protocol error.

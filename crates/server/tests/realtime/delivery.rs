@@ -221,7 +221,10 @@ async fn a_python_websockets_client_negotiates_compression_and_reads_compressed_
     assert_eq!(got["data"]["description"], description);
     python.closed_normally().await;
     let metrics = app.metrics().await;
-    assert!(metrics.contains("ws_compressions_total"), "the event went out compressed");
+    assert!(
+        metrics.contains("ws_compressions_total"),
+        "the event went out compressed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

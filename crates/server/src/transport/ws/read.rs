@@ -377,6 +377,9 @@ impl Fragmented {
     }
 
     fn into_message(self) -> Incoming {
+        if self.compressed {
+            crate::hub::metrics::inflated();
+        }
         if self.text {
             Incoming::Text(String::from_utf8(self.payload).expect("checked as UTF-8"))
         } else {
