@@ -695,3 +695,46 @@ async fn bench_import_moves_every_task_in_bounded_memory() {
         drop(server);
     }
 }
+
+/// Against a server that compresses: the bench negotiates permessage-deflate unless told not
+/// to, reads every event either way, and reports what a delivery costs on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_fanout_compressed_and_not_reports_bytes_on_the_wire() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (child, addr) = start_with(&db.url, &[("TASKFLOW_WS_COMPRESSION", "on")]);
+    let server = KillOnDrop(child);
+    let pid = server.0.id();
+    let run = |extra: &'static [&'static str]| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut scenario = extra.to_vec();
+            scenario.extend([
+                "fanout",
+                "--subscribers",
+                "40",
+                "--rooms",
+                "2",
+                "--rate",
+                "40",
+                "--duration",
+                "1",
+            ]);
+            bench(&addr, pid, &scenario)
+        })
+    };
+    let compressed = run(&[]).await.unwrap();
+    let plain = run(&["--no-compression"]).await.unwrap();
+    for report in [&compressed, &plain] {
+        assert_eq!(report["delivered"], report["expected"], "{report}");
+        assert_eq!(report["lost"], 0, "{report}");
+    }
+    assert_eq!(compressed["compressed_subscribers"], 40, "{compressed}");
+    assert_eq!(plain["compressed_subscribers"], 0, "{plain}");
+    let per = |r: &Value| r["wire_bytes_per_delivery"].as_f64().unwrap();
+    assert!(
+        per(&compressed) < per(&plain),
+        "compressed {} vs plain {} bytes per delivery",
+        per(&compressed),
+        per(&plain)
+    );
+}

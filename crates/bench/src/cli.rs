@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// certificate for a DNS name, served on loopback); implies --tls.
     #[arg(long, global = true, value_name = "NAME")]
     tls_name: Option<String>,
+    /// Do not offer permessage-deflate (RFC 7692): plain frames even from a server that
+    /// compresses (`ws_compression = on`).
+    #[arg(long, global = true)]
+    no_compression: bool,
     /// Admin token (it mints the bench's users) [default: $TASKFLOW_ADMIN_TOKEN].
     #[arg(long, global = true)]
     token: Option<String>,
@@ -231,6 +235,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
                 .or_else(|| std::env::var("TASKFLOW_ADMIN_TOKEN").ok())
                 .ok_or(CliError::NoToken)?;
             let mut target = Target::new(args.target, token, args.server_pid)?;
+            target.compression = !args.no_compression;
             if args.tls || args.ca_cert.is_some() || args.tls_name.is_some() {
                 target = target.with_tls(args.ca_cert.as_deref(), args.tls_name.as_deref())?;
             }

@@ -107,6 +107,16 @@ pub struct FanoutReport {
     pub server_cpu_secs: Option<f64>,
     /// Server CPU per delivered message, microseconds.
     pub server_cpu_us_per_delivery: Option<f64>,
+    /// Subscribers the server agreed to send compressed frames (permessage-deflate).
+    #[serde(default)]
+    pub compressed_subscribers: u64,
+    /// Bytes the subscribers read from their sockets after the handshake (frames as they
+    /// travelled, headers included).
+    #[serde(default)]
+    pub wire_bytes: u64,
+    /// `wire_bytes` per delivered message: what one delivery costs on the wire.
+    #[serde(default)]
+    pub wire_bytes_per_delivery: Option<f64>,
     /// The server before publishing.
     pub server_before: Option<Usage>,
     /// The server at the end.
@@ -294,6 +304,9 @@ impl Cast {
 /// Shared by every subscriber task.
 struct Counters {
     delivered: AtomicU64,
+    /// Bytes read by the subscribers that ended, and how many of them negotiated compression.
+    wire_bytes: AtomicU64,
+    compressed: AtomicU64,
     ended: AtomicUsize,
     first_nanos: AtomicU64,
     last_nanos: AtomicU64,
@@ -333,6 +346,8 @@ pub async fn run(target: &Target, plan: &FanoutPlan) -> Result<FanoutReport, Ben
     let span = plan.duration * 2 + plan.grace * 10 + Duration::from_secs(300);
     let counters = Arc::new(Counters {
         delivered: AtomicU64::new(0),
+        wire_bytes: AtomicU64::new(0),
+        compressed: AtomicU64::new(0),
         ended: AtomicUsize::new(0),
         first_nanos: AtomicU64::new(0),
         last_nanos: AtomicU64::new(0),
@@ -428,7 +443,15 @@ pub async fn run(target: &Target, plan: &FanoutPlan) -> Result<FanoutReport, Ben
         .map(|c| c * 1e6 / report.totals.delivered as f64);
     report.server_before = before;
     report.server_after = after;
+    report.compressed_subscribers = counters.compressed.load(Ordering::Relaxed);
+    report.wire_bytes = counters.wire_bytes.load(Ordering::Relaxed);
+    report.wire_bytes_per_delivery = per_delivery(report.wire_bytes, report.totals.delivered);
     Ok(report)
+}
+
+/// Bytes per delivered message, once anything was delivered.
+pub(crate) fn per_delivery(bytes: u64, delivered: u64) -> Option<f64> {
+    (delivered > 0).then(|| bytes as f64 / delivered as f64)
 }
 
 /// Connects and subscribes every subscriber, and starts reading each one as soon as it is
@@ -545,6 +568,12 @@ async fn read(
             Mark::Other => {}
         }
     }
+    counters
+        .wire_bytes
+        .fetch_add(socket.bytes_read(), Ordering::Relaxed);
+    counters
+        .compressed
+        .fetch_add(u64::from(socket.compressed()), Ordering::Relaxed);
     tally
 }
 

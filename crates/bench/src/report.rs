@@ -211,6 +211,8 @@ fn merge_fanout(all: Vec<FanoutReport>) -> Result<FanoutReport, MergeError> {
         merged.disconnected += r.disconnected;
         merged.delivered_per_sec += r.delivered_per_sec;
         merged.rates.add(&r.rates);
+        merged.compressed_subscribers += r.compressed_subscribers;
+        merged.wire_bytes += r.wire_bytes;
     }
     merged.events_per_sec_per_subscriber =
         merged.delivered_per_sec / merged.subscribers.max(1) as f64;
@@ -219,6 +221,8 @@ fn merge_fanout(all: Vec<FanoutReport>) -> Result<FanoutReport, MergeError> {
         .server_cpu_secs
         .filter(|_| merged.totals.delivered > 0)
         .map(|c| c * 1e6 / merged.totals.delivered as f64);
+    merged.wire_bytes_per_delivery =
+        crate::fanout::per_delivery(merged.wire_bytes, merged.totals.delivered);
     (merged.server_before, merged.server_after) = span.first();
     Ok(merged)
 }

@@ -21,6 +21,8 @@ pub struct Target {
     pub pid: Option<u32>,
     /// How to speak TLS to it, if it does.
     tls: Option<Tls>,
+    /// Offer permessage-deflate on WebSockets (`--no-compression` turns it off).
+    pub compression: bool,
 }
 
 /// TLS towards the target: the roots its certificate is checked against, and the name it must
@@ -45,6 +47,7 @@ impl Target {
             token,
             pid,
             tls: None,
+            compression: true,
         })
     }
 

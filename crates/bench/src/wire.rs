@@ -9,8 +9,12 @@
 //! response), frames are parsed by tungstenite's own `FrameHeader`, and reads go into the
 //! buffer's spare capacity without zeroing it.
 //!
-//! The server neither fragments nor compresses (docs/protocol.md), so a data frame is a whole
-//! message; a fragment is refused as a protocol error.
+//! The server never fragments (docs/protocol.md), so a data frame is a whole message; a
+//! fragment is refused as a protocol error. It compresses when both sides agree
+//! (`permessage-deflate`, RFC 7692, offered unless `--no-compression`): always without context
+//! takeover, so a compressed frame inflates on its own, with one inflate state per bench thread
+//! rather than one per subscriber. What the bench sends goes uncompressed (allowed by RFC 7692).
+//! Every byte read is counted ([`Wire::bytes_read`]): bytes on the wire per delivered message.
 
 use crate::stream::Stream;
 use crate::target::Target;
@@ -95,6 +99,45 @@ pub struct Wire {
     /// How the server ended the connection, once it has: its close frame's code and reason
     /// (`None` for an empty close), for error messages.
     closed: Option<Option<(u16, String)>>,
+    /// The server agreed to permessage-deflate.
+    deflate: bool,
+    /// Bytes read from the socket (frames, headers included), after the handshake.
+    bytes_read: u64,
+}
+
+/// What the bench offers: the server takes no context (it always does) and neither does the
+/// client (it sends nothing compressed).
+const OFFER: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+
+thread_local! {
+    /// One inflate state per thread, reset for every message (the server takes no context).
+    static INFLATE: std::cell::RefCell<flate2::Decompress> =
+        std::cell::RefCell::new(flate2::Decompress::new(false));
+}
+
+/// Inflates a message the server compressed (RFC 7692 §7.2.2: the sync-flush tail put back).
+fn inflate(payload: &[u8]) -> Result<Bytes, String> {
+    INFLATE.with_borrow_mut(|state| {
+        state.reset(false);
+        let mut out = Vec::with_capacity(payload.len() * 4 + 64);
+        for input in [payload, &[0, 0, 0xff, 0xff][..]] {
+            let mut input = input;
+            loop {
+                if out.len() == out.capacity() {
+                    out.reserve(out.capacity());
+                }
+                let before = state.total_in();
+                state
+                    .decompress_vec(input, &mut out, flate2::FlushDecompress::Sync)
+                    .map_err(|e| format!("bad compressed frame: {e}"))?;
+                input = &input[(state.total_in() - before) as usize..];
+                if input.is_empty() && out.len() < out.capacity() {
+                    break;
+                }
+            }
+        }
+        Ok(Bytes::from(out))
+    })
 }
 
 impl Wire {
@@ -123,7 +166,13 @@ impl Wire {
             .header(header::UPGRADE, "websocket")
             .header(header::SEC_WEBSOCKET_VERSION, "13")
             .header(header::SEC_WEBSOCKET_KEY, &key)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        let request = if target.compression {
+            request.header(header::SEC_WEBSOCKET_EXTENSIONS, OFFER)
+        } else {
+            request
+        };
+        let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
         let response = sender
@@ -139,6 +188,11 @@ impl Wire {
         {
             return Err(OpenError::Failed("wrong Sec-WebSocket-Accept".into()));
         }
+        let deflate = response
+            .headers()
+            .get(header::SEC_WEBSOCKET_EXTENSIONS)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("permessage-deflate"));
         let upgraded = hyper::upgrade::on(response)
             .await
             .map_err(|e| e.to_string())?;
@@ -150,6 +204,8 @@ impl Wire {
             tcp: parts.io.into_inner(),
             buf: BytesMut::from(&parts.read_buf[..]),
             closed: None,
+            deflate,
+            bytes_read: parts.read_buf.len() as u64,
         };
         match wire.next_text().await? {
             Some(_) => Ok(wire),
@@ -217,15 +273,19 @@ impl Wire {
     /// drop the wire after cancelling it.
     pub async fn next_text(&mut self) -> Result<Option<Bytes>, String> {
         loop {
-            let Some((opcode, payload)) = self.frame()? else {
+            let Some((opcode, compressed, payload)) = self.frame()? else {
                 self.buf.reserve(READ_CHUNK);
                 match self.tcp.read_buf(&mut self.buf).await {
                     Ok(0) => return Ok(None),
-                    Ok(_) => continue,
+                    Ok(n) => {
+                        self.bytes_read += n as u64;
+                        continue;
+                    }
                     Err(err) => return Err(err.to_string()),
                 }
             };
             match opcode {
+                OpCode::Data(Data::Text) if compressed => return inflate(&payload).map(Some),
                 OpCode::Data(Data::Text) => return Ok(Some(payload)),
                 OpCode::Control(Control::Ping) => self.send(Frame::pong(payload)).await?,
                 OpCode::Control(Control::Close) => {
@@ -251,8 +311,20 @@ impl Wire {
         }
     }
 
-    /// Takes one whole frame off the buffer, if it holds one.
-    fn frame(&mut self) -> Result<Option<(OpCode, Bytes)>, String> {
+    /// Whether the server agreed to compress.
+    pub fn compressed(&self) -> bool {
+        self.deflate
+    }
+
+    /// Bytes read from the socket since the handshake: frames as they travelled, compressed or
+    /// not, headers included.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// Takes one whole frame off the buffer, if it holds one: its opcode, whether it is
+    /// compressed (RSV1), and its payload.
+    fn frame(&mut self) -> Result<Option<(OpCode, bool, Bytes)>, String> {
         let mut cursor = Cursor::new(&self.buf[..]);
         let Some((header, len)) = FrameHeader::parse(&mut cursor).map_err(|e| e.to_string())?
         else {
@@ -263,11 +335,18 @@ impl Wire {
         if header.mask.is_some() || !header.is_final {
             return Err("masked or fragmented frame from the server".into());
         }
+        if header.rsv2 || header.rsv3 || (header.rsv1 && !self.deflate) {
+            return Err("reserved bit set by the server".into());
+        }
         if self.buf.len() < start + len {
             return Ok(None);
         }
         self.buf.advance(start);
-        Ok(Some((header.opcode, self.buf.split_to(len).freeze())))
+        Ok(Some((
+            header.opcode,
+            header.rsv1,
+            self.buf.split_to(len).freeze(),
+        )))
     }
 
     async fn send(&mut self, mut frame: Frame) -> Result<(), String> {
