@@ -97,5 +97,11 @@ SERVER_DB=postgres bench storm-19k-pg storm --clients 19000 --rooms 20 --rate 20
 SERVER_ENV=$tls_server_env bench tls-idle-19k --ca-cert "$db_dir/ca.pem" connections --count 19000 --rate 2000 --concurrency 200 --hold 5
 SERVER_ENV=$tls_server_env bench tls-fanout-10k-20 --ca-cert "$db_dir/ca.pem" fanout --subscribers 10000 --rooms 1 --rate 20 --duration 20
 SERVER_ENV=$tls_server_env bench tls-fanout-10k-saturation --ca-cert "$db_dir/ca.pem" fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 64 --duration 15
+# Compressed broadcast (permessage-deflate): the bench offers it, the server accepts it. The same
+# scenarios as above, to compare on the same day (docs/performance.md, "Compressed broadcast").
+deflate_env=TASKFLOW_WS_COMPRESSION=on
+SERVER_ENV=$deflate_env bench deflate-idle-19k connections --count 19000 --rate 2000 --concurrency 200 --hold 5
+SERVER_ENV=$deflate_env bench deflate-10k-5 fanout --subscribers 10000 --rooms 1 --rate 5 --duration 20
+SERVER_ENV=$deflate_env bench deflate-10k-saturation fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 64 --duration 15
 stop_server
 python3 scripts/bench-summary.py "$out"
