@@ -106,3 +106,29 @@ fn a_csv_body_of_carriage_return_records_is_judged_record_by_record() {
     assert_eq!(run.lines.len(), 4);
     assert!(run.acceptable());
 }
+
+/// fuzz/corpus/import_ndjson/regression_huge_number_in_ignored_field: an export's read-only
+/// `blocked` was skipped as any JSON value, so a number no JSON reader can hold
+/// (`6…E999993`) was accepted in a line other tools cannot parse. The read-only fields now
+/// have the types an export writes (`blocked` a boolean, the times strings, `version` an
+/// integer), checked, then ignored.
+#[test]
+fn an_ndjson_line_whose_read_only_fields_have_the_wrong_types_is_rejected() {
+    let lines: [&[u8]; 5] = [
+        b"{\"title\":\"t\",\"blocked\":66666666666666999999990000000000000E999993}\n",
+        b"{\"title\":\"t\",\"blocked\":\"yes\"}\n",
+        b"{\"title\":\"t\",\"created_at\":5}\n",
+        b"{\"title\":\"t\",\"version\":\"3\"}\n",
+        b"{\"title\":\"t\",\"version\":1e999}\n",
+    ];
+    for line in lines {
+        let run = import_ndjson(line);
+        let verdicts: Vec<(u64, bool)> = run.lines.iter().map(|(l, s)| (*l, s.is_ok())).collect();
+        assert_eq!(verdicts, [(1, false)], "{}", String::from_utf8_lossy(line));
+    }
+    // What an export writes still imports, nulls included.
+    let body = b"{\"title\":\"t\",\"blocked\":true,\"created_at\":\"2024-01-01T00:00:00Z\",\"updated_at\":\"2024-01-01T00:00:00Z\",\"version\":7}\n{\"title\":\"u\",\"blocked\":null,\"version\":null}\n";
+    let run = import_ndjson(body);
+    assert!(run.acceptable(), "{:?}", run.lines);
+    assert_eq!(run.lines.len(), 2);
+}

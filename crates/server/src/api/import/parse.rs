@@ -3,7 +3,6 @@
 use crate::api::tasks::{parse_id, CreateTask};
 use crate::domain::Invalid;
 use crate::store::ImportSpec;
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::io::{BufRead, BufReader, Read};
 use taskflow_protocol::TaskStatus;
@@ -33,7 +32,8 @@ pub(crate) enum Parsed {
 }
 
 /// One import line: the fields of `POST /tasks` plus `id` and `dependencies`; the read-only
-/// fields an export writes are accepted and ignored, so an export imports back as is.
+/// fields an export writes are accepted (with the types an export gives them) and ignored, so an
+/// export imports back as is.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ImportLine {
@@ -47,22 +47,22 @@ pub(crate) struct ImportLine {
     assignee: Option<String>,
     #[serde(default)]
     dependencies: Vec<String>,
-    /// Read-only in an export; ignored.
+    /// Read-only in an export; checked for the type an export writes, then ignored.
     #[serde(default, rename = "blocked")]
-    #[schema(value_type = Option<serde_json::Value>)]
-    _blocked: Option<IgnoredAny>,
-    /// Read-only in an export; ignored.
+    _blocked: Option<bool>,
+    /// Read-only in an export (RFC 3339); checked to be a string, then ignored.
     #[serde(default, rename = "created_at")]
-    #[schema(value_type = Option<serde_json::Value>)]
-    _created_at: Option<IgnoredAny>,
-    /// Read-only in an export; ignored.
+    _created_at: Option<String>,
+    /// Read-only in an export (RFC 3339); checked to be a string, then ignored.
     #[serde(default, rename = "updated_at")]
-    #[schema(value_type = Option<serde_json::Value>)]
-    _updated_at: Option<IgnoredAny>,
-    /// Read-only in an export; ignored.
-    #[serde(default, rename = "version")]
-    #[schema(value_type = Option<serde_json::Value>)]
-    _version: Option<IgnoredAny>,
+    _updated_at: Option<String>,
+    /// Read-only in an export; checked to be an integer, then ignored.
+    #[serde(
+        default,
+        rename = "version",
+        deserialize_with = "crate::api::fields::integer"
+    )]
+    _version: Option<i64>,
 }
 
 impl ImportLine {
