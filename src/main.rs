@@ -55,6 +55,9 @@ struct ClientArgs {
     /// Print every frame as one raw JSON line, for scripts.
     #[arg(long)]
     json: bool,
+    /// Do not offer permessage-deflate: plain frames even from a server that compresses.
+    #[arg(long)]
+    no_compression: bool,
 }
 
 #[derive(Args, Clone, Default)]
@@ -167,6 +170,7 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
         json: args.json,
         backoff_base: std::time::Duration::from_millis(500),
         backoff_cap: std::time::Duration::from_secs(30),
+        compression: !args.no_compression,
     };
     taskflow_client::run(options, std::io::stdout(), async {
         let _ = tokio::signal::ctrl_c().await;

@@ -4,11 +4,13 @@
 //!
 //! - [`backoff`]: the retry schedule.
 //! - [`display`]: how frames are printed for people.
+//! - [`inflate`]: `permessage-deflate` under tungstenite, which has none.
 //! - [`session`]: one connection, and the reconnecting loop around it.
 //! - [`tls`]: which roots `wss://` and `https://` trust (a private CA with `--ca-cert`).
 
 pub mod backoff;
 pub mod display;
+pub mod inflate;
 pub mod session;
 pub mod tls;
 

@@ -33,6 +33,9 @@ pub struct ClientOptions {
     pub backoff_base: Duration,
     /// Largest backoff ceiling.
     pub backoff_cap: Duration,
+    /// Offer `permessage-deflate` (a server with `ws_compression = on` then sends events
+    /// compressed; [`crate::inflate`]).
+    pub compression: bool,
 }
 
 /// Why the client stopped for good.
@@ -240,9 +243,7 @@ pub async fn run(
     let mut backoff = Backoff::new(options.backoff_base, options.backoff_cap);
     let mut positions = Positions::default();
     // Read once: a CA file that cannot be used is an error no retry fixes.
-    let connector = Some(tokio_tungstenite::Connector::Rustls(
-        crate::tls::client_config(options.ca_cert.as_deref())?,
-    ));
+    let connector = crate::tls::client_config(options.ca_cert.as_deref())?;
     loop {
         // connect_once watches `stop` itself, so it can close politely with 1000.
         let ended = connect_once(
@@ -276,9 +277,57 @@ pub async fn run(
     }
 }
 
+/// TCP, then TLS for `wss://`, then the inflating layer ([`crate::inflate`], above TLS: it reads
+/// the WebSocket's own bytes), then the WebSocket handshake.
+async fn open(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<
+    (
+        tokio_tungstenite::WebSocketStream<
+            crate::inflate::Inflating<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+        >,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    use tokio_tungstenite::tungstenite::error::{Error, UrlError};
+    let uri = request.uri().clone();
+    let secure = match uri.scheme_str() {
+        Some("wss") => true,
+        Some("ws") => false,
+        _ => return Err(Error::Url(UrlError::UnsupportedUrlScheme)),
+    };
+    let host = uri.host().ok_or(Error::Url(UrlError::NoHostName))?;
+    // An IPv6 literal comes bracketed in a URI.
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    let _ = tcp.set_nodelay(true);
+    let stream = if secure {
+        let name = rustls::pki_types::ServerName::try_from(host)
+            .map_err(|_| Error::Url(UrlError::NoHostName))?;
+        let tls = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await?;
+        tokio_tungstenite::MaybeTlsStream::Rustls(tls)
+    } else {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp)
+    };
+    tokio_tungstenite::client_async_with_config(
+        request,
+        crate::inflate::Inflating::new(stream),
+        None,
+    )
+    .await
+}
+
 async fn connect_once(
     options: &ClientOptions,
-    connector: Option<tokio_tungstenite::Connector>,
+    connector: std::sync::Arc<rustls::ClientConfig>,
     out: &mut impl Write,
     backoff: &mut Backoff,
     positions: &mut Positions,
@@ -295,9 +344,15 @@ async fn connect_once(
     let auth = HeaderValue::from_str(&format!("Bearer {}", options.token))
         .map_err(|_| ClientError::BadUrl("token".into()))?;
     request.headers_mut().insert("authorization", auth);
+    if options.compression {
+        request.headers_mut().insert(
+            "sec-websocket-extensions",
+            HeaderValue::from_static(crate::inflate::OFFER),
+        );
+    }
     let connecting = tokio::select! {
         _ = &mut *stop => return Ok(Ended::Stopped),
-        connecting = tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector) => connecting,
+        connecting = open(request, connector) => connecting,
     };
     let (socket, _) = match connecting {
         Ok(ok) => ok,
@@ -319,6 +374,7 @@ async fn connect_once(
         }
         Err(err) => return Ok(Ended::Lost(err.to_string())),
     };
+    let compressed = socket.get_ref().compressed();
     let (mut sink, mut stream) = socket.split();
     // The hello names the user, whose own room the client follows besides the rooms asked for
     // (or `tasks`, subscribed explicitly so the answer gives every project room's position).
@@ -356,7 +412,11 @@ async fn connect_once(
         }
     }
     if !options.json {
-        writeln!(out, "Connected to {}", options.url)?;
+        if compressed {
+            writeln!(out, "Connected to {} (events compressed)", options.url)?;
+        } else {
+            writeln!(out, "Connected to {}", options.url)?;
+        }
         writeln!(out, "Waiting for events...")?;
         out.flush()?;
     }

@@ -321,6 +321,7 @@ async fn the_terminal_client_follows_a_wss_server_trusting_a_private_ca() {
         json: true,
         backoff_base: std::time::Duration::from_millis(50),
         backoff_cap: std::time::Duration::from_millis(200),
+        compression: true,
     };
     let client = tokio::spawn(taskflow_client::run(options, Output(tx), async {
         let _ = stop_rx.await;

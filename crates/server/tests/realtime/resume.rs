@@ -359,7 +359,24 @@ fn base64_cursor(epoch: &str, room: &str, offset: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_terminal_client_resumes_after_a_cut() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    terminal_client_resumes_after_a_cut(false).await;
+}
+
+/// The same against a server that compresses: the client's inflating layer under tungstenite
+/// reads every compressed event, across the cut too (that it negotiates compression at all is
+/// `the_terminal_client_reports_compressed_events_when_both_sides_want_them`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_client_resumes_after_a_cut_with_compressed_events() {
+    terminal_client_resumes_after_a_cut(true).await;
+}
+
+async fn terminal_client_resumes_after_a_cut(compress: bool) {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        if compress {
+            c.ws_compression = taskflow_server::config::Switch::On;
+        }
+    })
+    .await;
     app.create_project("r", &[]).await;
     let proxy = Proxy::start(app.addr).await;
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -376,6 +393,7 @@ async fn the_terminal_client_resumes_after_a_cut() {
         json: true,
         backoff_base: std::time::Duration::from_millis(50),
         backoff_cap: std::time::Duration::from_millis(200),
+        compression: true,
     };
     let client = tokio::spawn(taskflow_client::run(options, out, async {
         let _ = stop_rx.await;
@@ -422,6 +440,82 @@ async fn the_terminal_client_resumes_after_a_cut() {
     );
     stop_tx.send(()).unwrap();
     client.await.unwrap().unwrap();
+}
+
+/// The terminal client says when events come compressed, and they do only when it offers and
+/// the server is configured to (a task event, inflated, is printed either way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_client_reports_compressed_events_when_both_sides_want_them() {
+    for (server, client, expected) in [
+        (true, true, true),
+        (true, false, false),
+        (false, true, false),
+    ] {
+        let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+            if server {
+                c.ws_compression = taskflow_server::config::Switch::On;
+            }
+        })
+        .await;
+        let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let out = LineWriter {
+            tx: lines_tx,
+            partial: Vec::new(),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let options = taskflow_client::ClientOptions {
+            ca_cert: None,
+            url: format!("ws://{}/ws/tasks", app.addr),
+            token: ADMIN_TOKEN.into(),
+            rooms: vec!["project:default".into()],
+            json: false,
+            backoff_base: std::time::Duration::from_millis(50),
+            backoff_cap: std::time::Duration::from_millis(200),
+            compression: client,
+        };
+        let run = tokio::spawn(taskflow_client::run(options, out, async {
+            let _ = stop_rx.await;
+        }));
+        let connected = next_line(&mut lines).await;
+        assert!(connected.starts_with("Connected to "), "{connected}");
+        assert_eq!(
+            connected.ends_with("(events compressed)"),
+            expected,
+            "server {server}, client {client}: {connected}"
+        );
+        assert_eq!(next_line(&mut lines).await, "Waiting for events...");
+        // "Waiting" is printed once the subscribe is sent, not answered: a task created before
+        // the server took it would not be broadcast to this client, so another is created each
+        // second until one is printed. A long description makes the event worth compressing.
+        let description = "compressed or not, the same words ".repeat(8);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        'printed: for attempt in 0.. {
+            let title = format!("reported {attempt}");
+            app.create_task(json!({ "title": title, "description": description }))
+                .await;
+            let wait = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+            loop {
+                match tokio::time::timeout_at(wait.min(deadline), lines.recv()).await {
+                    Ok(Some(line)) if line.contains("reported ") => break 'printed,
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("the client stopped"),
+                    Err(_) => {
+                        assert!(tokio::time::Instant::now() < deadline, "no event printed");
+                        break;
+                    }
+                }
+            }
+        }
+        stop_tx.send(()).unwrap();
+        run.await.unwrap().unwrap();
+    }
+}
+
+async fn next_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(std::time::Duration::from_secs(10), lines.recv())
+        .await
+        .expect("the client prints")
+        .expect("the client runs")
 }
 
 /// An `io::Write` that sends each complete line to a channel.
