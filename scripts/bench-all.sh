@@ -103,5 +103,8 @@ deflate_env=TASKFLOW_WS_COMPRESSION=on
 SERVER_ENV=$deflate_env bench deflate-idle-19k connections --count 19000 --rate 2000 --concurrency 200 --hold 5
 SERVER_ENV=$deflate_env bench deflate-10k-5 fanout --subscribers 10000 --rooms 1 --rate 5 --duration 20
 SERVER_ENV=$deflate_env bench deflate-10k-saturation fanout --subscribers 10000 --rooms 1 --rate 0 --publishers 64 --duration 15
+# Realistic tasks (a title, a few sentences of description, a priority), plain and compressed.
+bench realistic-10k-5 fanout --payload realistic --subscribers 10000 --rooms 1 --rate 5 --duration 20
+SERVER_ENV=$deflate_env bench deflate-realistic-10k-5 fanout --payload realistic --subscribers 10000 --rooms 1 --rate 5 --duration 20
 stop_server
 python3 scripts/bench-summary.py "$out"

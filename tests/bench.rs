@@ -704,12 +704,14 @@ async fn bench_fanout_compressed_and_not_reports_bytes_on_the_wire() {
     let (child, addr) = start_with(&db.url, &[("TASKFLOW_WS_COMPRESSION", "on")]);
     let server = KillOnDrop(child);
     let pid = server.0.id();
-    let run = |extra: &'static [&'static str]| {
+    let run = |extra: &'static [&'static str], payload: &'static str| {
         let addr = addr.clone();
         tokio::task::spawn_blocking(move || {
             let mut scenario = extra.to_vec();
             scenario.extend([
                 "fanout",
+                "--payload",
+                payload,
                 "--subscribers",
                 "40",
                 "--rooms",
@@ -722,9 +724,11 @@ async fn bench_fanout_compressed_and_not_reports_bytes_on_the_wire() {
             bench(&addr, pid, &scenario)
         })
     };
-    let compressed = run(&[]).await.unwrap();
-    let plain = run(&["--no-compression"]).await.unwrap();
-    for report in [&compressed, &plain] {
+    let compressed = run(&[], "minimal").await.unwrap();
+    let plain = run(&["--no-compression"], "minimal").await.unwrap();
+    let realistic = run(&[], "realistic").await.unwrap();
+    let realistic_plain = run(&["--no-compression"], "realistic").await.unwrap();
+    for report in [&compressed, &plain, &realistic, &realistic_plain] {
         assert_eq!(report["delivered"], report["expected"], "{report}");
         assert_eq!(report["lost"], 0, "{report}");
     }
@@ -736,5 +740,16 @@ async fn bench_fanout_compressed_and_not_reports_bytes_on_the_wire() {
         "compressed {} vs plain {} bytes per delivery",
         per(&compressed),
         per(&plain)
+    );
+    // Realistic tasks are bigger events, and compress too.
+    assert!(
+        per(&realistic_plain) > per(&plain) + 200.0,
+        "{realistic_plain}"
+    );
+    assert!(
+        per(&realistic) < per(&realistic_plain),
+        "realistic: compressed {} vs plain {} bytes per delivery",
+        per(&realistic),
+        per(&realistic_plain)
     );
 }

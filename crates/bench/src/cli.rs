@@ -1,5 +1,6 @@
 //! The command line of `taskflow bench`, and what each subcommand runs.
 
+use crate::payload::Payload;
 use crate::report::Report;
 use crate::target::Target;
 use crate::{churn, connections, fanout, import, plot, report, storm, BenchError};
@@ -101,6 +102,10 @@ enum Scenario {
         /// (counted as delayed once it gets in); 0: the first refusal is a failure.
         #[arg(long, default_value_t = 30)]
         retry_for: u64,
+        /// What the published tasks carry: `minimal` (the send time in the title) or
+        /// `realistic` (a title, a few sentences of description and a priority).
+        #[arg(long, value_enum, default_value_t = Payload::Minimal)]
+        payload: Payload,
     },
     /// Every client back at once: connect and subscribe N clients, publish through the run, then
     /// drop and resume them all (or drain a node with SIGTERM); time until every client is
@@ -311,6 +316,7 @@ async fn run_scenario(
             concurrency,
             max_failed,
             retry_for,
+            payload,
         } => Report::Fanout(Box::new(
             fanout::run(
                 target,
@@ -327,6 +333,7 @@ async fn run_scenario(
                     concurrency,
                     max_failed,
                     retry_for: Duration::from_secs(retry_for),
+                    payload,
                 },
             )
             .await?,

@@ -12,6 +12,7 @@
 use crate::dial::Dialer;
 use crate::frame::{self, Mark};
 use crate::join::{self, Patience};
+use crate::payload::Payload;
 use crate::setup::{self, BenchUser, Setup};
 use crate::stats::{Percentiles, Recorder, Spans};
 use crate::target::{Target, Usage};
@@ -20,7 +21,7 @@ use crate::wire::Wire;
 use crate::{progress, BenchError};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct FanoutPlan {
     /// How long a subscriber refused with 503 and `Retry-After` keeps following it (zero: it
     /// fails at the first refusal).
     pub retry_for: Duration,
+    /// What the published tasks carry.
+    pub payload: Payload,
 }
 
 /// What happened.
@@ -366,6 +369,7 @@ pub async fn run(target: &Target, plan: &FanoutPlan) -> Result<FanoutReport, Ben
         let pace = Pace {
             rate: plan.rate,
             until: Until::Elapsed(plan.duration),
+            payload: plan.payload,
         };
         publish_apart(
             target.clone(),
@@ -584,6 +588,8 @@ pub(crate) struct Pace {
     pub(crate) rate: u32,
     /// When they stop.
     pub(crate) until: Until,
+    /// What each task carries.
+    pub(crate) payload: Payload,
 }
 
 /// When publishing stops.
@@ -653,11 +659,12 @@ async fn publish(
         .enumerate()
         .map(|(p, user)| {
             let (target, rooms, user) = (target.clone(), rooms.to_vec(), user.clone());
-            let (published, errors, until, rate) = (
+            let (published, errors, until, rate, payload) = (
                 published.clone(),
                 errors.clone(),
                 pace.until.clone(),
                 pace.rate,
+                pace.payload,
             );
             tokio::spawn(async move {
                 let client = target.http_client();
@@ -674,16 +681,9 @@ async fn publish(
                         tick.tick().await;
                     }
                     let room = &rooms[k % rooms.len()];
+                    let body = payload.task(&frame::sent_title(now_nanos()), room, k as u64);
                     k += n;
-                    match create(
-                        &client,
-                        &target,
-                        &user,
-                        room,
-                        &frame::sent_title(now_nanos()),
-                    )
-                    .await
-                    {
+                    match create(&client, &target, &user, &body).await {
                         true => published.fetch_add(1, Ordering::Relaxed),
                         false => errors.fetch_add(1, Ordering::Relaxed),
                     };
@@ -708,7 +708,8 @@ async fn publish(
     bar.finish_and_clear();
     let client = target.http_client();
     for room in rooms {
-        if create(&client, target, &publishers[0], room, frame::END_TITLE).await {
+        let end = Payload::Minimal.task(frame::END_TITLE, room, 0);
+        if create(&client, target, &publishers[0], &end).await {
             published.fetch_add(1, Ordering::Relaxed);
         } else {
             errors.fetch_add(1, Ordering::Relaxed);
@@ -720,18 +721,11 @@ async fn publish(
     )
 }
 
-async fn create(
-    client: &reqwest::Client,
-    target: &Target,
-    user: &BenchUser,
-    room: &str,
-    title: &str,
-) -> bool {
-    let body = json!({ "title": title, "project_id": room });
+async fn create(client: &reqwest::Client, target: &Target, user: &BenchUser, body: &Value) -> bool {
     let res = client
         .post(target.http("/tasks"))
         .bearer_auth(&user.token)
-        .json(&body)
+        .json(body)
         .send()
         .await;
     matches!(res, Ok(ref r) if r.status().as_u16() == 201)

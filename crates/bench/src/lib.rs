@@ -9,6 +9,7 @@
 //! - [`dial`]: opening WebSocket connections from many loopback source addresses.
 //! - [`join`]: getting a subscriber in, following the server's 503 + `Retry-After`.
 //! - [`frame`]: reading offsets and send times from event frames without parsing them.
+//! - [`payload`]: what the published tasks carry (the bare send time, or a realistic task).
 //! - [`stats`] and [`timeline`]: latency histograms and delivered rates.
 //! - [`metrics`]: the server's own counters (database queries per connection), node by node.
 //! - [`connections`], [`fanout`], [`churn`] and [`storm`]: the scenarios of the hub;
@@ -27,6 +28,7 @@ pub mod frame;
 pub mod import;
 pub mod join;
 pub mod metrics;
+pub mod payload;
 pub mod plot;
 pub mod progress;
 pub mod report;

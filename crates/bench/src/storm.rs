@@ -33,6 +33,7 @@ use crate::fanout::{self, Cast, Pace, Tally, Until};
 use crate::frame::{self, Mark};
 use crate::join::{self, Joined, Patience};
 use crate::metrics::{self, DbQueries};
+use crate::payload::Payload;
 use crate::stats::Percentiles;
 use crate::target::{Target, Usage};
 use crate::wire::Wire;
@@ -534,6 +535,7 @@ pub async fn run(target: &Target, plan: &StormPlan) -> Result<StormReport, Bench
         Pace {
             rate: plan.rate,
             until: Until::Told(stop_publishing.clone()),
+            payload: Payload::Minimal,
         },
         cast.rooms.clone(),
         cast.publishers.clone(),
