@@ -6,9 +6,11 @@
 //! The client offers `permessage-deflate; client_no_context_takeover` and sends uncompressed
 //! (RFC 7692 lets a sender compress any message or none): its commands are a few bytes. The
 //! server always answers `server_no_context_takeover` (docs/protocol.md), so each compressed
-//! frame inflates on its own. Taskflow's server never fragments, so a compressed message is one
-//! frame; a fragmented compressed message is refused as an I/O error, which the client reports
-//! and reconnects from.
+//! message inflates on its own. Taskflow's server never fragments, but RFC 7692 lets a server
+//! split a compressed message over frames (RSV1 on the first only, control frames in between):
+//! its fragments are gathered and handed to tungstenite as one plain frame once the last one
+//! came. A frame or a gathered message over 16 MiB, or a frame that breaks the extension's
+//! rules, is an I/O error, which the client reports and reconnects from.
 
 use flate2::{Decompress, FlushDecompress};
 use std::io;
@@ -47,6 +49,9 @@ pub struct Inflating<S> {
     state: Option<Box<Decompress>>,
     /// What went wrong in the stream, reported once the bytes before it are read.
     failed: Option<io::Error>,
+    /// A compressed message whose first fragments came, its last not yet: its header (opcode)
+    /// and the compressed bytes so far.
+    gathering: Option<(FrameHeader, Vec<u8>)>,
 }
 
 impl<S> Inflating<S> {
@@ -59,6 +64,7 @@ impl<S> Inflating<S> {
             served: 0,
             state: None,
             failed: None,
+            gathering: None,
         }
     }
 
@@ -113,22 +119,49 @@ impl<S> Inflating<S> {
         if self.input.len() < start + len {
             return Ok(false);
         }
-        if !header.rsv1 {
-            self.output.extend(self.input.drain(..start + len));
+        let payload = start..start + len;
+        let is_control = matches!(header.opcode, OpCode::Control(_));
+        let continues = matches!(header.opcode, OpCode::Data(Data::Continue));
+        if header.rsv1 && (is_control || continues) {
+            return Err(invalid("RSV1 on a control or continuation frame"));
+        }
+        let is_final = header.is_final;
+        let (first, compressed) = match self.gathering.take() {
+            // A frame of a plain message, or a control frame: passed on as it is.
+            None if !header.rsv1 => {
+                self.output.extend(self.input.drain(..start + len));
+                return Ok(true);
+            }
+            None => (header, self.input[payload].to_vec()),
+            Some(gathering) if is_control => {
+                // A control frame between fragments goes on at once (a ping is answered).
+                self.gathering = Some(gathering);
+                self.output.extend(self.input.drain(..start + len));
+                return Ok(true);
+            }
+            Some(_) if !continues => {
+                return Err(invalid("a new message before the last one ended"));
+            }
+            Some((first, mut compressed)) => {
+                if compressed.len() + len > MAX_MESSAGE {
+                    return Err(invalid("compressed message too large"));
+                }
+                compressed.extend_from_slice(&self.input[payload]);
+                (first, compressed)
+            }
+        };
+        self.input.drain(..start + len);
+        if !is_final {
+            self.gathering = Some((first, compressed));
             return Ok(true);
         }
-        if !header.is_final || !matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary)) {
-            return Err(invalid(
-                "a compressed frame that is not a whole data message",
-            ));
-        }
-        let message = inflate(&mut self.state, &self.input[start..start + len])?;
-        self.input.drain(..start + len);
-        let mut plain = FrameHeader {
+        let message = inflate(&mut self.state, &compressed)?;
+        let plain = FrameHeader {
+            is_final: true,
             rsv1: false,
-            ..header
+            mask: None,
+            ..first
         };
-        plain.mask = None;
         let mut framed = Vec::with_capacity(message.len() + 10);
         plain
             .format(message.len() as u64, &mut framed)
@@ -318,6 +351,73 @@ mod tests {
             let (out, compressed) = through(&bytes, chunk).await;
             assert!(compressed);
             assert_eq!(out, expected, "chunk {chunk}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_compressed_message_split_over_frames_comes_out_whole_after_a_ping_between() {
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+        let text = br#"{"type":"event","room":"project:p","offset":7,"data":{"title":"split"}}"#;
+        let compressed = deflate(text);
+        let (a, rest) = compressed.split_at(5);
+        let (b, c) = rest.split_at(rest.len() / 2);
+        let bytes = [
+            &head[..],
+            &frame(0x41, a), // text, RSV1, not final
+            &frame(0x89, b"ping"),
+            &frame(0x00, b), // continuation
+            &frame(0x80, c), // final continuation
+            &frame(0x81, b"after"),
+        ]
+        .concat();
+        let expected = [
+            &head[..],
+            &frame(0x89, b"ping"),
+            &frame(0x81, text),
+            &frame(0x81, b"after"),
+        ]
+        .concat();
+        for chunk in [1, 4, bytes.len()] {
+            let (out, _) = through(&bytes, chunk).await;
+            assert_eq!(out, expected, "chunk {chunk}");
+        }
+    }
+
+    #[tokio::test]
+    async fn rsv1_on_a_continuation_or_a_new_message_mid_way_is_an_error() {
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+        let part = deflate(b"hello");
+        for (name, frames) in [
+            (
+                "rsv1 on a continuation",
+                [frame(0x41, &part), frame(0xc0, b"x")],
+            ),
+            (
+                "a text frame mid-way",
+                [frame(0x41, &part), frame(0x81, b"x")],
+            ),
+            ("rsv1 on a ping", [frame(0x81, b"ok"), frame(0xc9, b"")]),
+        ] {
+            let bytes = [&head[..], &frames.concat()].concat();
+            let (mut client, mut server) = tokio::io::duplex(4096);
+            use tokio::io::AsyncWriteExt;
+            server.write_all(&bytes).await.unwrap();
+            drop(server);
+            let mut inflating = Inflating::new(&mut client);
+            let mut out = Vec::new();
+            let err = loop {
+                let mut buf = [0u8; 64];
+                match inflating.read(&mut buf).await {
+                    Ok(0) => panic!("{name}: no error"),
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                    Err(err) => break err,
+                }
+            };
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{name}");
+            assert!(
+                out.starts_with(head),
+                "{name}: the bytes before it are delivered"
+            );
         }
     }
 
