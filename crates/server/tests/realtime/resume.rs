@@ -379,25 +379,12 @@ async fn terminal_client_resumes_after_a_cut(compress: bool) {
     .await;
     app.create_project("r", &[]).await;
     let proxy = Proxy::start(app.addr).await;
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let out = LineWriter {
-        tx: lines_tx,
-        partial: Vec::new(),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let options = taskflow_client::ClientOptions {
-        ca_cert: None,
-        url: format!("ws://{}/ws/tasks", proxy.addr),
-        token: ADMIN_TOKEN.into(),
-        rooms: vec!["project:r".into()],
-        json: true,
-        backoff_base: std::time::Duration::from_millis(50),
-        backoff_cap: std::time::Duration::from_millis(200),
-        compression: true,
-    };
-    let client = tokio::spawn(taskflow_client::run(options, out, async {
-        let _ = stop_rx.await;
-    }));
+    let (client, mut lines, stop_tx) = terminal_client(
+        &format!("ws://{}/ws/tasks", proxy.addr),
+        "project:r",
+        true,
+        true,
+    );
     let mut offsets = Vec::new();
     async fn next_event(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> i64 {
         loop {
@@ -457,25 +444,12 @@ async fn the_terminal_client_reports_compressed_events_when_both_sides_want_them
             }
         })
         .await;
-        let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let out = LineWriter {
-            tx: lines_tx,
-            partial: Vec::new(),
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let options = taskflow_client::ClientOptions {
-            ca_cert: None,
-            url: format!("ws://{}/ws/tasks", app.addr),
-            token: ADMIN_TOKEN.into(),
-            rooms: vec!["project:default".into()],
-            json: false,
-            backoff_base: std::time::Duration::from_millis(50),
-            backoff_cap: std::time::Duration::from_millis(200),
-            compression: client,
-        };
-        let run = tokio::spawn(taskflow_client::run(options, out, async {
-            let _ = stop_rx.await;
-        }));
+        let (run, mut lines, stop_tx) = terminal_client(
+            &format!("ws://{}/ws/tasks", app.addr),
+            "project:default",
+            false,
+            client,
+        );
         let connected = next_line(&mut lines).await;
         assert!(connected.starts_with("Connected to "), "{connected}");
         assert_eq!(
@@ -509,6 +483,40 @@ async fn the_terminal_client_reports_compressed_events_when_both_sides_want_them
         stop_tx.send(()).unwrap();
         run.await.unwrap().unwrap();
     }
+}
+
+/// The terminal client following `room` at `url` as the admin, quick to reconnect: its task,
+/// the lines it prints, and the switch that stops it.
+fn terminal_client(
+    url: &str,
+    room: &str,
+    json: bool,
+    compression: bool,
+) -> (
+    tokio::task::JoinHandle<Result<(), taskflow_client::session::ClientError>>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (lines_tx, lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let out = LineWriter {
+        tx: lines_tx,
+        partial: Vec::new(),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let options = taskflow_client::ClientOptions {
+        ca_cert: None,
+        url: url.to_owned(),
+        token: ADMIN_TOKEN.into(),
+        rooms: vec![room.to_owned()],
+        json,
+        backoff_base: std::time::Duration::from_millis(50),
+        backoff_cap: std::time::Duration::from_millis(200),
+        compression,
+    };
+    let client = tokio::spawn(taskflow_client::run(options, out, async {
+        let _ = stop_rx.await;
+    }));
+    (client, lines, stop_tx)
 }
 
 async fn next_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
