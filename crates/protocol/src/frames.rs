@@ -348,7 +348,9 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// The client broke the WebSocket protocol.
     pub const PROTOCOL_ERROR: u16 = 1002;
-    /// A text frame was not valid UTF-8.
+    /// A message of a kind the endpoint does not take (a text frame on `/ws/docs`).
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A text frame was not valid UTF-8, or a document update that does not decode.
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// The client kept exceeding its command rate.
     pub const POLICY_VIOLATION: u16 = 1008;
@@ -358,6 +360,13 @@ pub mod close {
     pub const INTERNAL_ERROR: u16 = 1011;
     /// The token expired while connected: get a new token, then reconnect.
     pub const TOKEN_EXPIRED: u16 = 4001;
+    /// Collaborative documents: no longer a member of the task's project. Do not reconnect.
+    pub const DOC_FORBIDDEN: u16 = 4003;
+    /// Collaborative documents: the task was deleted. Do not reconnect.
+    pub const DOC_DELETED: u16 = 4004;
+    /// Collaborative documents: the update would make the document larger than
+    /// `docs_max_bytes`, or its text longer than a description may be. It was not stored.
+    pub const DOC_TOO_LARGE: u16 = 4010;
     /// The client did not read fast enough and its queue filled: reconnect and resume.
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The client stopped answering pings (sent for the record; the peer is usually gone).

@@ -236,6 +236,22 @@ pub struct Config {
     pub poll_timeout_secs: u64,
     /// How often an SSE stream sends a keep-alive comment, in seconds.
     pub sse_keepalive_secs: u64,
+    /// Collaborative documents (`/ws/docs`): largest incoming message, in bytes (close 1009).
+    pub docs_max_message_bytes: usize,
+    /// Most bytes one document may take in the store, its snapshot and the updates since
+    /// (close 4010 for the update that would pass it).
+    pub docs_max_bytes: usize,
+    /// Messages per second one document connection may send on average (close 1008 beyond).
+    pub docs_messages_per_sec: u32,
+    /// Messages a document connection may send in a burst.
+    pub docs_messages_burst: u32,
+    /// How long a description waits without an edit before it is written to its task (one
+    /// `task.updated`), in milliseconds; never more than twice this behind while edits go on.
+    pub docs_settle_ms: u64,
+    /// How long a document nobody edits stays in memory, in seconds.
+    pub docs_idle_unload_secs: u64,
+    /// Stored updates after which a document is compacted into one snapshot.
+    pub docs_compact_every: u32,
     /// How often the server pushes a `stats` frame to the admin's `system` room, in
     /// milliseconds (at least 100). Nothing is computed while nobody follows the room.
     pub dashboard_interval_ms: u64,
@@ -329,6 +345,13 @@ impl Default for Config {
             disabled_transports: Vec::new(),
             poll_timeout_secs: 25,
             sse_keepalive_secs: 15,
+            docs_max_message_bytes: 256 * 1024,
+            docs_max_bytes: 4 * 1024 * 1024,
+            docs_messages_per_sec: 100,
+            docs_messages_burst: 300,
+            docs_settle_ms: 500,
+            docs_idle_unload_secs: 30,
+            docs_compact_every: 200,
             dashboard_interval_ms: 1_000,
             broker: "local".to_owned(),
             node_id: None,
@@ -393,6 +416,18 @@ impl Config {
             min_bytes: self.ws_compression_min_bytes,
             level: self.ws_compression_level.min(9),
         })
+    }
+
+    /// What bounds the collaborative documents (`crate::collab`).
+    pub fn doc_limits(&self) -> crate::collab::DocLimits {
+        crate::collab::DocLimits {
+            max_message_bytes: self.docs_max_message_bytes,
+            max_doc_bytes: self.docs_max_bytes,
+            settle: std::time::Duration::from_millis(self.docs_settle_ms.max(1)),
+            idle_unload: std::time::Duration::from_secs(self.docs_idle_unload_secs),
+            compact_every: self.docs_compact_every.max(1),
+            ..Default::default()
+        }
     }
 
     /// The database pools' sizes this configuration asks for.

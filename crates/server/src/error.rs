@@ -299,6 +299,7 @@ impl From<StoreError> for ApiError {
         let message = err.to_string();
         match err {
             StoreError::TaskNotFound(_) => ApiError::NotFound { code: "task_not_found", message },
+            StoreError::DocNotFound(_) => ApiError::NotFound { code: "document_not_found", message },
             StoreError::ProjectNotFound(_) => ApiError::NotFound { code: "project_not_found", message },
             StoreError::ProjectExists(_) => ApiError::Conflict { code: "project_exists", message, details: None },
             StoreError::TaskExists(id) => ApiError::Conflict {

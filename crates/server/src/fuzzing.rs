@@ -380,6 +380,8 @@ pub enum Decoded {
         tasks_of: Option<String>,
         /// Membership change: project, user, added.
         membership: Option<(String, String, bool)>,
+        /// The task a `task.deleted` event deleted.
+        deleted_task: Option<String>,
         /// The frame bytes.
         frame: Vec<u8>,
     },
@@ -410,6 +412,7 @@ pub fn envelope_decode(bytes: &[u8]) -> Result<Decoded, String> {
             membership: event
                 .membership
                 .map(|(p, user, added)| (p.to_string(), user, added)),
+            deleted_task: event.deleted_task.map(|id| id.to_string()),
             frame: event.bytes.to_vec(),
         }),
         Envelope::Ephemeral {
@@ -443,6 +446,7 @@ pub fn envelope_encode(decoded: &Decoded) -> Vec<u8> {
             at_ms,
             tasks_of,
             membership,
+            deleted_task,
             frame,
         } => {
             let project = |p: &str| ProjectId::parse(p).expect("decoded from a valid id");
@@ -454,6 +458,9 @@ pub fn envelope_encode(decoded: &Decoded) -> Vec<u8> {
                     .map(|(p, user, added)| (project(p), user.clone(), *added)),
                 bytes: Bytes::copy_from_slice(frame),
                 at_ms: *at_ms,
+                deleted_task: deleted_task
+                    .as_deref()
+                    .map(|id| uuid::Uuid::parse_str(id).expect("decoded from a valid id")),
             };
             envelope::encode_event(node, room, &event).to_vec()
         }

@@ -9,6 +9,8 @@
 //!   the router with its layers.
 //! - [`error`]: every failure, and the one place they become JSON error answers.
 //! - [`hub`]: sessions, rooms and ordered fan-out of committed events; knows no HTTP or SQL.
+//! - [`collab`]: collaborative documents (a task's description as a Yjs document): load,
+//!   store before sharing, forward, awareness, the description written back, unload when idle.
 //! - [`broker`]: carries committed events from the store to the hub: in-process for one node,
 //!   through Redis pub/sub between the nodes of a cluster (`broker = "redis://…"`).
 //! - `transport`: the WebSocket endpoint, a thin adapter between sockets and hub sessions.
@@ -24,6 +26,7 @@
 mod api;
 pub mod auth;
 pub mod broker;
+pub mod collab;
 pub mod config;
 pub mod dashboard;
 pub mod direct;

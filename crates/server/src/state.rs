@@ -36,6 +36,8 @@ struct Inner {
     cluster: Option<Cluster>,
     /// Admission of real-time handshakes under a storm.
     gate: Gate,
+    /// The collaborative documents open on this node.
+    collab: crate::collab::Collab,
 }
 
 impl AppState {
@@ -65,8 +67,11 @@ impl AppState {
         let per_sec = NonZeroU32::new(config.rate_limit_per_sec.max(1)).expect("at least 1");
         let burst = NonZeroU32::new(config.rate_limit_burst.max(1)).expect("at least 1");
         let limiter = RateLimiter::keyed(Quota::per_second(per_sec).allow_burst(burst));
+        let collab = crate::collab::Collab::new(store.clone(), config.doc_limits());
+        dispatcher.hub().set_doc_signals(Arc::new(collab.clone()));
         Self {
             inner: Arc::new(Inner {
+                collab,
                 store,
                 keys,
                 limiter,
@@ -76,6 +81,11 @@ impl AppState {
                 cluster,
             }),
         }
+    }
+
+    /// The collaborative documents.
+    pub fn collab(&self) -> &crate::collab::Collab {
+        &self.inner.collab
     }
 
     /// The store.

@@ -377,25 +377,35 @@ fn decoded() -> impl Strategy<Value = Decoded> {
         any::<bool>(),
         prop::option::of((any::<bool>(), "[a-z]{0,8}")),
         any::<Vec<u8>>(),
+        prop::option::of(any::<u128>()),
     )
-        .prop_map(|(node, room, offset, at_ms, task, member, frame)| {
-            // What a project room's event can carry; other rooms carry neither.
-            let project = room
-                .strip_prefix("project:")
-                .filter(|p| *p == "p1")
-                .map(str::to_owned);
-            Decoded::Event {
-                tasks_of: project.clone().filter(|_| task),
-                membership: project
+        .prop_map(
+            |(node, room, offset, at_ms, task, member, frame, deleted)| {
+                // What a project room's event can carry; other rooms carry neither.
+                let project = room
+                    .strip_prefix("project:")
+                    .filter(|p| *p == "p1")
+                    .map(str::to_owned);
+                let membership = project
+                    .clone()
                     .zip(member)
-                    .map(|(p, (added, user))| (p, user, added)),
-                node,
-                room,
-                offset,
-                at_ms,
-                frame,
-            }
-        });
+                    .map(|(p, (added, user))| (p, user, added));
+                // A deletion is never a membership change too.
+                let deleted_task = deleted
+                    .filter(|_| membership.is_none())
+                    .map(|n| uuid::Uuid::from_u128(n).to_string());
+                Decoded::Event {
+                    tasks_of: project.clone().filter(|_| task),
+                    membership,
+                    deleted_task,
+                    node,
+                    room,
+                    offset,
+                    at_ms,
+                    frame,
+                }
+            },
+        );
     let ephemeral = (name8, room, 1u8..=3, "\\PC{0,10}", any::<Vec<u8>>()).prop_map(
         |(node, room, kind, user, frame)| Decoded::Ephemeral {
             node,

@@ -306,7 +306,7 @@ async fn update_task(
     }
     visible_task(&state, &caller, id).await?;
     Ok(Tagged(
-        state.store().update_task(id, change, if_match).await?,
+        state.collab().update_task(id, change, if_match).await?,
     ))
 }
 

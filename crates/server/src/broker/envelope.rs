@@ -22,6 +22,9 @@ const EPHEMERAL: u8 = b'P';
 const TASK_EVENT: u8 = 1;
 const MEMBER_ADDED: u8 = 2;
 const MEMBER_REMOVED: u8 = 4;
+/// A `task.deleted` event; the name after the room is then the task's id (an event is never
+/// both a membership change and a deletion).
+const TASK_DELETED: u8 = 8;
 
 /// A decoded message from another node.
 pub(crate) enum Envelope {
@@ -70,10 +73,12 @@ pub(crate) enum DecodeError {
 
 /// Encodes a committed event of `room` sent by `node`.
 pub(crate) fn encode_event(node: &str, room: &str, event: &Prepared) -> Bytes {
-    let (flags, user) = match &event.membership {
-        Some((_, user, true)) => (MEMBER_ADDED, user.as_str()),
-        Some((_, user, false)) => (MEMBER_REMOVED, user.as_str()),
-        None => (0, ""),
+    let deleted = event.deleted_task.map(|id| id.to_string());
+    let (flags, user) = match (&event.membership, &deleted) {
+        (Some((_, user, true)), _) => (MEMBER_ADDED, user.as_str()),
+        (Some((_, user, false)), _) => (MEMBER_REMOVED, user.as_str()),
+        (None, Some(task)) => (TASK_DELETED, task.as_str()),
+        (None, None) => (0, ""),
     };
     let flags = flags
         | if event.tasks_of.is_some() {
@@ -137,10 +142,14 @@ pub(crate) fn decode(mut bytes: Bytes) -> Result<Envelope, DecodeError> {
             let project = room
                 .strip_prefix("project:")
                 .and_then(|p| ProjectId::parse(p).ok());
+            let deleted_task = (flags & TASK_DELETED != 0)
+                .then(|| uuid::Uuid::parse_str(&user).ok())
+                .flatten();
             let membership = match flags & (MEMBER_ADDED | MEMBER_REMOVED) {
                 0 => None,
                 f => project.clone().map(|p| (p, user, f == MEMBER_ADDED)),
             };
+            let membership = membership.filter(|_| flags & TASK_DELETED == 0);
             let tasks_of = project.filter(|_| flags & TASK_EVENT != 0);
             Ok(Envelope::Event {
                 node,
@@ -151,6 +160,7 @@ pub(crate) fn decode(mut bytes: Bytes) -> Result<Envelope, DecodeError> {
                     membership,
                     bytes,
                     at_ms,
+                    deleted_task,
                 },
             })
         }
@@ -225,6 +235,7 @@ mod tests {
             membership: Some((project, "bob".into(), false)),
             bytes: Bytes::from_static(br#"{"type":"event"}"#),
             at_ms: 7,
+            deleted_task: None,
         };
         let wire = encode_event("node-a", "project:p1", &event);
         let Ok(Envelope::Event { node, room, event }) = decode(wire) else {

@@ -1,12 +1,14 @@
 //! The rules of tasks, independent of storage and HTTP: validated values (a [`TaskTitle`] that
 //! exists is a valid one), the shape of a change, and the dependency graph algorithms.
 
+mod doc;
 mod graph;
 mod ids;
 mod room;
 pub mod rules;
 mod task;
 
+pub use doc::DocName;
 pub use graph::{find_path, plan_order, tasks_on_cycles, PlanItem};
 pub use ids::{ProjectId, UserId};
 pub use room::Room;

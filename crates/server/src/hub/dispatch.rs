@@ -39,6 +39,8 @@ pub struct Prepared {
     pub(crate) bytes: Bytes,
     /// Commit time, for the commit-to-enqueue histogram.
     pub(crate) at_ms: i64,
+    /// The task a `task.deleted` event deleted: its collaborative document closes.
+    pub(crate) deleted_task: Option<uuid::Uuid>,
 }
 
 /// Where a room's stream stands on this node.
@@ -282,6 +284,9 @@ impl Dispatcher {
         }
         if let Some((_, user, _)) = &event.membership {
             order.membership.insert(user.clone(), event.offset);
+        }
+        if let Some(task) = event.deleted_task {
+            hub.task_deleted(task);
         }
         order.delivered = event.offset;
         order.tail.push(
@@ -717,6 +722,13 @@ pub(crate) fn prepare(event: LoggedEvent) -> Prepared {
             .map(|(p, u)| (p, u, event.event == EventKind::MemberAdded)),
         _ => None,
     };
+    let deleted_task = (event.event == EventKind::TaskDeleted)
+        .then(|| {
+            event.data["id"]
+                .as_str()
+                .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        })
+        .flatten();
     let tasks_of = project.filter(|_| event.event.is_task_event());
     let offset = event.offset;
     let at_ms = event.at.timestamp_millis();
@@ -733,6 +745,7 @@ pub(crate) fn prepare(event: LoggedEvent) -> Prepared {
         membership,
         bytes,
         at_ms,
+        deleted_task,
     }
 }
 

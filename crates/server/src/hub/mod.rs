@@ -150,6 +150,20 @@ struct Inner {
     /// When a `stats` frame from another node last arrived (ms since the Unix epoch, 0: never):
     /// someone follows `system` there, so this node reports too (see [`Hub::stats_wanted`]).
     remote_stats_at_ms: AtomicU64,
+    /// Who hears of deleted tasks and removed members besides the sessions: the collaborative
+    /// documents (`crate::collab`), set once at start.
+    doc_signals: std::sync::OnceLock<Arc<dyn DocSignals>>,
+}
+
+/// What the collaborative documents must hear from the event stream: a deleted task closes its
+/// document, a removed member loses their documents of the project. The hub sees every such
+/// event (the dispatcher delivers every committed event, the broker's members channel every
+/// membership change), so it passes them on without knowing what a document is.
+pub trait DocSignals: Send + Sync + 'static {
+    /// A `task.deleted` event was delivered.
+    fn task_deleted(&self, task: uuid::Uuid);
+    /// A `member.removed` event was delivered.
+    fn member_removed(&self, project: &ProjectId, user: &str);
 }
 
 /// A connection admitted against the limits; dropping it gives the slot back (also when the
@@ -202,6 +216,7 @@ impl Hub {
                 memberships: memberships::Memberships::new(limits.memberships),
                 tally: tally::Tally::default(),
                 remote_stats_at_ms: AtomicU64::new(0),
+                doc_signals: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -558,6 +573,11 @@ impl Hub {
     /// (on removal) their subscription to the project's room.
     pub(crate) fn membership_changed(&self, project: &ProjectId, user: &str, member: bool) {
         self.inner.memberships.changed(project, user, member);
+        if !member {
+            if let Some(signals) = self.inner.doc_signals.get() {
+                signals.member_removed(project, user);
+            }
+        }
         let room = project.room();
         let affected: Vec<Arc<Session>> = self
             .inner
@@ -571,6 +591,18 @@ impl Hub {
             if !member {
                 self.leave(&session, &room);
             }
+        }
+    }
+
+    /// Sets who hears of deleted tasks and removed members ([`DocSignals`]); once.
+    pub fn set_doc_signals(&self, signals: Arc<dyn DocSignals>) {
+        let _ = self.inner.doc_signals.set(signals);
+    }
+
+    /// A task was deleted (its `task.deleted` event is being delivered).
+    pub(crate) fn task_deleted(&self, task: uuid::Uuid) {
+        if let Some(signals) = self.inner.doc_signals.get() {
+            signals.task_deleted(task);
         }
     }
 

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// A project with this id already exists.
     #[error("project {0} already exists")]
     ProjectExists(String),
+    /// The collaborative document does not exist (its task was deleted meanwhile).
+    #[error("document {0} not found")]
+    DocNotFound(String),
     /// A task with this id already exists (imports may carry ids).
     #[error("task {0} already exists")]
     TaskExists(Uuid),

@@ -15,6 +15,7 @@
 mod chat;
 mod dedup;
 mod direct;
+mod docs;
 mod error;
 mod group;
 mod import;
@@ -26,6 +27,7 @@ mod rows;
 mod tasks;
 mod tx;
 
+pub use docs::StoredDoc;
 pub use error::{DependencyError, StoreError};
 pub use import::{ImportEvents, ImportSpec, Importer, LineError};
 pub use pool::{PoolSizes, PoolStats};

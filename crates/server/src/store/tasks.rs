@@ -5,7 +5,7 @@ use super::rows::{fetch_row, fetch_task, hydrate, parse_uuid, Binds, TaskRow, TA
 use super::tx::WriteTx;
 use super::{now_ms, DependencyError, Result, Store, StoreError};
 use crate::domain::{
-    find_path, plan_order, rules, NewTask, PlanItem, ProjectId, TaskChange, UserId,
+    find_path, plan_order, rules, DocName, NewTask, PlanItem, ProjectId, TaskChange, UserId,
 };
 
 use futures::Stream;
@@ -204,7 +204,7 @@ impl Store {
         if_match: Option<i64>,
     ) -> Result<Task> {
         let project = self.task_project(id).await?;
-        self.write(move |tx| Box::pin(update(tx, project, id, change, if_match)))
+        self.write(move |tx| Box::pin(update_in(tx, project, id, change, if_match)))
             .await
     }
 
@@ -237,6 +237,7 @@ impl Store {
                     .bind(id.to_string())
                     .execute(&mut **tx)
                     .await?;
+                super::docs::delete_in(tx, &DocName::Task(id).to_string()).await?;
                 tx.append(&room, EventKind::TaskDeleted, &task, now_ms())
                     .await?;
                 Ok(task)
@@ -342,7 +343,7 @@ impl Store {
 }
 
 /// [`Store::update_task`] inside its transaction.
-async fn update(
+pub(crate) async fn update_in(
     tx: &mut WriteTx<'_>,
     project: ProjectId,
     id: Uuid,

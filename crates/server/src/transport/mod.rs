@@ -7,6 +7,7 @@ pub(crate) mod access;
 pub(crate) mod asyncapi;
 pub(crate) mod commands;
 mod declarations;
+mod docs;
 mod gate;
 mod poll;
 mod script;
@@ -23,6 +24,7 @@ pub(crate) use gate::Gate;
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/ws/tasks", get(ws::upgrade))
+        .route("/ws/docs/{doc}", get(docs::upgrade))
         .route("/events", get(sse::stream))
         .route("/poll", get(poll::poll))
         .route("/taskflow.js", get(script::script))

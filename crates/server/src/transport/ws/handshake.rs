@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// An open WebSocket connection: the upgraded HTTP connection's byte stream.
-pub(super) type Socket = TokioIo<hyper::upgrade::Upgraded>;
+pub(crate) type Socket = TokioIo<hyper::upgrade::Upgraded>;
 
 /// Why a request is not a WebSocket opening handshake we accept.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +120,7 @@ impl Upgrade {
 
     /// The 101 answer, and the connection once it is sent (`None` if the client went away).
     /// `extensions`: the `Sec-WebSocket-Extensions` answer, if an extension was negotiated.
-    pub(super) fn accept(
+    pub(crate) fn accept(
         self,
         extensions: Option<HeaderValue>,
     ) -> (

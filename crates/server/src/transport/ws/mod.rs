@@ -123,7 +123,7 @@ async fn handshake(state: &AppState, parts: &mut Parts) -> Result<Response, Resp
 
 /// The answer to a request that is not a handshake we accept: 426 says which protocol (and, for
 /// a wrong version, which version) this endpoint speaks; 400 names what is malformed.
-fn refusal(rejection: Rejection) -> Response {
+pub(super) fn refusal(rejection: Rejection) -> Response {
     let version = matches!(rejection, Rejection::WrongVersion);
     let mut response = rejection.into_error().into_response();
     if response.status() == StatusCode::UPGRADE_REQUIRED {
@@ -142,7 +142,7 @@ fn refusal(rejection: Rejection) -> Response {
 
 /// Browsers always send `Origin`; a page on another site must not ride the user's token. Allowed:
 /// no Origin (not a browser), the server's own origin, or one on the allow-list.
-fn origin_allowed(state: &AppState, parts: &Parts) -> bool {
+pub(super) fn origin_allowed(state: &AppState, parts: &Parts) -> bool {
     let Some(origin) = parts
         .headers
         .get(header::ORIGIN)
