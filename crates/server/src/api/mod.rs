@@ -7,6 +7,7 @@ mod direct;
 mod export;
 mod fields;
 mod health;
+mod history;
 pub(crate) mod import;
 mod pages;
 mod people;

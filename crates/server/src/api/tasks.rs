@@ -27,6 +27,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(next_task))
         .routes(routes!(claim_next_task))
         .routes(routes!(add_dependency, remove_dependency))
+        .merge(super::history::router())
 }
 
 /// Body of `POST /tasks`.

@@ -30,7 +30,8 @@ pub(crate) async fn lock_room(conn: &mut AnyConnection, room: &str) -> Result<()
     Ok(())
 }
 
-/// Inserts an event into `room` with the next offset. The caller holds the room lock
+/// Inserts an event into `room` with the next offset, naming the task it is about, if any, in
+/// `task_id` (the index of task histories, [`super::history`]). The caller holds the room lock
 /// ([`lock_room`]) and commits the event with the change it describes; see
 /// [`super::tx::WriteTx::append`].
 pub(crate) async fn insert_event(
@@ -48,13 +49,15 @@ pub(crate) async fn insert_event(
     .await?;
     let data = serde_json::to_value(data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
-        "INSERT INTO events (room, seq, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO events (room, seq, kind, payload, created_at, task_id) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(room.to_owned())
     .bind(offset)
     .bind(kind.as_str())
     .bind(data.to_string())
     .bind(at_ms)
+    .bind(super::history::subject(kind, &data))
     .execute(&mut *conn)
     .await?;
     Ok(LoggedEvent {
@@ -63,6 +66,21 @@ pub(crate) async fn insert_event(
         event: kind,
         data,
         at: from_ms(at_ms),
+    })
+}
+
+/// An event of `room` from its row `(seq, kind, payload, created_at)`.
+pub(super) fn logged(
+    room: &str,
+    (offset, kind, payload, at): (i64, String, String, i64),
+) -> Result<LoggedEvent> {
+    Ok(LoggedEvent {
+        room: room.to_owned(),
+        offset,
+        event: EventKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind:?}")))?,
+        data: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        at: from_ms(at),
     })
 }
 
@@ -83,19 +101,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        rows.into_iter()
-            .map(|(offset, kind, payload, at)| {
-                Ok(LoggedEvent {
-                    room: room.to_owned(),
-                    offset,
-                    event: EventKind::parse(&kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind:?}")))?,
-                    data: serde_json::from_str(&payload)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    at: from_ms(at),
-                })
-            })
-            .collect()
+        rows.into_iter().map(|row| logged(room, row)).collect()
     }
 
     /// The oldest offset still in `room`'s log, if any (older ones were compacted away).

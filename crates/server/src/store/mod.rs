@@ -18,6 +18,7 @@ mod direct;
 mod docs;
 mod error;
 mod group;
+mod history;
 mod import;
 mod log;
 mod meta;

@@ -9,6 +9,7 @@ mod bad_input;
 mod board;
 mod concurrency;
 mod dependencies;
+mod history;
 mod io;
 mod ops;
 mod projects;
