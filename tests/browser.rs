@@ -31,3 +31,17 @@ fn the_board_works_over_https_and_wss_in_chromium() {
         4,
     );
 }
+
+/// Collaborative descriptions with the npm `yjs` and `y-websocket` clients, unchanged
+/// (`tests/browser/docs.test.mjs`): two and five concurrent random editors (one offline for a
+/// while) converge with each other and with the task's REST description; cursors come and go;
+/// strangers are refused and a deleted task closes its document.
+#[test]
+fn the_npm_yjs_clients_edit_a_description_together() {
+    chromium::run(
+        "docs.test.mjs",
+        &["yjs", "y-websocket", "y-protocols", "ws"],
+        &[],
+        4,
+    );
+}

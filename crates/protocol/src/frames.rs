@@ -361,12 +361,15 @@ pub mod close {
     /// The token expired while connected: get a new token, then reconnect.
     pub const TOKEN_EXPIRED: u16 = 4001;
     /// Collaborative documents: no longer a member of the task's project. Do not reconnect.
-    pub const DOC_FORBIDDEN: u16 = 4003;
+    /// The document codes are in 4400–4499, which the npm `y-websocket` provider treats as
+    /// final (it stops reconnecting), mirroring HTTP's 403, 404 and 413.
+    pub const DOC_FORBIDDEN: u16 = 4403;
     /// Collaborative documents: the task was deleted. Do not reconnect.
-    pub const DOC_DELETED: u16 = 4004;
+    pub const DOC_DELETED: u16 = 4404;
     /// Collaborative documents: the update would make the document larger than
-    /// `docs_max_bytes`, or its text longer than a description may be. It was not stored.
-    pub const DOC_TOO_LARGE: u16 = 4010;
+    /// `docs_max_bytes`, or its text longer than a description may be. It was not stored, and
+    /// the same update would be refused again: do not reconnect with it.
+    pub const DOC_TOO_LARGE: u16 = 4413;
     /// The client did not read fast enough and its queue filled: reconnect and resume.
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The client stopped answering pings (sent for the record; the peer is usually gone).

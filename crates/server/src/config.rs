@@ -239,7 +239,7 @@ pub struct Config {
     /// Collaborative documents (`/ws/docs`): largest incoming message, in bytes (close 1009).
     pub docs_max_message_bytes: usize,
     /// Most bytes one document may take in the store, its snapshot and the updates since
-    /// (close 4010 for the update that would pass it).
+    /// (close 4413 for the update that would pass it).
     pub docs_max_bytes: usize,
     /// Messages per second one document connection may send on average (close 1008 beyond).
     pub docs_messages_per_sec: u32,

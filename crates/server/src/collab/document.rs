@@ -98,7 +98,7 @@ impl Document {
     /// the checks before storing should make impossible) is logged and skipped rather than
     /// making the document unloadable.
     pub(super) fn load(name: DocName, project: ProjectId, stored: StoredDoc) -> Self {
-        let doc = Doc::new();
+        let doc = new_doc();
         let text = doc.get_or_insert_text(TEXT);
         for update in std::iter::once(&stored.snapshot).chain(&stored.updates) {
             if let Err(why) = apply_bytes(&doc, update) {
@@ -197,15 +197,15 @@ impl Document {
                 "the document would exceed docs_max_bytes",
             ));
         }
-        // The text grows by at most the update's size, and its length in bytes bounds its
-        // length in characters: only an update near the limit needs the exact count.
+        // The text grows by at most the update's size, and its length in UTF-16 units bounds
+        // its length in characters: only an update near the limit needs the exact count.
         let txn = state.awareness.doc().transact();
-        let bytes = state.text.len(&txn) as usize;
-        if bytes + update.len() > limits.max_text_chars {
+        let units = state.text.len(&txn) as usize;
+        if units + update.len() > limits.max_text_chars {
             let mut whole = txn.encode_state_as_update_v1(&StateVector::default());
             drop(txn);
             drop(state);
-            let scratch = Doc::new();
+            let scratch = new_doc();
             let text = scratch.get_or_insert_text(TEXT);
             apply_bytes(&scratch, &std::mem::take(&mut whole))
                 .map_err(|_| Refusal::Malformed("an update that does not apply"))?;
@@ -354,6 +354,17 @@ impl Document {
     }
 }
 
+/// A document as the server keeps them: positions counted in UTF-16 code units, as Yjs counts
+/// them. With yrs's default (UTF-8 bytes), an item a JavaScript client split inside a surrogate
+/// pair (which Yjs allows, storing U+FFFD halves) has a different length in bytes than the
+/// whole it came from, and yrs's length bookkeeping underflows on a later delete.
+pub(super) fn new_doc() -> Doc {
+    Doc::with_options(yrs::Options {
+        offset_kind: yrs::OffsetKind::Utf16,
+        ..yrs::Options::default()
+    })
+}
+
 /// Applies an encoded update to a document, turning a yrs panic (a bug, which should never
 /// reach a server) into an error so that it cannot take the document down.
 pub(super) fn apply_bytes(doc: &Doc, update: &[u8]) -> Result<(), String> {
@@ -388,25 +399,32 @@ pub(super) fn edit_to(full_state: &[u8], old: &str, new: &str) -> Option<Vec<u8>
         .zip(new_rest.chars().rev())
         .take_while(|(a, b)| a == b)
         .map(|(a, _)| a.len_utf8())
-        .sum::<usize>();
-    let removed = old_rest.len() - suffix;
+        .sum::<usize>()
+        .min(old_rest.len().min(new_rest.len()));
+    let removed = &old_rest[..old_rest.len() - suffix];
     let inserted = &new_rest[..new_rest.len() - suffix];
-    let scratch = Doc::new();
+    // Positions in UTF-16 code units, as the document counts them (`new_doc`).
+    let at = old[..prefix].encode_utf16().count() as u32;
+    let removed = removed.encode_utf16().count() as u32;
+    let scratch = new_doc();
     let text = scratch.get_or_insert_text(TEXT);
     apply_bytes(&scratch, full_state).ok()?;
-    let mut txn = scratch.transact_mut();
-    if removed > 0 {
-        text.remove_range(&mut txn, prefix as u32, removed as u32);
-    }
-    if !inserted.is_empty() {
-        text.insert(&mut txn, prefix as u32, inserted);
-    }
-    Some(txn.encode_update_v1())
+    let mut txn = scratch.try_transact_mut().ok()?;
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if removed > 0 {
+            text.remove_range(&mut txn, at, removed);
+        }
+        if !inserted.is_empty() {
+            text.insert(&mut txn, at, inserted);
+        }
+        txn.encode_update_v1()
+    }))
+    .ok()
 }
 
 /// The first snapshot of a document whose task has this description.
 pub(super) fn seed(description: Option<&str>) -> Vec<u8> {
-    let doc = Doc::new();
+    let doc = new_doc();
     let text = doc.get_or_insert_text(TEXT);
     if let Some(description) = description.filter(|d| !d.is_empty()) {
         let mut txn = doc.transact_mut();
@@ -421,7 +439,7 @@ mod tests {
     use super::*;
 
     fn text_of(updates: &[&[u8]]) -> String {
-        let doc = Doc::new();
+        let doc = new_doc();
         let text = doc.get_or_insert_text(TEXT);
         for update in updates {
             apply_bytes(&doc, update).unwrap();
@@ -453,8 +471,28 @@ mod tests {
     }
 
     #[test]
+    fn a_text_split_inside_a_surrogate_pair_stays_editable() {
+        // What a JavaScript client may do: insert between the two halves of an emoji, then
+        // delete across them. Found by the npm y-websocket test (a panic with byte offsets).
+        let client = new_doc();
+        let text = client.get_or_insert_text(TEXT);
+        {
+            let mut txn = client.transact_mut();
+            text.insert(&mut txn, 0, "ab🎉cd🎈ef");
+            text.insert(&mut txn, 3, "X");
+            text.remove_range(&mut txn, 2, 3);
+        }
+        let state = client
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        let now = text_of(&[&state]);
+        let edit = edit_to(&state, &now, "fresh text").expect("an edit");
+        assert_eq!(text_of(&[&state, &edit]), "fresh text");
+    }
+
+    #[test]
     fn garbage_does_not_apply_and_does_not_panic() {
-        let doc = Doc::new();
+        let doc = new_doc();
         for garbage in [
             &[1u8, 2, 3][..],
             &[255; 40],

@@ -40,7 +40,7 @@ use uuid::Uuid;
 pub struct DocLimits {
     /// Largest message a client may send (close 1009 beyond).
     pub max_message_bytes: usize,
-    /// Most bytes a document may take in the store, snapshot and updates (close 4010 beyond).
+    /// Most bytes a document may take in the store, snapshot and updates (close 4413 beyond).
     pub max_doc_bytes: usize,
     /// Longest description text, in characters: a task's description limit.
     pub max_text_chars: usize,
@@ -77,10 +77,10 @@ pub enum Refusal {
     /// Bytes that do not decode or apply (close 1007).
     #[error("{0}")]
     Malformed(&'static str),
-    /// The document would grow past a limit (close 4010).
+    /// The document would grow past a limit (close 4413).
     #[error("{0}")]
     TooLarge(&'static str),
-    /// The document is gone: its task was deleted (close 4004).
+    /// The document is gone: its task was deleted (close 4404).
     #[error("the task was deleted")]
     Gone,
     /// The store failed; nothing was stored or forwarded (close 1011).
@@ -399,7 +399,7 @@ impl Collab {
             .inner
             .store
             .compact_doc(&doc.name().to_string(), |snapshot, updates| {
-                let scratch = yrs::Doc::new();
+                let scratch = document::new_doc();
                 for update in std::iter::once(&snapshot).chain(&updates) {
                     document::apply_bytes(&scratch, update).ok()?;
                 }
@@ -447,7 +447,7 @@ impl Collab {
         });
     }
 
-    /// The task was deleted: its document closes for everyone (4004) and is forgotten.
+    /// The task was deleted: its document closes for everyone (4404) and is forgotten.
     pub fn task_deleted(&self, task: Uuid) {
         let name = DocName::Task(task);
         if let Some((_, slot)) = self.inner.docs.remove(&name) {
@@ -461,7 +461,7 @@ impl Collab {
         }
     }
 
-    /// A member left a project: their connections to its documents close (4003).
+    /// A member left a project: their connections to its documents close (4403).
     pub fn member_removed(&self, project: &ProjectId, user: &str) {
         let Ok(user) = crate::domain::UserId::parse(user, "user") else {
             return;

@@ -7,8 +7,8 @@
 //! switch and connection limits; then the document must name a task the caller may see (404,
 //! 403). Frames are read and written by tungstenite (the y-websocket protocol is binary
 //! messages, not this server's broadcast hot path, which has a writer of its own). Close codes:
-//! 4001 token expired, 4003 no longer a member, 4004 task deleted, 4008 too slow to read,
-//! 4009 no pong, 4010 document too large, 1003 a text frame, 1007 bytes that do not decode,
+//! 4001 token expired, 4403 no longer a member, 4404 task deleted, 4008 too slow to read,
+//! 4009 no pong, 4413 document too large, 1003 a text frame, 1007 bytes that do not decode,
 //! 1008 message rate, 1009 message size, 1001 shutdown.
 
 use super::access::{admit, authenticate, require_enabled};

@@ -63,8 +63,8 @@ async fn deleting_the_task_closes_its_document_for_everyone(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    assert_eq!(a.closed().await, 4004);
-    assert_eq!(b.closed().await, 4004);
+    assert_eq!(a.closed().await, 4404);
+    assert_eq!(b.closed().await, 4404);
     assert_eq!(refused_with(&app, &format!("task:{id}"), &alice).await, 404);
 }
 
@@ -78,7 +78,7 @@ async fn a_removed_member_is_disconnected_from_the_projects_documents(app: TestA
         .await
         .unwrap();
     assert!(res.status().is_success(), "{}", res.status());
-    assert_eq!(b.closed().await, 4003);
+    assert_eq!(b.closed().await, 4403);
     assert_eq!(refused_with(&app, &format!("task:{id}"), &bob).await, 403);
     // Alice is still editing.
     a.insert(0, "still ").await;

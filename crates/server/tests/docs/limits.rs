@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 crate::on_both_backends!(
     malformed_messages_close_with_1007_and_text_frames_with_1003,
-    an_edit_past_the_description_limit_is_refused_with_4010_and_goes_nowhere,
+    an_edit_past_the_description_limit_is_refused_with_4413_and_goes_nowhere,
 );
 
 async fn malformed_messages_close_with_1007_and_text_frames_with_1003(app: TestApp) {
@@ -33,7 +33,7 @@ async fn malformed_messages_close_with_1007_and_text_frames_with_1003(app: TestA
     assert_eq!(editor.text(), "intact");
 }
 
-async fn an_edit_past_the_description_limit_is_refused_with_4010_and_goes_nowhere(app: TestApp) {
+async fn an_edit_past_the_description_limit_is_refused_with_4413_and_goes_nowhere(app: TestApp) {
     let (id, alice, bob) = setup(&app, "").await;
     let mut a = Editor::join(&app, &id, &alice).await;
     let mut b = Editor::join(&app, &id, &bob).await;
@@ -41,7 +41,7 @@ async fn an_edit_past_the_description_limit_is_refused_with_4010_and_goes_nowher
     b.until(|e| e.text().len() == 9_990).await;
     // Eleven more characters would make 10,001: refused, closed, not forwarded, not stored.
     a.insert(0, "ééééééééééé").await;
-    assert_eq!(a.closed().await, 4010);
+    assert_eq!(a.closed().await, 4413);
     b.insert(0, "ok").await;
     let mut c = Editor::join(&app, &id, &bob).await;
     c.until(|e| e.text().len() == 9_992).await;
