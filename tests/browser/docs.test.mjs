@@ -20,7 +20,12 @@ const servers = new Set();
 const providers = new Set();
 
 after(() => {
-  for (const provider of providers) provider.destroy();
+  // The provider leaves its awareness (and the awareness's timer) alive; the document's
+  // destruction ends both, so the process can exit.
+  for (const provider of providers) {
+    provider.destroy();
+    provider.doc.destroy();
+  }
   for (const server of servers) server.kill("SIGKILL");
   rmSync(scratch, { recursive: true, force: true });
 });
@@ -201,8 +206,18 @@ test("strangers are refused at the handshake and deleting the task closes the do
   const stranger = (await ctx.call("POST", "/auth/tokens", { user: "zed" })).token;
   const status = await new Promise((resolve) => {
     const ws = new WebSocket(`ws://127.0.0.1:${ctx.port}/ws/docs/task:${ctx.task.id}?access_token=${stranger}`);
-    ws.on("unexpected-response", (_, response) => resolve(response.statusCode));
-    ws.on("open", () => resolve("open"));
+    // With this listener, `ws` leaves the refused request open: it is ended here, or the
+    // process would not exit.
+    ws.on("unexpected-response", (request, response) => {
+      resolve(response.statusCode);
+      response.destroy();
+      request.destroy();
+    });
+    ws.on("error", () => {});
+    ws.on("open", () => {
+      resolve("open");
+      ws.terminate();
+    });
   });
   assert.equal(status, 403);
   const ann = editor(ctx, "ann");
