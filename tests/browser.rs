@@ -38,7 +38,7 @@ fn the_board_works_over_https_and_wss_in_chromium() {
 /// strangers are refused and a deleted task closes its document.
 #[test]
 fn the_npm_yjs_clients_edit_a_description_together() {
-    chromium::run(
+    chromium::run_node(
         "docs.test.mjs",
         &["yjs", "y-websocket", "y-protocols", "ws"],
         &[],

@@ -12,6 +12,18 @@ use std::process::Command;
 /// `TASKFLOW_BIN`, Chromium's in `CHROMIUM`, and `env`; asserts it succeeded and ran `passes`
 /// tests with none failing. Returns the runner's report.
 pub fn run(file: &str, modules: &[&str], env: &[(&str, &OsStr)], passes: usize) -> String {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "Chromium is missing: `apt-get install chromium` (scripts/test.sh does)"
+    );
+    let mut env = env.to_vec();
+    env.push(("CHROMIUM", OsStr::new(&chromium)));
+    run_node(file, modules, &env, passes)
+}
+
+/// Like [`run`], for a test file that needs Node and its modules but no browser.
+pub fn run_node(file: &str, modules: &[&str], env: &[(&str, &OsStr)], passes: usize) -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     for module in modules {
         assert!(
@@ -19,16 +31,10 @@ pub fn run(file: &str, modules: &[&str], env: &[(&str, &OsStr)], passes: usize) 
             "{module} is missing: run `npm ci` in tests/browser (scripts/test.sh does)"
         );
     }
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "Chromium is missing: `apt-get install chromium` (scripts/test.sh does)"
-    );
     let output = Command::new("node")
         .args(["--test", "--test-concurrency=1", file])
         .current_dir(&dir)
         .env("TASKFLOW_BIN", env!("CARGO_BIN_EXE_taskflow"))
-        .env("CHROMIUM", &chromium)
         .envs(env.iter().copied())
         .output()
         .expect("node runs");
