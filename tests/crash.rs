@@ -1,10 +1,14 @@
 //! Crash safety: the real `taskflow` binary is killed with SIGKILL in the middle of a write load
 //! and started again on the same database. Every task whose creation was answered 201 must still
 //! be there, each with its `task.created` event, and the room's offsets must have no hole.
+//! Collaborative documents the same way: every update another editor had received before the
+//! kill is in the document after the restart, and the task's description catches up with it.
 
 mod binary;
 #[path = "../crates/server/tests/common/mod.rs"]
 mod common;
+#[path = "../crates/server/tests/docs/editor.rs"]
+mod editor;
 
 use common::{Backend, TestDb};
 use std::collections::HashSet;
@@ -120,4 +124,90 @@ async fn sqlite_crash_mid_write_keeps_every_acknowledged_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_crash_mid_write_keeps_every_acknowledged_task() {
     crash_mid_write_keeps_every_acknowledged_task(Backend::Postgres).await;
+}
+
+async fn crash_mid_edit_keeps_every_update_another_editor_saw(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (mut child, addr) = start(&db.url);
+    let client = reqwest::Client::new();
+    let task: serde_json::Value = client
+        .post(format!("http://{addr}/tasks"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "title": "typed through a crash", "description": "start:" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+    let mut writer = editor::Editor::join_at(&addr, &id, TOKEN, yrs::Doc::new()).await;
+    let mut watcher = editor::Editor::join_at(&addr, &id, TOKEN, yrs::Doc::new()).await;
+    // The writer types one character per update, as fast as it can, until the server is gone.
+    let typing = tokio::spawn(async move {
+        let mut n = 0u32;
+        while writer
+            .try_insert_at_end(&((b'a' + (n % 26) as u8) as char).to_string())
+            .await
+        {
+            n += 1;
+            if n % 16 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    watcher.until(|e| e.text().len() >= 300).await;
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    // Whatever reached the watcher before the connection died: forwarded, so stored.
+    watcher.follow_to_the_end().await;
+    typing.await.unwrap();
+    let seen = watcher.text();
+    assert!(
+        seen.len() >= 300,
+        "the watcher saw {} characters",
+        seen.len()
+    );
+
+    let (mut child, addr) = start(&db.url);
+    let after = editor::Editor::join_at(&addr, &id, TOKEN, yrs::Doc::new()).await;
+    assert!(
+        after.text().starts_with(&seen),
+        "after the restart the document has everything the watcher saw ({} of {} characters)",
+        after.text().len(),
+        seen.len()
+    );
+    // The description is written from the document once loaded, whatever the crash interrupted.
+    let deadline = tokio::time::Instant::now() + editor::WAIT;
+    loop {
+        let task: serde_json::Value = client
+            .get(format!("http://{addr}/tasks/{id}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if task["description"].as_str() == Some(after.text().as_str()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the description never caught up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_crash_mid_edit_keeps_every_update_another_editor_saw() {
+    crash_mid_edit_keeps_every_update_another_editor_saw(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_mid_edit_keeps_every_update_another_editor_saw() {
+    crash_mid_edit_keeps_every_update_another_editor_saw(Backend::Postgres).await;
 }

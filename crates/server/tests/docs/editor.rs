@@ -38,7 +38,16 @@ pub async fn open(
     name: &str,
     token: &str,
 ) -> Result<Stream, tokio_tungstenite::tungstenite::Error> {
-    let request = format!("ws://{}/ws/docs/{name}?access_token={token}", app.addr)
+    open_at(&app.addr.to_string(), name, token).await
+}
+
+/// Opens `/ws/docs/{name}` on the server at `addr` (`host:port`).
+pub async fn open_at(
+    addr: &str,
+    name: &str,
+    token: &str,
+) -> Result<Stream, tokio_tungstenite::tungstenite::Error> {
+    let request = format!("ws://{addr}/ws/docs/{name}?access_token={token}")
         .into_client_request()
         .unwrap();
     tokio_tungstenite::connect_async(request)
@@ -63,7 +72,12 @@ impl Editor {
 
     /// Connects with an existing document (one edited offline), and syncs both ways.
     pub async fn join_with(app: &TestApp, task: &str, token: &str, doc: Doc) -> Editor {
-        let stream = open(app, &format!("task:{task}"), token)
+        Self::join_at(&app.addr.to_string(), task, token, doc).await
+    }
+
+    /// Connects to the server at `addr` with `doc`, and syncs both ways.
+    pub async fn join_at(addr: &str, task: &str, token: &str, doc: Doc) -> Editor {
+        let stream = open_at(addr, &format!("task:{task}"), token)
             .await
             .expect("the handshake succeeds");
         let text = doc.get_or_insert_text("description");
@@ -142,6 +156,28 @@ impl Editor {
                 .expect("a frame");
             self.handle(message).await;
         }
+    }
+
+    /// Reads and applies until the connection ends, however it ends (a killed server).
+    pub async fn follow_to_the_end(&mut self) {
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(WAIT, self.stream.next()).await {
+            self.handle(message).await;
+        }
+    }
+
+    /// Sends an update; `false` once the connection is gone.
+    pub async fn try_insert_at_end(&mut self, chunk: &str) -> bool {
+        let update = {
+            let mut txn = self.doc.transact_mut();
+            let end = self.text.len(&txn);
+            self.text.insert(&mut txn, end, chunk);
+            txn.encode_update_v1()
+        };
+        let message = YMessage::Sync(SyncMessage::Update(update));
+        self.stream
+            .send(Message::Binary(message.encode_v1().into()))
+            .await
+            .is_ok()
     }
 
     async fn handle(&mut self, message: Message) {
