@@ -583,14 +583,30 @@ fn add_realtime(doc: &mut Value) {
     paths.insert("/ws/tasks".into(), json!({ "get": {
         "tags": ["realtime"], "operationId": "ws_tasks",
         "summary": "The WebSocket endpoint (RFC 6455). A plain GET is told 426, or 503 with `Retry-After` when this node would refuse a connection now; the protocol is in `/asyncapi.json`.",
-        "parameters": [token,
+        "parameters": [token.clone(),
             { "name": "auto", "in": "query", "required": false,
               "schema": { "type": "string", "enum": ["true", "false", "1", "0"] },
               "description": "`false` to skip the automatic subscription to the caller's rooms." }],
-        "security": security,
+        "security": security.clone(),
         "responses": {
             "101": { "description": "Switching Protocols: the WebSocket session." },
             "403": error("An Origin that may not open WebSocket connections."),
+            "426": error("Upgrade Required: this route speaks only WebSocket (`upgrade_required`)."),
+        },
+    }}));
+    paths.insert("/ws/docs/{doc}".into(), json!({ "get": {
+        "tags": ["realtime"], "operationId": "ws_docs",
+        "summary": "A task description as a collaborative Yjs document, over the y-websocket wire protocol (binary frames: sync steps 1 and 2, updates, awareness; docs/protocol.md, \"Collaborative documents\"). The npm `y-websocket` provider connects to `ws://HOST/ws/docs` with room `task:<id>` and `params: { access_token }`. A plain GET is told 426.",
+        "parameters": [token.clone(),
+            { "name": "doc", "in": "path", "required": true,
+              "description": "`task:<id>`: the task whose description this is.",
+              "schema": { "type": "string", "pattern": "^task:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" } }],
+        "security": security,
+        "responses": {
+            "101": { "description": "Switching Protocols: the document's editing session." },
+            "401": error("No valid token."),
+            "403": error("An Origin that may not open WebSocket connections, or a caller who is not a member of the task's project."),
+            "404": error("Not a document name (`document_not_found`), or no such task (`task_not_found`)."),
             "426": error("Upgrade Required: this route speaks only WebSocket (`upgrade_required`)."),
         },
     }}));
