@@ -7,6 +7,8 @@
 mod binary;
 #[path = "../crates/server/tests/common/mod.rs"]
 mod common;
+#[path = "../crates/server/tests/docs/editor.rs"]
+mod editor;
 mod realtime_client;
 
 use binary::{Prefix, TOKEN};
@@ -1034,5 +1036,94 @@ async fn the_dashboard_shows_every_node_through_any_node() {
             tab.read_until(&targets).await,
             "every event reached node 1's tabs"
         );
+    }
+}
+
+/// Editors of one description on two nodes converge: updates and awareness cross over the
+/// broker, and while Redis is down the nodes still converge from the store (every
+/// `broker_check_interval_ms`); after it comes back, the broker carries them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editors_of_one_document_on_two_nodes_converge_also_through_a_redis_restart() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut redis = OwnRedis::start();
+    let prefix = Prefix::new();
+    let nodes: Vec<Node> = (0..2)
+        .map(|i| Node::start(&db, &redis.url(), &prefix, &format!("node{i}")))
+        .collect();
+    let task: Value = reqwest::Client::new()
+        .post(format!("http://{}/tasks", nodes[0].addr))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "title": "shared", "description": "base" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+    let mut a = editor::Editor::join_at(&nodes[0].addr, &id, TOKEN, yrs::Doc::new()).await;
+    let mut b = editor::Editor::join_at(&nodes[1].addr, &id, TOKEN, yrs::Doc::new()).await;
+    assert_eq!((a.text(), b.text()), ("base".into(), "base".into()));
+    a.insert(4, " from A").await;
+    b.insert(0, "B says: ").await;
+    let both = "B says: base from A";
+    a.until(|e| e.text() == both).await;
+    b.until(|e| e.text() == both).await;
+    a.announce(json!({ "user": { "name": "Ann" } })).await;
+    let ann = a.doc.client_id().get();
+    b.until(|e| e.peers.get(&ann).is_some_and(|s| s.contains("Ann")))
+        .await;
+
+    redis.kill();
+    for node in &nodes {
+        let deadline = Instant::now() + WAIT;
+        while get_json(&format!("http://{}/readyz", node.addr)).await.1["broker"] != "unreachable" {
+            assert!(
+                Instant::now() < deadline,
+                "the nodes notice that Redis is gone"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // No broker: the edit reaches the other node from the store.
+    a.insert(0, "[offline] ").await;
+    b.until(|e| e.text().starts_with("[offline] ")).await;
+
+    redis.restart();
+    for node in &nodes {
+        let deadline = Instant::now() + WAIT;
+        while get_json(&format!("http://{}/readyz", node.addr)).await.1["broker"] != "ok" {
+            assert!(Instant::now() < deadline, "the nodes reconnect to Redis");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let end = b.text().len() as u32;
+    b.insert(end, " [back]").await;
+    let last = "[offline] B says: base from A [back]";
+    a.until(|e| e.text() == last).await;
+    b.until(|e| e.text() == last).await;
+    // Ann leaves node0: node1's editor sees her state go.
+    drop(a);
+    b.until(|e| e.peers.get(&ann).is_some_and(|s| s == "null"))
+        .await;
+    // The description is the text, whichever node is asked.
+    for node in &nodes {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let task: Value = reqwest::Client::new()
+                .get(format!("http://{}/tasks/{id}", node.addr))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if task["description"] == last {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the description follows: {task}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

@@ -69,6 +69,14 @@ impl AppState {
         let limiter = RateLimiter::keyed(Quota::per_second(per_sec).allow_burst(burst));
         let collab = crate::collab::Collab::new(store.clone(), config.doc_limits());
         dispatcher.hub().set_doc_signals(Arc::new(collab.clone()));
+        if let Some(cluster) = &cluster {
+            cluster.set_docs(collab.clone());
+            collab.join_cluster(
+                Arc::new(cluster.clone()),
+                cluster.node().to_owned(),
+                std::time::Duration::from_millis(config.broker_check_interval_ms),
+            );
+        }
         Self {
             inner: Arc::new(Inner {
                 collab,

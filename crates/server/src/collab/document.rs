@@ -88,6 +88,16 @@ pub struct Document {
     /// When the last lease was given back.
     pub(super) released: Mutex<Instant>,
     pub(super) mirror: Mutex<Mirror>,
+    /// Which stored updates the document holds: every one through `through`, and those in
+    /// `above`. A cluster node catches up from the store past `through`.
+    seqs: Mutex<Seqs>,
+}
+
+/// See [`Document::seqs`].
+#[derive(Debug, Default)]
+struct Seqs {
+    through: i64,
+    above: std::collections::BTreeSet<i64>,
 }
 
 /// How many frames a connection may fall behind before it is closed as a slow consumer.
@@ -121,7 +131,36 @@ impl Document {
             leases: AtomicUsize::new(0),
             released: Mutex::new(Instant::now()),
             mirror: Mutex::new(Mirror::default()),
+            seqs: Mutex::new(Seqs {
+                through: stored.through,
+                above: Default::default(),
+            }),
         }
+    }
+
+    /// Notes that the document holds the stored update `seq` (or, with `all`, every update
+    /// through it).
+    pub(super) fn holds(&self, seq: i64, all: bool) {
+        let mut seqs = self.seqs.lock().unwrap_or_else(|e| e.into_inner());
+        if all {
+            seqs.through = seqs.through.max(seq);
+        } else if seq > seqs.through {
+            seqs.above.insert(seq);
+        }
+        loop {
+            let next = seqs.through + 1;
+            if !seqs.above.remove(&next) {
+                break;
+            }
+            seqs.through = next;
+        }
+        let through = seqs.through;
+        seqs.above.retain(|&s| s > through);
+    }
+
+    /// Every stored update through this one is in the document.
+    pub(super) fn held_through(&self) -> i64 {
+        self.seqs.lock().unwrap_or_else(|e| e.into_inner()).through
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -269,13 +308,14 @@ impl Document {
     /// y-websocket client counts any message as a sign of life). Entries for client ids another
     /// connection introduced are dropped, and a connection introduces at most
     /// `max_clients` ids; `owned` is where this connection's ids are kept.
+    /// Returns what was applied, for the other nodes.
     pub(crate) fn awareness(
         &self,
         peer: PeerId,
         payload: &[u8],
         owned: &mut Vec<u64>,
         limits: &super::DocLimits,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Vec<u8>>, Refusal> {
         let mut update = AwarenessUpdate::decode_v1(payload)
             .map_err(|_| Refusal::Malformed("an awareness update that does not decode"))?;
         let mut state = self.state();
@@ -295,7 +335,7 @@ impl Document {
             }
         });
         if update.clients.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let forwarded = update.encode_v1();
         state
@@ -307,13 +347,71 @@ impl Document {
             from: None,
             bytes: wire::awareness(&forwarded),
         });
-        Ok(())
+        Ok(Some(forwarded))
+    }
+
+    /// Awareness states from another node's editors: applied (except for client ids an editor
+    /// here owns) and told to this node's editors.
+    pub(super) fn remote_awareness(&self, payload: &[u8]) {
+        let Ok(mut update) = AwarenessUpdate::decode_v1(payload) else {
+            return;
+        };
+        let mut state = self.state();
+        update
+            .clients
+            .retain(|client, _| !state.owners.contains_key(&client.get()));
+        if update.clients.is_empty() {
+            return;
+        }
+        let forwarded = update.encode_v1();
+        if state.awareness.apply_update(update).is_err() {
+            return;
+        }
+        drop(state);
+        self.tell(Outgoing::Frame {
+            from: None,
+            bytes: wire::awareness(&forwarded),
+        });
+    }
+
+    /// Removes the states of other nodes' editors not renewed for `timeout_ms` (their node
+    /// died: editors renew theirs every 15 s) and tells this node's editors.
+    pub(super) fn expire_remote_awareness(&self, timeout_ms: u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut state = self.state();
+        let stale: Vec<ClientID> = state
+            .awareness
+            .iter()
+            .filter(|(client, s)| {
+                s.data.is_some()
+                    && !state.owners.contains_key(&client.get())
+                    && now.saturating_sub(s.last_updated) > timeout_ms
+            })
+            .map(|(client, _)| client)
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        for &client in &stale {
+            state.awareness.remove_state(client);
+        }
+        let update = state.awareness.update_with_clients(stale);
+        drop(state);
+        if let Ok(update) = update {
+            self.tell(Outgoing::Frame {
+                from: None,
+                bytes: wire::awareness(&update.encode_v1()),
+            });
+        }
     }
 
     /// A connection ended: its awareness states are removed, and every editor is told.
-    pub(crate) fn forget(&self, owned: &[u64]) {
+    /// Returns the removal, for the other nodes.
+    pub(crate) fn forget(&self, owned: &[u64]) -> Option<Vec<u8>> {
         if owned.is_empty() {
-            return;
+            return None;
         }
         let mut state = self.state();
         let mut removed = Vec::with_capacity(owned.len());
@@ -327,14 +425,12 @@ impl Document {
         }
         let update = state.awareness.update_with_clients(removed);
         drop(state);
-        if let Ok(update) = update {
-            if !update.clients.is_empty() {
-                self.tell(Outgoing::Frame {
-                    from: None,
-                    bytes: wire::awareness(&update.encode_v1()),
-                });
-            }
-        }
+        let update = update.ok().filter(|u| !u.clients.is_empty())?.encode_v1();
+        self.tell(Outgoing::Frame {
+            from: None,
+            bytes: wire::awareness(&update),
+        });
+        Some(update)
     }
 
     /// How many awareness states there are (for the board's "who is editing").

@@ -20,7 +20,10 @@
 //! It knows neither HTTP nor SQL: sockets are `transport::docs`, storage is `store::docs`.
 
 mod document;
+mod feed;
 pub(crate) mod wire;
+
+pub use feed::DocFeed;
 
 pub use document::{Document, TEXT};
 pub(crate) use document::{Outgoing, PeerId};
@@ -139,7 +142,12 @@ struct Inner {
     limits: DocLimits,
     docs: DashMap<DocName, Arc<Slot>>,
     next_peer: AtomicU64,
+    /// The other nodes of a cluster, and this node's id; unset on a single node.
+    feed: std::sync::OnceLock<(Arc<dyn DocFeed>, String)>,
 }
+
+/// How long another node's awareness state lives without renewal (y-protocols' timeout).
+const AWARENESS_TIMEOUT_MS: u64 = 30_000;
 
 /// A document being loaded or loaded.
 #[derive(Default)]
@@ -185,6 +193,7 @@ impl Collab {
                 limits,
                 docs: DashMap::new(),
                 next_peer: AtomicU64::new(1),
+                feed: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -268,21 +277,33 @@ impl Collab {
         if !doc.check(update, limits)? {
             return Ok(());
         }
-        self.inner
+        let seq = self
+            .inner
             .store
             .append_doc_update(&doc.name().to_string(), update.to_vec())
             .await?;
         metrics::counter!("doc_updates_total").increment(1);
-        self.applied(doc, update.to_vec(), Some(from))
+        self.applied(doc, update.to_vec(), Some(from), seq)
     }
 
+    /// A stored update, applied here and told to the other nodes.
     fn applied(
         &self,
         doc: &Arc<Document>,
         update: Vec<u8>,
         from: Option<PeerId>,
+        seq: i64,
     ) -> Result<(), Refusal> {
+        if let Some((feed, node)) = self.inner.feed.get() {
+            feed.publish(feed::encode(&feed::DocMessage::Update {
+                node: node.clone(),
+                task: doc.name().task(),
+                seq,
+                update: update.clone().into(),
+            }));
+        }
         let (changed, compact) = doc.apply(update, from, self.inner.limits.compact_every)?;
+        doc.holds(seq, false);
         if changed {
             self.text_changed(doc);
         }
@@ -317,11 +338,11 @@ impl Collab {
         let Some(edit) = document::edit_to(&doc.full_state(), &doc.text(), &new) else {
             return store.update_task(id, change, if_match).await;
         };
-        let (task, _) = store
+        let (task, seq) = store
             .update_task_and_doc(id, change, if_match, name.to_string(), edit.clone())
             .await?;
         let doc = doc.doc.clone();
-        if let Err(why) = self.applied(&doc, edit, None) {
+        if let Err(why) = self.applied(&doc, edit, None, seq) {
             tracing::error!(doc = %name, %why, "a stored REST edit does not apply");
         }
         Ok(task)
@@ -445,6 +466,138 @@ impl Collab {
                 slot.doc.get().is_some_and(|d| Arc::ptr_eq(d, &doc)) && quiet(&doc)
             });
         });
+    }
+
+    /// A connection's awareness update: applied, told to this node's editors and the others.
+    pub(crate) fn awareness(
+        &self,
+        doc: &Document,
+        peer: PeerId,
+        payload: &[u8],
+        owned: &mut Vec<u64>,
+    ) -> Result<(), Refusal> {
+        if let Some(applied) = doc.awareness(peer, payload, owned, &self.inner.limits)? {
+            self.publish_awareness(doc, applied);
+        }
+        Ok(())
+    }
+
+    /// A connection ended: its awareness states go, here and on the other nodes.
+    pub(crate) fn forget(&self, doc: &Document, owned: &[u64]) {
+        if let Some(removed) = doc.forget(owned) {
+            self.publish_awareness(doc, removed);
+        }
+    }
+
+    fn publish_awareness(&self, doc: &Document, update: Vec<u8>) {
+        if let Some((feed, node)) = self.inner.feed.get() {
+            feed.publish(feed::encode(&feed::DocMessage::Awareness {
+                node: node.clone(),
+                task: doc.name().task(),
+                update: update.into(),
+            }));
+        }
+    }
+
+    /// Joins a cluster: this node's updates and awareness go to `feed`, what the other nodes
+    /// publish comes in through [`Collab::receive`], and every `check` the loaded documents
+    /// catch up from the store (what the broker lost) and other nodes' stale awareness states
+    /// expire (a node that died).
+    pub fn join_cluster(&self, feed: Arc<dyn DocFeed>, node: String, check: Duration) {
+        if self.inner.feed.set((feed, node)).is_err() {
+            return;
+        }
+        let collab = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(check.max(Duration::from_millis(50)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = collab.upgrade() else {
+                    return;
+                };
+                Collab { inner }.catch_up().await;
+            }
+        });
+    }
+
+    /// A message another node published ([`feed`]).
+    pub fn receive(&self, message: bytes::Bytes) {
+        let Some(message) = feed::decode(message) else {
+            tracing::debug!("unreadable document message dropped");
+            return;
+        };
+        let (node, task) = match &message {
+            feed::DocMessage::Update { node, task, .. }
+            | feed::DocMessage::Awareness { node, task, .. } => (node, *task),
+        };
+        if self.inner.feed.get().is_some_and(|(_, me)| me == node) {
+            return;
+        }
+        let Some(doc) = self.loaded_doc(DocName::Task(task)) else {
+            return;
+        };
+        match message {
+            feed::DocMessage::Update { seq, update, .. } => {
+                // Stored by its node before it was published. Its node writes the description.
+                match doc.apply(update.to_vec(), None, u32::MAX) {
+                    Ok(_) => doc.holds(seq, false),
+                    Err(why) => {
+                        tracing::warn!(doc = %doc.name(), %why, "a broker update does not apply; the store will be read")
+                    }
+                }
+            }
+            feed::DocMessage::Awareness { update, .. } => doc.remote_awareness(&update),
+        }
+    }
+
+    fn loaded_doc(&self, name: DocName) -> Option<Arc<Document>> {
+        self.inner.docs.get(&name)?.doc.get().cloned()
+    }
+
+    /// Reads what the loaded documents lack from the store, and expires other nodes' stale
+    /// awareness states.
+    async fn catch_up(&self) {
+        let loaded: Vec<Arc<Document>> = self
+            .inner
+            .docs
+            .iter()
+            .filter_map(|slot| slot.doc.get().cloned())
+            .collect();
+        if loaded.is_empty() {
+            return;
+        }
+        for doc in &loaded {
+            doc.expire_remote_awareness(AWARENESS_TIMEOUT_MS);
+        }
+        let names: Vec<String> = loaded.iter().map(|d| d.name().to_string()).collect();
+        let last = match self.inner.store.doc_last_seqs(&names).await {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the documents' last updates");
+                return;
+            }
+        };
+        let last: std::collections::HashMap<String, i64> = last.into_iter().collect();
+        for doc in loaded {
+            let name = doc.name().to_string();
+            let after = doc.held_through();
+            if last.get(&name).is_none_or(|&seq| seq <= after) {
+                continue;
+            }
+            match self.inner.store.doc_updates_after(&name, after).await {
+                Ok((updates, through)) => {
+                    metrics::counter!("doc_catch_ups_total").increment(1);
+                    for update in updates {
+                        if let Err(why) = doc.apply(update, None, u32::MAX) {
+                            tracing::warn!(doc = %name, %why, "a stored update does not apply");
+                        }
+                    }
+                    doc.holds(through, true);
+                }
+                Err(e) => tracing::warn!(doc = %name, error = %e, "could not catch up"),
+            }
+        }
     }
 
     /// The task was deleted: its document closes for everyone (4404) and is forgotten.

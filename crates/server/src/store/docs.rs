@@ -93,6 +93,53 @@ impl Store {
         }))
     }
 
+    /// The last sequence number of each of these documents (those that exist).
+    pub async fn doc_last_seqs(&self, docs: &[String]) -> Result<Vec<(String, i64)>> {
+        let mut found = Vec::with_capacity(docs.len());
+        for chunk in docs.chunks(500) {
+            let marks = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("SELECT id, last_seq FROM docs WHERE id IN ({marks})");
+            let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
+            for doc in chunk {
+                query = query.bind(doc);
+            }
+            found.extend(query.fetch_all(&self.read).await?);
+        }
+        Ok(found)
+    }
+
+    /// What was stored after `after`: the updates, and the snapshot too if a compaction folded
+    /// some of them into it (read after the updates, like [`Store::load_doc`], so nothing falls
+    /// between the two reads). Returns the highest sequence number covered.
+    pub async fn doc_updates_after(&self, doc: &str, after: i64) -> Result<(Vec<Vec<u8>>, i64)> {
+        let updates: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, data FROM doc_updates WHERE doc = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(doc)
+        .bind(after)
+        .fetch_all(&self.read)
+        .await?;
+        let row: Option<(Vec<u8>, i64)> =
+            sqlx::query_as("SELECT snapshot, snapshot_seq FROM docs WHERE id = $1")
+                .bind(doc)
+                .fetch_optional(&self.read)
+                .await?;
+        let Some((snapshot, snapshot_seq)) = row else {
+            return Err(StoreError::DocNotFound(doc.to_owned()));
+        };
+        let mut through = updates.last().map_or(after, |(seq, _)| *seq);
+        let mut out = Vec::with_capacity(updates.len() + 1);
+        if snapshot_seq > after {
+            out.push(snapshot);
+            through = through.max(snapshot_seq);
+        }
+        out.extend(updates.into_iter().map(|(_, u)| u));
+        Ok((out, through))
+    }
+
     /// Appends one update and returns its sequence number; durable once this returns.
     pub async fn append_doc_update(&self, doc: &str, update: Vec<u8>) -> Result<i64> {
         let doc = doc.to_owned();

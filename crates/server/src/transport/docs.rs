@@ -114,7 +114,7 @@ async fn run(state: &AppState, mut ws: Socket, caller: &Caller, doc: Lease) {
     let peer = state.collab().peer_id();
     let mut owned = Vec::new();
     let end = session(state, &mut ws, caller, &doc, peer, &mut owned).await;
-    doc.forget(&owned);
+    state.collab().forget(&doc, &owned);
     drop(doc);
     if let Some((code, reason)) = end.0 {
         let frame = CloseFrame {
@@ -284,7 +284,8 @@ async fn on_message(
                 .map_err(refused)?;
         }
         wire::Incoming::Awareness(update) => {
-            doc.awareness(peer, update, owned, collab.limits())
+            collab
+                .awareness(doc, peer, update, owned)
                 .map_err(refused)?;
         }
         wire::Incoming::QueryAwareness => {

@@ -105,6 +105,8 @@ struct Shared {
     presence_ttl: Duration,
     /// Background tasks, aborted at shutdown.
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Where the other nodes' document messages go (`crate::collab`).
+    docs: std::sync::OnceLock<crate::collab::Collab>,
 }
 
 /// The receiving ends, consumed by [`Cluster::start`] once the dispatcher exists (it needs the
@@ -140,6 +142,7 @@ impl Cluster {
                 link,
                 presence_ttl: options.presence_ttl,
                 tasks: Mutex::new(vec![link_task]),
+                docs: std::sync::OnceLock::new(),
             }),
         };
         metrics::connected(false);
@@ -238,10 +241,23 @@ impl Cluster {
         self.publish_to(self.inner.names.channel(room), message);
     }
 
+    /// Sets who receives the other nodes' document messages (the `docs` channel); once.
+    pub fn set_docs(&self, docs: crate::collab::Collab) {
+        let _ = self.inner.docs.set(docs);
+    }
+
     fn publish_to(&self, channel: String, message: Bytes) {
         if self.inner.outgoing.try_send((channel, message)).is_err() {
             metrics::publish_failed(1);
         }
+    }
+}
+
+/// Collaborative documents cross nodes on one channel, `<prefix>:docs`, which every node
+/// follows (`collab::feed`).
+impl crate::collab::DocFeed for Cluster {
+    fn publish(&self, message: Bytes) {
+        self.publish_to(self.inner.names.docs(), message);
     }
 }
 

@@ -31,6 +31,11 @@ impl Names {
     /// The channel every node always listens to for `stats` frames: a node learns from them that
     /// a dashboard follows `system` somewhere, and starts reporting its own numbers. (Not the
     /// room's channel: that one is subscribed and unsubscribed as local members come and go.)
+    pub(crate) fn docs(&self) -> String {
+        format!("{}:docs", self.prefix)
+    }
+
+    /// The channel of the `system` room's `stats` frames.
     pub(crate) fn system(&self) -> String {
         format!("{}:system", self.prefix)
     }

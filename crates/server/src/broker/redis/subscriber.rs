@@ -92,6 +92,10 @@ pub(super) async fn run(mut sub: Subscriber) {
         if resubscribed.is_ok() {
             resubscribed = timed(sink.subscribe(sub.cluster.inner.names.system())).await;
         }
+        let docs = sub.cluster.inner.names.docs();
+        if resubscribed.is_ok() {
+            resubscribed = timed(sink.subscribe(&docs)).await;
+        }
         for room in &watched {
             if resubscribed.is_err() {
                 break;
@@ -135,6 +139,11 @@ pub(super) async fn run(mut sub: Subscriber) {
                 },
                 message = stream.next() => match message {
                     Some(message) if message.get_channel_name() == members => membership(&sub, message),
+                    Some(message) if message.get_channel_name() == docs => {
+                        if let Some(collab) = sub.cluster.inner.docs.get() {
+                            collab.receive(bytes::Bytes::copy_from_slice(message.get_payload_bytes()));
+                        }
+                    }
                     Some(message) => receive(&sub, message),
                     None => break Ended::Lost,
                 },
